@@ -1,0 +1,28 @@
+# Set-up is part of every target: `make train` and `make test` work on a fresh machine.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install train test lint clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# The default job: DQN on CartPole into runs/dqn_cartpole. Run it again to resume.
+train: $(STAMP)
+	$(BIN)/python -m trainer.train --root_dir=runs/dqn_cartpole --gin_file=configs/dqn_cartpole.gin
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check trainer tests scripts
+
+clean:
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,27 @@
+"""Errors a user can act on, and the process exit codes (public contract)."""
+
+# Exit codes of `python -m trainer.train`, documented in the README.
+EXIT_OK = 0  # Finished: train.num_iterations reached (or already reached).
+EXIT_CRASH = 1  # An unexpected error; the last committed bundle stays valid.
+EXIT_USAGE = 2  # Bad command line or config; nothing was written.
+EXIT_RUN_DIR = 3  # The run directory cannot be used (locked, damaged).
+EXIT_PREEMPTED = 75  # Stopped by SIGTERM/SIGINT after committing a bundle: requeue.
+# A second signal exits at once with 128 + the signal number.
+
+
+class TrainerError(Exception):
+  """An error with a one-line message that names the problem and the fix."""
+
+  exit_code = EXIT_CRASH
+
+
+class ConfigError(TrainerError):
+  """The command line or the gin config is wrong."""
+
+  exit_code = EXIT_USAGE
+
+
+class RunDirError(TrainerError):
+  """The run directory is unusable: unwritable, locked, or damaged."""
+
+  exit_code = EXIT_RUN_DIR

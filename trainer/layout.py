@@ -1,0 +1,53 @@
+"""Names of everything in a run directory.
+
+The run directory layout is public API (documented in the README): tools, tests
+and users find files through these names, so they live in one place.
+
+    DIR/
+      config.gin                     the run's gin config; resume parses this
+      run.lock                       held by the live job (host, pid, since)
+      train/                         Learner and collect summaries
+        checkpoints/                 agent + train_step (TF-Agents layout)
+          ckpt-<N>.index, ckpt-<N>.data-*, checkpoint
+        bundles/<N>/                 everything else of checkpoint N
+          replay/  state/  state.json  operative_config.gin  COMMITTED
+        reverb/                      Reverb server's scratch checkpoint root
+      eval/                          eval summaries; returns.csv
+      policies/<N>/                  exports: greedy/, collect/, metadata.json
+"""
+
+import os
+
+CONFIG_FILE = "config.gin"
+LOCK_FILE = "run.lock"
+TRAIN_DIR = "train"
+EVAL_DIR = "eval"
+CHECKPOINT_DIR = os.path.join(TRAIN_DIR, "checkpoints")
+BUNDLE_DIR = os.path.join(TRAIN_DIR, "bundles")
+REVERB_SCRATCH_DIR = os.path.join(TRAIN_DIR, "reverb")
+POLICY_DIR = "policies"
+EVAL_RETURNS_FILE = os.path.join(EVAL_DIR, "returns.csv")
+
+# Inside a bundle.
+COMMIT_MARKER = "COMMITTED"
+STATE_JSON = "state.json"
+STATE_CKPT_DIR = "state"
+REPLAY_SUBDIR = "replay"
+OPERATIVE_CONFIG = "operative_config.gin"
+
+# Inside an export.
+GREEDY_POLICY = "greedy"
+COLLECT_POLICY = "collect"
+EXPORT_METADATA = "metadata.json"
+
+STEP_DIGITS = 10
+
+
+def step_name(step: int) -> str:
+  """Directory name of a bundle or export: the zero-padded train step."""
+  return f"{step:0{STEP_DIGITS}d}"
+
+
+def agent_checkpoint_prefix(root_dir: str, step: int) -> str:
+  """Prefix of the agent checkpoint of bundle `step` (`ckpt-<step>`)."""
+  return os.path.join(root_dir, CHECKPOINT_DIR, f"ckpt-{step}")

@@ -1,0 +1,403 @@
+"""Assembles a training job from gin-configured parts and runs it to its total.
+
+`train` is the gin configurable `train.*` of every config: it builds the
+environments and the agent, takes the run directory's lock, restores the
+latest committed bundle if there is one, and hands over to `Job`, which owns
+the collect loop, the TF-Agents Learner and its triggers.
+
+All counts are totals across restarts: `train.num_iterations` is the train
+step at which the job ends, however many times it was interrupted.
+"""
+
+import contextlib
+import dataclasses
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import gin
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from tf_agents.agents import tf_agent
+from tf_agents.environments import py_environment
+from tf_agents.policies import py_tf_eager_policy, random_py_policy
+from tf_agents.train import actor, learner
+from tf_agents.train.utils import train_utils
+
+from trainer import bundle as bundle_lib
+from trainer import config, envs, exports, layout
+from trainer.bundle import Bundle, BundleStore
+from trainer.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError
+from trainer.evaluation import Evaluator
+from trainer.replay import Replay, create_uniform_replay
+from trainer.run_lock import RunLock
+from trainer.run_state import RunState
+from trainer.signals import StopRequest
+from trainer.triggers import GridTrigger, ProgressLogger
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """The job's knobs (`train.*` in gin), validated. Steps are learner train steps."""
+
+  num_iterations: int
+  checkpoint_interval: int
+  policy_export_interval: int
+  eval_interval: int
+  eval_episodes: int
+  initial_collect_steps: int
+  collect_steps_per_iteration: int
+  train_steps_per_iteration: int
+  batch_size: int
+  keep_checkpoints: int
+  summary_interval: int
+  log_interval: int
+  seed: int
+
+  _MAY_BE_ZERO = ("eval_interval", "initial_collect_steps", "summary_interval")
+
+  def __post_init__(self):
+    for field in dataclasses.fields(self):
+      value = getattr(self, field.name)
+      if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"train.{field.name} must be an int, got {value!r}")
+      if field.name == "seed":
+        continue
+      if value < 0 or (value == 0 and field.name not in self._MAY_BE_ZERO):
+        allowed = ">= 0" if field.name in self._MAY_BE_ZERO else "> 0"
+        raise ConfigError(f"train.{field.name} must be {allowed}, got {value}")
+
+  @property
+  def intervals(self) -> list[int]:
+    return [i for i in (self.checkpoint_interval, self.policy_export_interval,
+                        self.eval_interval, self.log_interval) if i > 0]
+
+  def steps_until_next_event(self, step: int) -> int:
+    """Train steps for the next Learner.run call: the configured chunk, cut
+    short so that the call ends exactly on the next interval or the total."""
+    steps = min(self.train_steps_per_iteration, self.num_iterations - step)
+    for interval in self.intervals:
+      steps = min(steps, interval - step % interval)
+    return steps
+
+
+@dataclasses.dataclass(frozen=True)
+class JobSpec:
+  """What `train.*` in gin configures: the parts' builders and the knobs."""
+
+  root_dir: str
+  run_config: config.RunConfig
+  settings: Settings
+  environment_fn: Callable[[], py_environment.PyEnvironment]
+  agent_fn: Callable[..., tf_agent.TFAgent]
+  replay_fn: Callable[..., Replay]
+
+
+@gin.configurable("train", denylist=["root_dir", "run_config"])
+def configure_job(
+    root_dir: str,
+    run_config: config.RunConfig,
+    *,
+    environment_fn: Callable[[], py_environment.PyEnvironment] = gin.REQUIRED,
+    agent_fn: Callable[..., tf_agent.TFAgent] = gin.REQUIRED,
+    replay_fn: Callable[..., Replay] = create_uniform_replay,
+    num_iterations: int = gin.REQUIRED,
+    checkpoint_interval: int = gin.REQUIRED,
+    policy_export_interval: int = gin.REQUIRED,
+    eval_interval: int = gin.REQUIRED,
+    eval_episodes: int = 10,
+    initial_collect_steps: int = 1000,
+    collect_steps_per_iteration: int = 1,
+    train_steps_per_iteration: int = 1,
+    batch_size: int = 64,
+    keep_checkpoints: int = 3,
+    summary_interval: int = 1000,
+    log_interval: int = 1000,
+    seed: int = 0,
+) -> JobSpec:
+  """The job as configured in gin (`train.*`), validated.
+
+  Args:
+    root_dir: the run directory.
+    run_config: the parsed config, saved into the run directory.
+    environment_fn: builds one Python environment (called for collect and eval).
+    agent_fn: `fn(time_step_spec, action_spec, train_step) -> TFAgent`.
+    replay_fn: a replay builder from `trainer.replay`.
+    num_iterations: total learner train steps of the job.
+    checkpoint_interval: train steps between checkpoint bundles.
+    policy_export_interval: train steps between policy exports.
+    eval_interval: train steps between evaluations; 0 disables them.
+    eval_episodes: greedy episodes per evaluation.
+    initial_collect_steps: replay items collected with a random policy before
+      training; skipped when the restored replay holds that many already.
+    collect_steps_per_iteration: env steps collected before each Learner call.
+    train_steps_per_iteration: train steps per Learner call.
+    batch_size: transitions (sequences) per train step.
+    keep_checkpoints: committed bundles kept on disk (the newest ones).
+    summary_interval: train steps between TensorBoard summaries; 0 disables.
+    log_interval: train steps between progress lines.
+    seed: seeds Python, NumPy, TensorFlow and the environments.
+  """
+  settings = Settings(
+      num_iterations=num_iterations, checkpoint_interval=checkpoint_interval,
+      policy_export_interval=policy_export_interval, eval_interval=eval_interval,
+      eval_episodes=eval_episodes, initial_collect_steps=initial_collect_steps,
+      collect_steps_per_iteration=collect_steps_per_iteration,
+      train_steps_per_iteration=train_steps_per_iteration, batch_size=batch_size,
+      keep_checkpoints=keep_checkpoints, summary_interval=summary_interval,
+      log_interval=log_interval, seed=seed)
+  return JobSpec(root_dir=root_dir, run_config=run_config, settings=settings,
+                 environment_fn=environment_fn, agent_fn=agent_fn, replay_fn=replay_fn)
+
+
+def train(root_dir: str, run_config: config.RunConfig) -> int:
+  """Runs (or resumes) the job configured in gin; returns the exit code."""
+  spec = configure_job(root_dir, run_config)
+  latest = BundleStore(root_dir).latest()
+  if latest is not None and latest.step >= spec.settings.num_iterations:
+    logging.info("Already complete: the latest checkpoint is at step %d of %d.",
+                 latest.step, spec.settings.num_iterations)
+    return EXIT_OK
+  with open_job(spec) as job:
+    return job.run()
+
+
+@contextlib.contextmanager
+def open_job(spec: JobSpec) -> Iterator["Job"]:
+  """Builds the job and holds the run directory's lock while it is open.
+
+  The environments and the agent are built (and validated) before anything in
+  the run directory is touched.
+  """
+  settings = spec.settings
+  latest = BundleStore(spec.root_dir).latest()
+  _seed_globals(settings.seed, latest.step if latest else 0)
+  collect_env, eval_env = spec.environment_fn(), spec.environment_fn()
+  envs.seed_environment(collect_env, settings.seed)
+  envs.seed_environment(eval_env, settings.seed + 1)
+  train_step = train_utils.create_train_step()
+  agent = spec.agent_fn(collect_env.time_step_spec(), collect_env.action_spec(), train_step)
+  os.makedirs(spec.root_dir, exist_ok=True)
+  with RunLock(spec.root_dir):
+    config.save(spec.root_dir, spec.run_config)
+    job = Job(spec.root_dir, settings, spec.run_config, collect_env=collect_env,
+              eval_env=eval_env, agent=agent, train_step=train_step, replay_fn=spec.replay_fn)
+    try:
+      yield job
+    finally:
+      job.close()
+
+
+def _seed_globals(seed: int, step: int) -> None:
+  """Seeds the global generators; a resumed job re-seeds from its step."""
+  mixed = (seed * 1_000_003 + step) % (2**31)
+  random.seed(mixed)
+  np.random.seed(mixed)
+  tf.random.set_seed(mixed)
+
+
+class Job:
+  """One process's share of a run: restore, collect, train, checkpoint, export."""
+
+  def __init__(self, root_dir: str, settings: Settings, run_config: config.RunConfig, *,
+               collect_env: py_environment.PyEnvironment,
+               eval_env: py_environment.PyEnvironment, agent: tf_agent.TFAgent,
+               train_step: tf.Variable, replay_fn: Callable[..., Replay]):
+    self._root = root_dir
+    self._settings = settings
+    self._run_config = run_config
+    self._collect_env = collect_env
+    self._agent = agent
+    self._train_step = train_step
+    self._stop = StopRequest()
+    self._store = BundleStore(root_dir, keep=settings.keep_checkpoints)
+    self._store.clean_partial()
+    bundle = self._store.latest_valid()
+    self._prepare_tf_state(bundle)
+    self._run_state = RunState([collect_env, eval_env])
+    self._replay = replay_fn(
+        agent.collect_data_spec, sequence_length=agent.train_sequence_length,
+        root_dir=root_dir, restore_dir=bundle.replay_dir if bundle else None)
+    if settings.batch_size > self._replay.capacity:
+      raise ConfigError(f"train.batch_size={settings.batch_size} exceeds the replay capacity "
+                        f"{self._replay.capacity}; raise the capacity or lower the batch size")
+    if bundle:
+      self._run_state.restore(bundle)
+    self._agent_checkpoint = tf.train.Checkpoint(agent=agent, train_step=train_step)
+    self._evaluator = Evaluator(root_dir, eval_env, agent, train_step, self._run_state,
+                                episodes=settings.eval_episodes)
+    self._learner = learner.Learner(
+        root_dir, train_step, agent, experience_dataset_fn=None,
+        triggers=self._triggers(), checkpoint_interval=0,
+        summary_interval=settings.summary_interval, run_optimizer_variable_init=True)
+    self._exporter = exports.PolicyExporter(
+        root_dir, agent, train_step, self._run_state.env_steps_variable, self._export_metadata)
+    self._exporter.clean_partial()
+    if bundle:
+      self._restore_agent(bundle)
+    self._collect_actor: actor.Actor | None = None
+
+  @property
+  def agent(self) -> tf_agent.TFAgent:
+    return self._agent
+
+  @property
+  def replay(self) -> Replay:
+    return self._replay
+
+  @property
+  def run_state(self) -> RunState:
+    return self._run_state
+
+  @property
+  def train_step(self) -> int:
+    return int(self._train_step.numpy())
+
+  # --- restore ---------------------------------------------------------------
+
+  def _prepare_tf_state(self, bundle: Bundle | None) -> None:
+    """Points TF's checkpoint state file at the bundle the Learner restores."""
+    if bundle:
+      self._store.point_tf_state_at(bundle.step)
+      return
+    state_file = os.path.join(self._root, layout.CHECKPOINT_DIR, bundle_lib.TF_STATE_FILE)
+    if os.path.exists(state_file):
+      os.remove(state_file)
+
+  def _restore_agent(self, bundle: Bundle) -> None:
+    prefix = layout.agent_checkpoint_prefix(self._root, bundle.step)
+    self._agent_checkpoint.read(prefix).assert_existing_objects_matched()
+    step = int(self._train_step.numpy())
+    if step != bundle.step:
+      raise RuntimeError(f"restored train step {step} but bundle {bundle.path} is step {bundle.step}")
+    for trigger in self._learner.triggers:
+      if hasattr(trigger, "set_start"):
+        trigger.set_start(step)
+    logging.info("Resumed from step %d: replay size %d, env steps %d, episodes %d (%s).",
+                 step, self._replay.size(), self._run_state.env_steps,
+                 self._run_state.episodes, bundle.path)
+
+  # --- triggers --------------------------------------------------------------
+
+  def _triggers(self) -> list:
+    s = self._settings
+    triggers = []
+    if s.eval_interval:
+      triggers.append(GridTrigger(s.eval_interval, self._evaluator))
+    triggers.append(GridTrigger(s.policy_export_interval, self._export))
+    triggers.append(GridTrigger(s.checkpoint_interval, self.checkpoint))
+    triggers.append(ProgressLogger(s.log_interval, s.num_iterations, self._status))
+    return triggers
+
+  def _status(self) -> dict[str, Any]:
+    return {"train_step": int(self._train_step.numpy()), "env_steps": self._run_state.env_steps,
+            "episodes": self._run_state.episodes,
+            "last_eval_return": self._run_state.last_eval_return}
+
+  def _export(self) -> None:
+    self._run_state.sync()
+    self._exporter.export()
+
+  def _export_metadata(self, step: int) -> dict[str, Any]:
+    return {"env_steps": self._run_state.env_steps, "episodes": self._run_state.episodes,
+            "eval_average_return": self._run_state.eval_return_at(step),
+            "config_sha256": exports.config_hash(self._run_config.text),
+            "versions": exports.library_versions()}
+
+  def checkpoint(self) -> None:
+    """Commits a bundle at the current train step (no-op if one exists)."""
+    step = int(self._train_step.numpy())
+    latest = self._store.latest()
+    if latest is not None and latest.step == step:
+      return
+    start = time.monotonic()
+    path = self._store.begin(step)
+    self._agent_checkpoint.write(layout.agent_checkpoint_prefix(self._root, step))
+    self._replay.save(os.path.join(path, layout.REPLAY_SUBDIR))
+    summary = self._run_state.summary(step, self._replay.size(), self._settings.num_iterations)
+    self._run_state.save(path, summary)
+    with open(os.path.join(path, layout.OPERATIVE_CONFIG), "w") as f:
+      f.write(gin.operative_config_str())
+    self._store.commit(step, summary)
+    logging.info("Committed checkpoint bundle at step %d (replay %d, env steps %d) in %.2f s.",
+                 step, summary["replay_size"], summary["env_steps"], time.monotonic() - start)
+
+  # --- the loop --------------------------------------------------------------
+
+  def run(self) -> int:
+    self._stop.install()
+    try:
+      self._initial_collect()
+      if not self._stop.requested:
+        self._train_loop()
+      if self._stop.requested:
+        return self._stop_now()
+      self._finish()
+      return EXIT_OK
+    finally:
+      self._stop.uninstall()
+
+  def _initial_collect(self) -> None:
+    target = self._settings.initial_collect_steps
+    if self._replay.size() >= target:
+      if target:
+        logging.info("Replay holds %d items (>= %d): skipping the initial collect.",
+                     self._replay.size(), target)
+      return
+    logging.info("Initial collect: random policy until the replay holds %d items.", target)
+    random_actor = actor.Actor(
+        self._collect_env,
+        random_py_policy.RandomPyPolicy(self._collect_env.time_step_spec(),
+                                        self._collect_env.action_spec()),
+        self._train_step, episodes_per_run=1, observers=[self._replay.observer],
+        metrics=self._run_state.metrics, name="initial_collect")
+    # Whole episodes, so the collect actor starts on an episode boundary.
+    while self._replay.size() < target and not self._stop.requested:
+      random_actor.run()
+
+  def _train_loop(self) -> None:
+    s = self._settings
+    self._collect_actor = actor.Actor(
+        self._collect_env,
+        py_tf_eager_policy.PyTFEagerPolicy(self._agent.collect_policy, use_tf_function=True),
+        self._train_step, steps_per_run=s.collect_steps_per_iteration,
+        observers=[self._replay.observer], metrics=self._run_state.metrics,
+        summary_dir=os.path.join(self._root, layout.TRAIN_DIR),
+        summary_interval=s.summary_interval or -1, name="collect")
+    iterator = iter(self._replay.dataset(s.batch_size))
+    step = int(self._train_step.numpy())
+    logging.info("Training from step %d to %d.", step, s.num_iterations)
+    while step < s.num_iterations and not self._stop.requested:
+      self._collect_actor.run()
+      self._learner.run(iterations=s.steps_until_next_event(step), iterator=iterator)
+      step = int(self._train_step.numpy())
+
+  def _finish(self) -> None:
+    step = int(self._train_step.numpy())
+    if self._settings.eval_interval and self._run_state.eval_return_at(step) is None:
+      self._evaluator()
+    self._export()
+    self.checkpoint()
+    self._flush()
+    logging.info("Training complete at step %d (env steps %d, last eval return %s).", step,
+                 self._run_state.env_steps, self._run_state.last_eval_return)
+
+  def _stop_now(self) -> int:
+    self.checkpoint()
+    self._flush()
+    logging.warning("Stopped at step %d after committing a checkpoint; exiting with code %d "
+                    "so the scheduler requeues the job.", int(self._train_step.numpy()),
+                    EXIT_PREEMPTED)
+    return EXIT_PREEMPTED
+
+  def _flush(self) -> None:
+    self._learner.train_summary_writer.flush()
+    self._evaluator.summary_writer.flush()
+    if self._collect_actor is not None:
+      self._collect_actor.summary_writer.flush()
+
+  def close(self) -> None:
+    self._replay.close()

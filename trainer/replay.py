@@ -1,0 +1,267 @@
+"""Replay backends: where collected experience lives, and how it is saved.
+
+A backend is built by a gin-configurable `create_*_replay` function and offers
+one small interface (`Replay`): an observer for the collect actor, a dataset
+for the Learner, its size, and `save`/restore into a checkpoint bundle.
+
+- `create_uniform_replay`: TF-Agents' in-graph `TFUniformReplayBuffer`. The
+  fastest choice on one machine; saved as a TF checkpoint of its variables.
+- `create_reverb_replay`: a Reverb table, served in-process (the default) or
+  by a server at `address`. In-process, its checkpoint is moved into the
+  bundle, because a Reverb server keeps only its latest checkpoint and deletes
+  older ones. Restoring loads the bundle's checkpoint through
+  `DefaultCheckpointer(fallback_checkpoint_path=...)`; Reverb then rebuilds the
+  table from the checkpoint and ignores the configured settings, so the
+  restored table is compared with the config and a mismatch is refused.
+"""
+
+import abc
+import json
+import os
+import shutil
+from collections.abc import Callable
+from typing import Any
+
+import gin
+import numpy as np
+import reverb
+import tensorflow as tf
+from absl import logging
+from tf_agents.replay_buffers import reverb_replay_buffer, reverb_utils, tf_uniform_replay_buffer
+from tf_agents.specs import tensor_spec
+
+from trainer import layout
+from trainer.errors import ConfigError, RunDirError
+
+_DATASET_PARALLEL_CALLS = 3
+_DATASET_PREFETCH = 3
+
+
+class Replay(abc.ABC):
+  """A replay backend as the pipeline sees it."""
+
+  capacity: int
+
+  @property
+  @abc.abstractmethod
+  def observer(self) -> Callable[[Any], None]:
+    """Adds one unbatched `Trajectory` step; given to the collect actor."""
+
+  @abc.abstractmethod
+  def dataset(self, batch_size: int) -> tf.data.Dataset:
+    """Batches of `(experience, info)` shaped [batch_size, sequence_length]."""
+
+  @abc.abstractmethod
+  def size(self) -> int:
+    """Number of stored items (steps for TFUniform, sequences for Reverb)."""
+
+  @abc.abstractmethod
+  def save(self, target_dir: str) -> None:
+    """Writes the contents into `target_dir`, which must not exist yet."""
+
+  def close(self) -> None:  # noqa: B027  (optional hook; most backends hold nothing)
+    """Releases servers and writers."""
+
+
+class UniformReplay(Replay):
+  """TF-Agents' `TFUniformReplayBuffer`, one environment (batch size 1)."""
+
+  _CKPT_NAME = "replay"
+
+  def __init__(self, data_spec, *, capacity: int, sequence_length: int):
+    self.capacity = capacity
+    self._sequence_length = sequence_length
+    self._buffer = tf_uniform_replay_buffer.TFUniformReplayBuffer(
+        data_spec, batch_size=1, max_length=capacity)
+    batched_spec = tensor_spec.add_outer_dim(data_spec, 1)
+    self._add = tf.function(self._add_batch, input_signature=[batched_spec], autograph=False)
+
+  @property
+  def buffer(self) -> tf_uniform_replay_buffer.TFUniformReplayBuffer:
+    """The TF-Agents buffer itself (e.g. for `gather_all`)."""
+    return self._buffer
+
+  def _add_batch(self, batch) -> None:
+    self._buffer.add_batch(batch)  # Returns an Operation, which tf.function cannot return.
+
+  @property
+  def observer(self) -> Callable[[Any], None]:
+    return self._observe
+
+  def _observe(self, trajectory) -> None:
+    self._add(tf.nest.map_structure(lambda x: np.expand_dims(x, 0), trajectory))
+
+  def dataset(self, batch_size: int) -> tf.data.Dataset:
+    return self._buffer.as_dataset(
+        sample_batch_size=batch_size, num_steps=self._sequence_length,
+        num_parallel_calls=_DATASET_PARALLEL_CALLS).prefetch(_DATASET_PREFETCH)
+
+  def size(self) -> int:
+    return int(self._buffer.num_frames())
+
+  def save(self, target_dir: str) -> None:
+    os.makedirs(target_dir)
+    tf.train.Checkpoint(replay_buffer=self._buffer).write(
+        os.path.join(target_dir, self._CKPT_NAME))
+
+  def restore(self, source_dir: str) -> None:
+    try:
+      status = tf.train.Checkpoint(replay_buffer=self._buffer).read(
+          os.path.join(source_dir, self._CKPT_NAME))
+      status.assert_existing_objects_matched()
+    except (ValueError, AssertionError) as e:
+      raise ConfigError(
+          f"the saved replay buffer in {source_dir} does not fit the configured "
+          f"one (capacity {self.capacity}, or the environment's specs changed): "
+          f"{' '.join(str(e).split())[:300]}") from e
+    except tf.errors.OpError as e:
+      raise RunDirError(f"cannot read the saved replay buffer in {source_dir}: {e.message}") from e
+
+
+class ReverbReplay(Replay):
+  """A Reverb table with uniform sampling and FIFO removal."""
+
+  _REMOTE_FILE = "reverb_remote.json"
+
+  def __init__(self, data_spec, *, capacity: int, sequence_length: int, table_name: str,
+               scratch_dir: str, address: str | None, restore_dir: str | None):
+    self.capacity = capacity
+    self._data_spec = data_spec
+    self._table_name = table_name
+    self._sequence_length = sequence_length
+    self._scratch_dir = scratch_dir
+    self._server = None
+    if address is None:
+      self._server = self._start_server(restore_dir)
+      address = f"localhost:{self._server.port}"
+    self.address = address
+    self._client = reverb.Client(address)
+    self._check_table(restore_dir)
+    self._buffer = reverb_replay_buffer.ReverbReplayBuffer(
+        data_spec, table_name, sequence_length=sequence_length, server_address=address)
+    self._observer = reverb_utils.ReverbAddTrajectoryObserver(
+        self._client, table_name, sequence_length=sequence_length, stride_length=1)
+
+  def _table(self) -> reverb.Table:
+    signature = tensor_spec.add_outer_dim(self._data_spec, self._sequence_length)
+    return reverb.Table(
+        self._table_name, max_size=self.capacity, sampler=reverb.selectors.Uniform(),
+        remover=reverb.selectors.Fifo(), rate_limiter=reverb.rate_limiters.MinSize(1),
+        signature=signature)
+
+  def _start_server(self, restore_dir: str | None) -> reverb.Server:
+    # The scratch root must be empty, or Reverb would load whatever it holds
+    # instead of the bundle's checkpoint.
+    shutil.rmtree(self._scratch_dir, ignore_errors=True)
+    os.makedirs(self._scratch_dir)
+    checkpointer = reverb.platform.checkpointers_lib.DefaultCheckpointer(
+        path=self._scratch_dir, fallback_checkpoint_path=restore_dir)
+    try:
+      return reverb.Server([self._table()], port=None, checkpointer=checkpointer)
+    except Exception as e:
+      raise RunDirError(f"Reverb cannot load the saved replay in {restore_dir}: {e}") from e
+
+  def _check_table(self, restore_dir: str | None) -> None:
+    info = self._client.server_info().get(self._table_name)
+    if info is None:
+      raise ConfigError(f"the Reverb server has no table {self._table_name!r}; set "
+                        "create_reverb_replay.table_name to one of its tables")
+    if info.max_size != self.capacity:
+      self.close()
+      raise ConfigError(
+          f"the Reverb table {self._table_name!r} holds max_size={info.max_size} "
+          f"(restored from {restore_dir or 'the server'}) but the config says capacity="
+          f"{self.capacity}; Reverb keeps the saved table settings, so set "
+          f"create_reverb_replay.capacity = {info.max_size} or start a new --root_dir")
+    if restore_dir is not None and info.signature is not None:
+      expected = tensor_spec.add_outer_dim(self._data_spec, self._sequence_length)
+      if not _same_specs(info.signature, expected):
+        self.close()
+        raise ConfigError(
+            "the saved Reverb table's item signature does not match the agent's data "
+            "spec (did the environment or agent change?); start a new --root_dir")
+
+  @property
+  def observer(self) -> Callable[[Any], None]:
+    return self._observer
+
+  def dataset(self, batch_size: int) -> tf.data.Dataset:
+    return self._buffer.as_dataset(
+        sample_batch_size=batch_size, num_steps=self._sequence_length,
+        num_parallel_calls=_DATASET_PARALLEL_CALLS).prefetch(_DATASET_PREFETCH)
+
+  def size(self) -> int:
+    self._observer.flush()  # Items still in the writer are not in the table yet.
+    return int(self._client.server_info()[self._table_name].current_size)
+
+  def save(self, target_dir: str) -> None:
+    self._observer.flush()
+    path = self._client.checkpoint()
+    if self._server is None:
+      # A remote server owns its checkpoints (and keeps only the latest).
+      os.makedirs(target_dir)
+      with open(os.path.join(target_dir, self._REMOTE_FILE), "w") as f:
+        json.dump({"server_checkpoint": path, "size": self.size()}, f)
+      return
+    os.rename(path, target_dir)
+
+  def close(self) -> None:
+    if getattr(self, "_observer", None) is not None:
+      self._observer.close()
+      self._observer = None
+    if self._server is not None:
+      self._server.stop()
+      self._server = None
+
+
+def _same_specs(a, b) -> bool:
+  flat_a, flat_b = tf.nest.flatten(a), tf.nest.flatten(b)
+  return len(flat_a) == len(flat_b) and all(
+      x.shape == y.shape and x.dtype == y.dtype for x, y in zip(flat_a, flat_b, strict=True))
+
+
+def _check_capacity(name: str, capacity: Any) -> int:
+  if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0:
+    raise ConfigError(f"{name}.capacity must be a positive int (transitions), got {capacity!r}")
+  return capacity
+
+
+@gin.configurable
+def create_uniform_replay(
+    data_spec, *, sequence_length: int, root_dir: str, restore_dir: str | None,
+    capacity: int = 100_000,
+) -> Replay:
+  """The in-graph uniform replay buffer.
+
+  Args:
+    capacity: maximum number of environment steps held (FIFO beyond it).
+  """
+  del root_dir  # Nothing on disk but its bundle copies.
+  replay = UniformReplay(data_spec, capacity=_check_capacity("create_uniform_replay", capacity),
+                         sequence_length=sequence_length)
+  if restore_dir is not None:
+    replay.restore(restore_dir)
+  return replay
+
+
+@gin.configurable
+def create_reverb_replay(
+    data_spec, *, sequence_length: int, root_dir: str, restore_dir: str | None,
+    capacity: int = 100_000, address: str | None = None, table_name: str = "uniform_table",
+) -> Replay:
+  """A Reverb table of `sequence_length`-step sequences (stride 1).
+
+  Args:
+    capacity: maximum number of sequences held (FIFO beyond it).
+    address: 'host:port' of a running Reverb server that owns the table; None
+      starts a server inside the training process.
+    table_name: the table to write to and sample from.
+  """
+  if restore_dir is not None and os.path.exists(os.path.join(restore_dir, ReverbReplay._REMOTE_FILE)):
+    logging.info("Replay lives on the Reverb server at %s; it restores its own checkpoint.", address)
+    restore_dir = None
+  return ReverbReplay(
+      data_spec, capacity=_check_capacity("create_reverb_replay", capacity),
+      sequence_length=sequence_length, table_name=table_name,
+      scratch_dir=os.path.join(root_dir, layout.REVERB_SCRATCH_DIR), address=address,
+      restore_dir=restore_dir)

@@ -1,0 +1,74 @@
+"""One job per run directory: an exclusive lock on `DIR/run.lock`.
+
+The lock is an OS file lock (`flock`), held for the life of the process. The
+kernel drops it when the holder dies however it dies (SIGKILL, OOM, machine
+reboot), so a lock left by a preempted job never needs manual cleanup: the
+next job simply takes it. The file also records who holds it, so a refused
+job can name the holder.
+
+On a shared filesystem, `flock` is as good as the filesystem's locking: NFSv4
+(and Linux NFSv3 clients with lockd) map it to byte-range locks that the server
+releases when the client's lease expires; filesystems without lock support
+(some FUSE mounts) accept the call but do not exclude other machines.
+"""
+
+import datetime
+import errno
+import fcntl
+import json
+import os
+import socket
+
+from trainer import layout
+from trainer.errors import RunDirError
+
+
+class RunLock:
+  """Holds `DIR/run.lock` exclusively until `release()` or process exit."""
+
+  def __init__(self, root_dir: str):
+    self._path = os.path.join(root_dir, layout.LOCK_FILE)
+    self._fd = None
+
+  def acquire(self) -> None:
+    fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+      os.close(fd)
+      if e.errno in (errno.EAGAIN, errno.EACCES):
+        raise RunDirError(
+            f"run directory {os.path.dirname(self._path)} is in use by "
+            f"{describe_holder(self._path)}; stop that job first, or use "
+            "another --root_dir") from e
+      raise
+    holder = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "since": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(holder).encode(), 0)
+    self._fd = fd
+
+  def release(self) -> None:
+    if self._fd is not None:
+      os.close(self._fd)  # Closing drops the flock.
+      self._fd = None
+
+  def __enter__(self) -> "RunLock":
+    self.acquire()
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.release()
+
+
+def describe_holder(lock_path: str) -> str:
+  """'host H, pid P, since T' from a lock file, or a fallback phrase."""
+  try:
+    with open(lock_path) as f:
+      holder = json.load(f)
+    return f"host {holder['host']}, pid {holder['pid']}, since {holder['since']}"
+  except (OSError, ValueError, KeyError):
+    return "another job (holder unknown)"

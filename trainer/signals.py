@@ -1,0 +1,48 @@
+"""SIGTERM/SIGINT: stop at the next safe point; a second signal exits at once."""
+
+import os
+import signal
+import sys
+
+from absl import logging
+
+_HANDLED = (signal.SIGTERM, signal.SIGINT)
+
+
+class StopRequest:
+  """Turns the first SIGTERM or SIGINT into a flag the training loop polls.
+
+  The loop finishes its iteration, commits a checkpoint bundle, flushes
+  summaries and exits with `EXIT_PREEMPTED`. A second signal means "now":
+  the process exits at once with 128 + signum; the last committed bundle stays
+  valid because an unfinished one has no commit marker.
+  """
+
+  def __init__(self):
+    self.signum: int | None = None
+    self._previous = {}
+
+  @property
+  def requested(self) -> bool:
+    return self.signum is not None
+
+  def install(self) -> None:
+    for signum in _HANDLED:
+      self._previous[signum] = signal.signal(signum, self._handle)
+
+  def uninstall(self) -> None:
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+    self._previous.clear()
+
+  def _handle(self, signum: int, frame) -> None:
+    del frame
+    name = signal.Signals(signum).name
+    if self.signum is not None:
+      sys.stderr.write(f"trainer: second signal ({name}): exiting now; the last "
+                       "committed checkpoint stays valid\n")
+      sys.stderr.flush()
+      os._exit(128 + signum)
+    self.signum = signum
+    logging.warning("Received %s: finishing this iteration, then committing a checkpoint "
+                    "and exiting (send it again to exit at once).", name)
