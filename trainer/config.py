@@ -11,6 +11,7 @@ experiment, unless `--allow_config_change` is given.
 
 import dataclasses
 import os
+import tempfile
 from collections.abc import Sequence
 
 import gin
@@ -60,10 +61,14 @@ def check_root_dir(root_dir: str) -> None:
     raise ConfigError(
         f"--root_dir={root_dir} is not a directory ({probe} is a file); "
         "choose a directory path")
-  if not os.access(probe, os.W_OK | os.X_OK):
+  try:  # A real write: access() says yes to root even on read-only mounts.
+    fd, tmp = tempfile.mkstemp(dir=probe, prefix=".trainer-write-probe-")
+    os.close(fd)
+    os.remove(tmp)
+  except OSError as e:
     raise ConfigError(
-        f"--root_dir={root_dir} is not writable ({probe} denies write "
-        "access); choose a writable location or fix its permissions")
+        f"--root_dir={root_dir} is not writable ({probe}: {e.strerror}); choose a "
+        "writable location or fix its permissions") from e
 
 
 def load(root_dir: str, gin_files: Sequence[str], gin_bindings: Sequence[str],
@@ -88,6 +93,8 @@ def load(root_dir: str, gin_files: Sequence[str], gin_bindings: Sequence[str],
   for path in files:
     if not os.path.isfile(path):
       raise ConfigError(f"gin file not found: {path}; check the --gin_file path")
+  from trainer import configurables  # noqa: F401  Registers what configs name; imports config.
+
   gin.clear_config()
   try:
     gin.parse_config_files_and_bindings(files, list(gin_bindings))

@@ -1,0 +1,98 @@
+"""Shared helpers: tiny configs, the CLI in a subprocess, run-directory reads."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import gin
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+DQN_CONFIG = str(CONFIGS / "dqn_cartpole.gin")
+SAC_CONFIG = str(CONFIGS / "sac_pendulum.gin")
+
+# Shrinks the default DQN job to seconds: the real code on a small problem.
+TINY_DQN = {
+    "train.num_iterations": 60,
+    "train.checkpoint_interval": 20,
+    "train.policy_export_interval": 30,
+    "train.eval_interval": 30,
+    "train.eval_episodes": 1,
+    "train.initial_collect_steps": 50,
+    "train.batch_size": 8,
+    "train.log_interval": 20,
+    "train.summary_interval": 20,
+    "create_dqn_agent.fc_layer_params": (16,),
+    "create_uniform_replay.capacity": 2000,
+    "create_gym_environment.max_episode_steps": 50,
+}
+REVERB_BINDINGS = {
+    "train.replay_fn": "@create_reverb_replay",
+    "create_reverb_replay.capacity": 2000,
+}
+
+
+def bindings(base: dict, **overrides) -> list[str]:
+  """gin binding strings from a dict; override keys use '__' for '.'."""
+  merged = dict(base)
+  merged.update({k.replace("__", "."): v for k, v in overrides.items()})
+  return [f"{k} = {v}" for k, v in merged.items()]
+
+
+def cli_env() -> dict:
+  env = dict(os.environ)
+  env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+  env["PYTHONUNBUFFERED"] = "1"
+  env["PYTHONPATH"] = str(REPO)
+  return env
+
+
+def train_cmd(root_dir, gin_files=(DQN_CONFIG,), gin_bindings=(), extra=()) -> list[str]:
+  cmd = [sys.executable, "-m", "trainer.train", f"--root_dir={root_dir}"]
+  cmd += [f"--gin_file={f}" for f in gin_files]
+  cmd += [f"--gin_bindings={b}" for b in gin_bindings]
+  return cmd + list(extra)
+
+
+def run_train(root_dir, gin_files=(DQN_CONFIG,), gin_bindings=(), extra=(), timeout=300):
+  return subprocess.run(train_cmd(root_dir, gin_files, gin_bindings, extra), cwd=REPO,
+                        env=cli_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def start_train(root_dir, gin_files=(DQN_CONFIG,), gin_bindings=(), log_path=None):
+  log = open(log_path, "w") if log_path else subprocess.DEVNULL
+  return subprocess.Popen(train_cmd(root_dir, gin_files, gin_bindings), cwd=REPO, env=cli_env(),
+                          stdout=log, stderr=subprocess.STDOUT, text=True)
+
+
+def status(root_dir) -> dict:
+  out = subprocess.run([sys.executable, "-m", "trainer.status", f"--root_dir={root_dir}", "--json"],
+                       cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120, check=True)
+  return json.loads(out.stdout)
+
+
+def committed_steps(root_dir) -> list[int]:
+  bundle_dir = pathlib.Path(root_dir) / "train" / "bundles"
+  return sorted(int(p.name) for p in bundle_dir.glob("*") if (p / "COMMITTED").is_file())
+
+
+def wait_for(predicate, timeout: float, what: str, proc=None) -> None:
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    if predicate():
+      return
+    if proc is not None and proc.poll() is not None:
+      raise AssertionError(f"process exited with {proc.returncode} while waiting for {what}")
+    time.sleep(0.05)
+  raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture(autouse=True)
+def clear_gin():
+  gin.clear_config()
+  yield
+  gin.clear_config()
