@@ -77,7 +77,8 @@ def status(root_dir) -> dict:
 
 def committed_steps(root_dir) -> list[int]:
   bundle_dir = pathlib.Path(root_dir) / "train" / "bundles"
-  return sorted(int(p.name) for p in bundle_dir.glob("*") if (p / "COMMITTED").is_file())
+  return sorted(int(p.name) for p in bundle_dir.glob("*")
+                if p.name.isdigit() and (p / "COMMITTED").is_file())
 
 
 def wait_for(predicate, timeout: float, what: str, proc=None) -> None:

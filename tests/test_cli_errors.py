@@ -101,3 +101,22 @@ def test_resume_with_root_dir_alone_uses_the_saved_config(existing_run):
   result = run_train(existing_run, gin_files=[])
   assert result.returncode == 0, result.stderr
   assert "Already complete" in result.stderr
+
+
+BUILD_CASES = {
+    "wrong value type": (["train.num_iterations = 'many'"], "train.num_iterations must be an int"),
+    "zero interval": (["train.checkpoint_interval = 0"], "train.checkpoint_interval must be > 0"),
+    "negative interval": (["train.eval_interval = -5"], "train.eval_interval must be >= 0"),
+    "capacity below a batch": (["create_uniform_replay.capacity = 4", "train.batch_size = 8"],
+                               "exceeds the replay capacity"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BUILD_CASES))
+def test_bad_value_is_one_clear_line_and_leaves_no_run_dir(tmp_path, case):
+  extra, message = BUILD_CASES[case]
+  root = tmp_path / "new_run"
+  result = run_train(root, gin_bindings=bindings(TINY_DQN) + extra)
+  assert result.returncode == errors.EXIT_USAGE, result.stderr[-2000:]
+  assert message in _error_line(result.stderr)
+  assert not root.exists()

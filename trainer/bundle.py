@@ -29,6 +29,7 @@ from trainer import fileio, layout
 from trainer.errors import RunDirError
 
 MANIFEST_FORMAT = 1
+DAMAGED_SUFFIX = ".damaged-"  # Damaged bundles set aside; never deleted by the store.
 TF_STATE_FILE = "checkpoint"  # TensorFlow's name for a checkpoint directory's state file.
 
 
@@ -102,12 +103,16 @@ class BundleStore:
         over them would silently discard the run.
     """
     bundles = self.committed()
+    damaged = []
     for bundle in reversed(bundles):
       problem = self.verify(bundle)
       if problem is None:
+        for bad in damaged:
+          self._set_aside(bad)
         return bundle
       logging.error("Checkpoint bundle %d is damaged (%s); falling back to an older one.",
                     bundle.step, problem)
+      damaged.append(bundle)
     if bundles:
       raise RunDirError(
           f"no checkpoint bundle in {self._bundle_root} verifies (steps "
@@ -115,11 +120,26 @@ class BundleStore:
           "from a backup or start a new --root_dir")
     return None
 
+  def _set_aside(self, bundle: Bundle) -> None:
+    """Moves a damaged bundle out of the way, keeping its files for inspection.
+
+    It becomes `bundles/<N>.damaged-<time>/` (its agent checkpoint moved inside),
+    which no longer counts as committed, so training past step N commits anew.
+    """
+    stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
+    for path in glob.glob(layout.agent_checkpoint_prefix(self._root, bundle.step) + ".*"):
+      os.replace(path, os.path.join(bundle.path, os.path.basename(path)))
+    target = f"{bundle.path}{DAMAGED_SUFFIX}{stamp}"
+    os.rename(bundle.path, target)
+    logging.warning("Moved damaged bundle %d aside to %s.", bundle.step, target)
+
   def clean_partial(self) -> None:
     """Deletes unmarked bundle directories and agent checkpoints of no bundle."""
     committed_steps = {b.step for b in self.committed()}
     for path in glob.glob(os.path.join(self._bundle_root, "*")):
       name = os.path.basename(path)
+      if DAMAGED_SUFFIX in name:
+        continue
       if not (name.isdigit() and int(name) in committed_steps):
         logging.info("Removing unfinished bundle %s left by an interrupted job.", path)
         _remove(path)

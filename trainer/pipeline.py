@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import os
 import random
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -180,15 +181,27 @@ def open_job(spec: JobSpec) -> Iterator["Job"]:
   envs.seed_environment(eval_env, settings.seed + 1)
   train_step = train_utils.create_train_step()
   agent = spec.agent_fn(collect_env.time_step_spec(), collect_env.action_spec(), train_step)
+  created = not os.path.exists(spec.root_dir)
   os.makedirs(spec.root_dir, exist_ok=True)
-  with RunLock(spec.root_dir):
-    config.save(spec.root_dir, spec.run_config)
+  lock = RunLock(spec.root_dir)
+  lock.acquire()
+  try:
     job = Job(spec.root_dir, settings, spec.run_config, collect_env=collect_env,
               eval_env=eval_env, agent=agent, train_step=train_step, replay_fn=spec.replay_fn)
-    try:
-      yield job
-    finally:
-      job.close()
+  except ConfigError:
+    lock.release()
+    if created:  # A bad config leaves no trace of a run that never started.
+      shutil.rmtree(spec.root_dir, ignore_errors=True)
+    raise
+  except BaseException:
+    lock.release()
+    raise
+  try:
+    config.save(spec.root_dir, spec.run_config)
+    yield job
+  finally:
+    job.close()
+    lock.release()
 
 
 def _seed_globals(seed: int, step: int) -> None:
@@ -218,9 +231,20 @@ class Job:
     bundle = self._store.latest_valid()
     self._prepare_tf_state(bundle)
     self._run_state = RunState([collect_env, eval_env])
+    self._collect_actor: actor.Actor | None = None
     self._replay = replay_fn(
         agent.collect_data_spec, sequence_length=agent.train_sequence_length,
         root_dir=root_dir, restore_dir=bundle.replay_dir if bundle else None)
+    try:
+      self._build(bundle, eval_env)
+    except BaseException:
+      self._replay.close()  # e.g. stops an in-process Reverb server
+      raise
+
+  def _build(self, bundle: Bundle | None, eval_env: py_environment.PyEnvironment) -> None:
+    """Builds and restores everything that stands on the replay."""
+    settings, root_dir, agent, train_step = (
+        self._settings, self._root, self._agent, self._train_step)
     if settings.batch_size > self._replay.capacity:
       raise ConfigError(f"train.batch_size={settings.batch_size} exceeds the replay capacity "
                         f"{self._replay.capacity}; raise the capacity or lower the batch size")
@@ -238,7 +262,6 @@ class Job:
     self._exporter.clean_partial()
     if bundle:
       self._restore_agent(bundle)
-    self._collect_actor: actor.Actor | None = None
 
   @property
   def agent(self) -> tf_agent.TFAgent:

@@ -40,7 +40,8 @@ def run() -> None:
     try:
       return main(argv)
     except errors.TrainerError as e:
-      sys.stderr.write(f"trainer: error: {e}\n")
+      # gin appends "In call to configurable ..." lines; the first line is the message.
+      sys.stderr.write(f"trainer: error: {str(e).splitlines()[0]}\n")
       return e.exit_code
   app.run(guarded)
 
