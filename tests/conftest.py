@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import resource
 import subprocess
 import sys
 import time
@@ -58,9 +59,16 @@ def train_cmd(root_dir, gin_files=(DQN_CONFIG,), gin_bindings=(), extra=()) -> l
   return cmd + list(extra)
 
 
-def run_train(root_dir, gin_files=(DQN_CONFIG,), gin_bindings=(), extra=(), timeout=300):
+def run_train(root_dir, gin_files=(DQN_CONFIG,), gin_bindings=(), extra=(), timeout=300,
+              max_file_bytes=None):
+  """Runs the CLI to completion; `max_file_bytes` caps every file it writes (RLIMIT_FSIZE)."""
+
+  def limit():
+    resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+
   return subprocess.run(train_cmd(root_dir, gin_files, gin_bindings, extra), cwd=REPO,
-                        env=cli_env(), capture_output=True, text=True, timeout=timeout)
+                        env=cli_env(), capture_output=True, text=True, timeout=timeout,
+                        preexec_fn=limit if max_file_bytes else None)
 
 
 def start_train(root_dir, gin_files=(DQN_CONFIG,), gin_bindings=(), log_path=None):

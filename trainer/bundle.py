@@ -156,6 +156,15 @@ class BundleStore:
     os.makedirs(self._ckpt_dir, exist_ok=True)
     return path
 
+  def abandon(self, step: int) -> None:
+    """Removes the parts of an uncommitted bundle `step` (after a failed write)."""
+    path = os.path.join(self._bundle_root, layout.step_name(step))
+    if os.path.isfile(os.path.join(path, layout.COMMIT_MARKER)):
+      return  # Committed: the failure came after the commit point; keep it.
+    _remove(path)
+    for ckpt in glob.glob(layout.agent_checkpoint_prefix(self._root, step) + ".*"):
+      _remove(ckpt)
+
   def commit(self, step: int, summary: dict[str, Any]) -> Bundle:
     """Seals bundle `step`: manifest and marker, TF state file, retention."""
     path = os.path.join(self._bundle_root, layout.step_name(step))

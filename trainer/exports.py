@@ -75,16 +75,29 @@ class PolicyExporter:
       shutil.rmtree(path, ignore_errors=True)
 
   def export(self) -> str | None:
-    """Exports the current policies; returns the export's path.
+    """Exports the current policies; returns the export's path, None if it failed.
 
-    An export that already exists for this step is kept as it is.
+    An export that already exists for this step is kept as it is. A failed
+    export (disk full, permissions) is logged and leaves nothing visible:
+    training goes on, since every checkpoint bundle still holds what is needed
+    to export that policy later.
     """
     step = int(self._train_step.numpy())
     final = os.path.join(self._policy_dir, layout.step_name(step))
     if os.path.isdir(final):
       return final
-    start = time.monotonic()
     tmp = os.path.join(self._policy_dir, f"{_TMP_PREFIX}{layout.step_name(step)}-{os.getpid()}")
+    try:
+      return self._write(step, tmp, final)
+    except (OSError, tf.errors.OpError) as e:
+      shutil.rmtree(tmp, ignore_errors=True)
+      reason = e.strerror if isinstance(e, OSError) else e.message
+      logging.error("Policy export at step %d failed (%s); training continues and earlier "
+                    "exports are intact.", step, reason)
+      return None
+
+  def _write(self, step: int, tmp: str, final: str) -> str:
+    start = time.monotonic()
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     for name, saver in self._savers.items():

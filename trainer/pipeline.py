@@ -31,7 +31,7 @@ from tf_agents.train.utils import train_utils
 from trainer import bundle as bundle_lib
 from trainer import config, envs, exports, layout
 from trainer.bundle import Bundle, BundleStore
-from trainer.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError
+from trainer.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError, RunDirError
 from trainer.evaluation import Evaluator
 from trainer.replay import Replay, create_uniform_replay
 from trainer.run_lock import RunLock
@@ -331,12 +331,30 @@ class Job:
             "versions": exports.library_versions()}
 
   def checkpoint(self) -> None:
-    """Commits a bundle at the current train step (no-op if one exists)."""
+    """Commits a bundle at the current train step (no-op if one exists).
+
+    Raises:
+      RunDirError: the bundle could not be written (disk full, permissions).
+        Its partial files are removed; the previous bundle stays intact.
+    """
     step = int(self._train_step.numpy())
     latest = self._store.latest()
     if latest is not None and latest.step == step:
       return
     start = time.monotonic()
+    try:
+      summary = self._write_bundle(step)
+    except (OSError, tf.errors.OpError) as e:
+      self._store.abandon(step)
+      reason = e.strerror if isinstance(e, OSError) else e.message
+      raise RunDirError(
+          f"cannot write checkpoint bundle {step} in {self._root} ({reason}); the previous "
+          f"bundle ({latest.step if latest else 'none'}) is intact. Free space or fix "
+          "permissions, then run the same command to resume") from e
+    logging.info("Committed checkpoint bundle at step %d (replay %d, env steps %d) in %.2f s.",
+                 step, summary["replay_size"], summary["env_steps"], time.monotonic() - start)
+
+  def _write_bundle(self, step: int) -> dict[str, Any]:
     path = self._store.begin(step)
     self._agent_checkpoint.write(layout.agent_checkpoint_prefix(self._root, step))
     self._replay.save(os.path.join(path, layout.REPLAY_SUBDIR))
@@ -345,8 +363,7 @@ class Job:
     with open(os.path.join(path, layout.OPERATIVE_CONFIG), "w") as f:
       f.write(gin.operative_config_str())
     self._store.commit(step, summary)
-    logging.info("Committed checkpoint bundle at step %d (replay %d, env steps %d) in %.2f s.",
-                 step, summary["replay_size"], summary["env_steps"], time.monotonic() - start)
+    return summary
 
   # --- the loop --------------------------------------------------------------
 

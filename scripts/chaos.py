@@ -1,0 +1,219 @@
+r"""Chaos suite: SIGKILL a real training job at random moments until it completes.
+
+  python scripts/chaos.py --kills=30 --backend=both     # `make chaos`
+  python scripts/chaos.py --kills=4 --backend=uniform   # the short version in `make test`
+
+The job is the default DQN config shrunk to seconds, with checkpoints and
+exports every few steps, so kills land during bundle and export writes as well
+as during start-up, restore, initial collect and training. After each kill the
+script restarts the job and checks:
+
+- the resume succeeded, from the latest committed bundle;
+- the train step never went below the last committed bundle;
+- replay size, env steps and episodes on resume equal those of that bundle;
+- every export visible in the policy directory loads and acts.
+
+Once `--kills` kills are done the job runs to completion. The last line is a
+summary; the exit code is non-zero on any failure.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CONFIG = REPO / "configs" / "dqn_cartpole.gin"
+BINDINGS = {
+    "train.checkpoint_interval": 10,
+    "train.policy_export_interval": 15,
+    "train.eval_interval": 0,
+    "train.initial_collect_steps": 50,
+    "train.batch_size": 8,
+    "train.log_interval": 5,
+    "train.summary_interval": 50,
+    "train.keep_checkpoints": 2,
+    "create_dqn_agent.fc_layer_params": "(16,)",
+    "create_uniform_replay.capacity": 5000,
+    "create_reverb_replay.capacity": 5000,
+    "create_gym_environment.max_episode_steps": 50,
+}
+BACKENDS = {"uniform": "@create_uniform_replay", "reverb": "@create_reverb_replay"}
+RESUMED = re.compile(r"Resumed from step (\d+): replay size (\d+), env steps (\d+), episodes (\d+)")
+PROGRESS = re.compile(r"\] step (\d+)/")
+
+# Loads each export directory given on the command line and takes one action.
+LOADER = r"""
+import sys
+import numpy as np
+import tensorflow as tf
+import tf_agents  # noqa: F401  (registers TF Probability types named by PolicySaver models)
+from tf_agents.trajectories import time_step as ts
+bad = []
+for path in sys.argv[1:]:
+  try:
+    for kind in ("greedy", "collect"):
+      policy = tf.saved_model.load(f"{path}/{kind}")
+      step = ts.TimeStep(tf.constant([0]), tf.constant([0.0]), tf.constant([1.0]),
+                         tf.constant(np.zeros((1, 4), np.float32)))
+      policy.action(step, policy.get_initial_state(1))
+  except Exception as e:
+    bad.append(f"{path}: {type(e).__name__}: {e}")
+print("\n".join(bad))
+sys.exit(1 if bad else 0)
+"""
+
+
+def _env() -> dict:
+  return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
+          "PYTHONPATH": str(REPO)}
+
+
+def _status(root: pathlib.Path) -> dict:
+  out = subprocess.run([sys.executable, "-m", "trainer.status", f"--root_dir={root}", "--json"],
+                       env=_env(), cwd=REPO, capture_output=True, text=True, check=True)
+  return json.loads(out.stdout)
+
+
+class Chaos:
+  """Kills, restarts and checks one job; counts what went wrong."""
+
+  def __init__(self, root: pathlib.Path, backend: str, total: int, rng: random.Random,
+               max_delay: float):
+    self.root = root
+    self.rng = rng
+    self.max_delay = max_delay
+    bindings = {**BINDINGS, "train.num_iterations": total, "train.replay_fn": BACKENDS[backend]}
+    self.cmd = [sys.executable, "-m", "trainer.train", f"--root_dir={root}", f"--gin_file={CONFIG}"]
+    self.cmd += [f"--gin_bindings={k} = {v}" for k, v in bindings.items()]
+    self.kills = self.failed_resumes = self.unreadable_exports = self.steps_lost = 0
+    self.mid_bundle = self.mid_export = 0
+    self.failures: list[str] = []
+    self.checked_exports: set[str] = set()
+
+  def fail(self, kind: str, message: str) -> None:
+    self.failures.append(message)
+    print(f"FAIL [{kind}] {message}", flush=True)
+
+  def run_once(self, kill: bool) -> int | None:
+    """Starts the job; kills it after a random delay if `kill`. Returns its exit code."""
+    before = _status(self.root) if (self.root / "config.gin").exists() else None
+    log_path = self.root.parent / f"{self.root.name}-{self.kills}.log"
+    with open(log_path, "w") as log:
+      proc = subprocess.Popen(self.cmd, cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+      try:
+        rc = proc.wait(timeout=self.rng.uniform(0.5, self.max_delay) if kill else 600)
+      except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        rc = None
+    self.check_run(before, log_path.read_text(), killed=rc is None)
+    return rc
+
+  def check_run(self, before: dict | None, log: str, *, killed: bool) -> None:
+    resumed = RESUMED.search(log)
+    if before and before["checkpoints"]:
+      expected = (before["train_step"], before["replay_size"], before["env_steps"],
+                  before["episodes"])
+      if resumed is None:
+        if not killed or "Training from step" in log:
+          self.failed_resumes += 1
+          self.fail("resume", f"no resume line although bundle {expected[0]} existed")
+      elif tuple(int(x) for x in resumed.groups()) != expected:
+        self.failed_resumes += 1
+        self.fail("resume", f"resumed {resumed.groups()} but the latest bundle held {expected}")
+    after = _status(self.root) if (self.root / "config.gin").exists() else None
+    if before and after and after["checkpoints"] and after["train_step"] < before["train_step"]:
+      self.fail("regress", f"train step went from {before['train_step']} to {after['train_step']}")
+    if killed:
+      self.kills += 1
+      logged = [int(s) for s in PROGRESS.findall(log)]
+      base = after["train_step"] if after and after["checkpoints"] else 0
+      self.steps_lost += max(0, max(logged, default=base) - base)
+      self.count_partial_writes()
+    self.check_exports()
+
+  def count_partial_writes(self) -> None:
+    bundles = self.root / "train" / "bundles"
+    if bundles.exists() and any(p.name.isdigit() and not (p / "COMMITTED").exists()
+                                for p in bundles.iterdir()):
+      self.mid_bundle += 1
+    policies = self.root / "policies"
+    if policies.exists() and any(p.name.startswith(".tmp-") for p in policies.iterdir()):
+      self.mid_export += 1
+
+  def check_exports(self) -> None:
+    policies = self.root / "policies"
+    visible = sorted(str(p) for p in policies.glob("[0-9]" * 10)) if policies.exists() else []
+    new = [p for p in visible if p not in self.checked_exports]
+    if not new:
+      return
+    out = subprocess.run([sys.executable, "-c", LOADER, *new], env=_env(), cwd=REPO,
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+      bad = [line for line in out.stdout.splitlines() if line.strip()] or [out.stderr[-500:]]
+      self.unreadable_exports += len(bad)
+      for line in bad:
+        self.fail("export", line)
+    self.checked_exports.update(new)
+
+  def run(self, kills: int) -> None:
+    while self.kills < kills:
+      rc = self.run_once(kill=True)
+      if rc == 0:
+        print("job completed before all kills were done; check the totals", flush=True)
+        return
+      if rc is not None:
+        self.fail("exit", f"job exited with {rc} before it was killed")
+        return
+      print(f"kill {self.kills}: committed steps {_status(self.root)['checkpoints']}", flush=True)
+    rc = self.run_once(kill=False)
+    final = _status(self.root)
+    if rc != 0 or not final["complete"]:
+      self.fail("finish", f"final run exited {rc}, status {final}")
+
+
+def main() -> int:
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  parser.add_argument("--kills", type=int, default=30, help="kills per backend")
+  parser.add_argument("--backend", choices=["uniform", "reverb", "both"], default="both")
+  parser.add_argument("--total", type=int, default=None,
+                      help="train steps of the job (default: enough to outlast the kills)")
+  parser.add_argument("--max_delay", type=float, default=10.0,
+                      help="longest time a run lives before its kill, in seconds")
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--workdir", default=None, help="where run directories go (default: a temp dir)")
+  args = parser.parse_args()
+  rng = random.Random(args.seed)
+  workdir = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix="trainer-chaos-"))
+  backends = ["uniform", "reverb"] if args.backend == "both" else [args.backend]
+  total = args.total or 40 * args.kills + 100
+  results = []
+  start = time.monotonic()
+  for backend in backends:
+    chaos = Chaos(workdir / backend, backend, total, rng, args.max_delay)
+    chaos.run(args.kills)
+    results.append(chaos)
+    print(f"{backend}: kills: {chaos.kills}, mid-bundle: {chaos.mid_bundle}, mid-export: "
+          f"{chaos.mid_export}, failed resumes: {chaos.failed_resumes}, unreadable exports: "
+          f"{chaos.unreadable_exports}, steps lost: {chaos.steps_lost}", flush=True)
+  failures = sum(len(c.failures) for c in results)
+  print(f"kills: {sum(c.kills for c in results)}, failed resumes: "
+        f"{sum(c.failed_resumes for c in results)}, unreadable exports: "
+        f"{sum(c.unreadable_exports for c in results)}, steps lost: "
+        f"{sum(c.steps_lost for c in results)}, kills during a bundle write: "
+        f"{sum(c.mid_bundle for c in results)}, during an export: "
+        f"{sum(c.mid_export for c in results)}, failures: {failures}, "
+        f"{time.monotonic() - start:.0f} s ({workdir})")
+  return 1 if failures else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
