@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test lint clean
+.PHONY: install train test lint chaos clean
 
 install: $(STAMP)
 
@@ -20,6 +20,10 @@ train: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+# Kill-and-resume chaos suite: >= 30 SIGKILLs per replay backend (about 15 minutes).
+chaos: $(STAMP)
+	$(BIN)/python scripts/chaos.py --kills=30 --backend=both
 
 lint: $(STAMP)
 	$(BIN)/ruff check trainer tests scripts

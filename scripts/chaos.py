@@ -37,7 +37,7 @@ BINDINGS = {
     "train.eval_interval": 0,
     "train.initial_collect_steps": 50,
     "train.batch_size": 8,
-    "train.log_interval": 5,
+    "train.log_interval": 1,  # exact "steps lost": the last logged step is the step at the kill
     "train.summary_interval": 50,
     "train.keep_checkpoints": 2,
     "create_dqn_agent.fc_layer_params": "(16,)",
@@ -85,14 +85,11 @@ def _status(root: pathlib.Path) -> dict:
 class Chaos:
   """Kills, restarts and checks one job; counts what went wrong."""
 
-  def __init__(self, root: pathlib.Path, backend: str, total: int, rng: random.Random,
-               max_delay: float):
+  def __init__(self, root: pathlib.Path, backend: str, rng: random.Random, max_delay: float):
     self.root = root
     self.rng = rng
     self.max_delay = max_delay
-    bindings = {**BINDINGS, "train.num_iterations": total, "train.replay_fn": BACKENDS[backend]}
-    self.cmd = [sys.executable, "-m", "trainer.train", f"--root_dir={root}", f"--gin_file={CONFIG}"]
-    self.cmd += [f"--gin_bindings={k} = {v}" for k, v in bindings.items()]
+    self.bindings = {**BINDINGS, "train.num_iterations": 10**9, "train.replay_fn": BACKENDS[backend]}
     self.kills = self.failed_resumes = self.unreadable_exports = self.steps_lost = 0
     self.mid_bundle = self.mid_export = 0
     self.failures: list[str] = []
@@ -103,19 +100,42 @@ class Chaos:
     print(f"FAIL [{kind}] {message}", flush=True)
 
   def run_once(self, kill: bool) -> int | None:
-    """Starts the job; kills it after a random delay if `kill`. Returns its exit code."""
+    """Starts the job; SIGKILLs it at a random moment if `kill`. Returns its exit code.
+
+    One kill in five lands at a random moment of start-up (build, restore,
+    initial collect); the others a random time after training started, when
+    bundles and exports are written every few steps.
+    """
     before = _status(self.root) if (self.root / "config.gin").exists() else None
     log_path = self.root.parent / f"{self.root.name}-{self.kills}.log"
+    cmd = [sys.executable, "-m", "trainer.train", f"--root_dir={self.root}", f"--gin_file={CONFIG}"]
+    cmd += [f"--gin_bindings={k} = {v}" for k, v in self.bindings.items()]
     with open(log_path, "w") as log:
-      proc = subprocess.Popen(self.cmd, cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT)
-      try:
-        rc = proc.wait(timeout=self.rng.uniform(0.5, self.max_delay) if kill else 600)
-      except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        rc = None
+      proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+      rc = self._wait_and_kill(proc, log_path) if kill else proc.wait(timeout=900)
     self.check_run(before, log_path.read_text(), killed=rc is None)
     return rc
+
+  def _wait_and_kill(self, proc: subprocess.Popen, log_path: pathlib.Path) -> int | None:
+    if self.rng.random() < 0.2:
+      deadline = time.monotonic() + self.rng.uniform(0.5, 8.0)
+    else:
+      started = time.monotonic()
+      while not PROGRESS.search(log_path.read_text()):  # training is under way
+        if proc.poll() is not None:
+          return proc.returncode
+        if time.monotonic() - started > 300:
+          self.fail("start", "the job did not start training within 300 s")
+          break
+        time.sleep(0.05)
+      deadline = time.monotonic() + self.rng.uniform(0.0, self.max_delay)
+    while time.monotonic() < deadline:
+      if proc.poll() is not None:
+        return proc.returncode
+      time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return None
 
   def check_run(self, before: dict | None, log: str, *, killed: bool) -> None:
     resumed = RESUMED.search(log)
@@ -167,13 +187,12 @@ class Chaos:
   def run(self, kills: int) -> None:
     while self.kills < kills:
       rc = self.run_once(kill=True)
-      if rc == 0:
-        print("job completed before all kills were done; check the totals", flush=True)
-        return
       if rc is not None:
         self.fail("exit", f"job exited with {rc} before it was killed")
         return
       print(f"kill {self.kills}: committed steps {_status(self.root)['checkpoints']}", flush=True)
+    # Run to completion: 50 steps past the last commit (a run-length change the job accepts).
+    self.bindings["train.num_iterations"] = _status(self.root)["train_step"] + 50
     rc = self.run_once(kill=False)
     final = _status(self.root)
     if rc != 0 or not final["complete"]:
@@ -184,21 +203,19 @@ def main() -> int:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
   parser.add_argument("--kills", type=int, default=30, help="kills per backend")
   parser.add_argument("--backend", choices=["uniform", "reverb", "both"], default="both")
-  parser.add_argument("--total", type=int, default=None,
-                      help="train steps of the job (default: enough to outlast the kills)")
-  parser.add_argument("--max_delay", type=float, default=10.0,
-                      help="longest time a run lives before its kill, in seconds")
+  parser.add_argument("--max_delay", type=float, default=4.0,
+                      help="longest time a run trains before its kill, in seconds")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--workdir", default=None, help="where run directories go (default: a temp dir)")
   args = parser.parse_args()
   rng = random.Random(args.seed)
   workdir = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix="trainer-chaos-"))
+  workdir.mkdir(parents=True, exist_ok=True)
   backends = ["uniform", "reverb"] if args.backend == "both" else [args.backend]
-  total = args.total or 40 * args.kills + 100
   results = []
   start = time.monotonic()
   for backend in backends:
-    chaos = Chaos(workdir / backend, backend, total, rng, args.max_delay)
+    chaos = Chaos(workdir / backend, backend, rng, args.max_delay)
     chaos.run(args.kills)
     results.append(chaos)
     print(f"{backend}: kills: {chaos.kills}, mid-bundle: {chaos.mid_bundle}, mid-export: "

@@ -1,0 +1,17 @@
+"""The chaos suite's short version: a few random SIGKILLs, then run to completion."""
+
+import subprocess
+import sys
+
+from tests.conftest import REPO, cli_env
+
+
+def test_chaos_short(tmp_path):
+  out = subprocess.run(
+      [sys.executable, "scripts/chaos.py", "--kills=3", "--backend=both", "--seed=1",
+       f"--workdir={tmp_path}", "--max_delay=3"],
+      cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=900)
+  summary = out.stdout.strip().splitlines()[-1]
+  assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+  assert summary.startswith("kills: 6, failed resumes: 0, unreadable exports: 0"), summary
+  assert "failures: 0" in summary
