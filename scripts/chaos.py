@@ -18,8 +18,6 @@ summary; the exit code is non-zero on any failure.
 """
 
 import argparse
-import json
-import os
 import pathlib
 import random
 import re
@@ -29,8 +27,8 @@ import sys
 import tempfile
 import time
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-CONFIG = REPO / "configs" / "dqn_cartpole.gin"
+from jobs import REPO, env, start, status
+
 BINDINGS = {
     "train.checkpoint_interval": 10,
     "train.policy_export_interval": 15,
@@ -49,44 +47,55 @@ BACKENDS = {"uniform": "@create_uniform_replay", "reverb": "@create_reverb_repla
 RESUMED = re.compile(r"Resumed from step (\d+): replay size (\d+), env steps (\d+), episodes (\d+)")
 PROGRESS = re.compile(r"\] step (\d+)/")
 
-# Loads each export directory given on the command line and takes one action.
+# A long-lived loader: reads export paths from stdin, loads both SavedModels of
+# each and takes one action, answers "ok" or "bad <reason>" per line.
 LOADER = r"""
 import sys
 import numpy as np
 import tensorflow as tf
 import tf_agents  # noqa: F401  (registers TF Probability types named by PolicySaver models)
 from tf_agents.trajectories import time_step as ts
-bad = []
-for path in sys.argv[1:]:
+for line in sys.stdin:
+  path = line.strip()
   try:
     for kind in ("greedy", "collect"):
       policy = tf.saved_model.load(f"{path}/{kind}")
       step = ts.TimeStep(tf.constant([0]), tf.constant([0.0]), tf.constant([1.0]),
                          tf.constant(np.zeros((1, 4), np.float32)))
       policy.action(step, policy.get_initial_state(1))
+    print("ok", flush=True)
   except Exception as e:
-    bad.append(f"{path}: {type(e).__name__}: {e}")
-print("\n".join(bad))
-sys.exit(1 if bad else 0)
+    print("bad", type(e).__name__, " ".join(str(e).split())[:300], flush=True)
 """
 
 
-def _env() -> dict:
-  return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
-          "PYTHONPATH": str(REPO)}
+class ExportChecker:
+  """Loads exports in a separate process that imports TensorFlow once."""
 
+  def __init__(self):
+    self._proc = subprocess.Popen([sys.executable, "-c", LOADER], cwd=REPO, env=env(), text=True,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL)
 
-def _status(root: pathlib.Path) -> dict:
-  out = subprocess.run([sys.executable, "-m", "trainer.status", f"--root_dir={root}", "--json"],
-                       env=_env(), cwd=REPO, capture_output=True, text=True, check=True)
-  return json.loads(out.stdout)
+  def check(self, path: str) -> str | None:
+    """None if the export at `path` loads and acts, else the reason."""
+    self._proc.stdin.write(path + "\n")
+    self._proc.stdin.flush()
+    answer = self._proc.stdout.readline().strip()
+    return None if answer == "ok" else (answer or "loader died")
+
+  def close(self) -> None:
+    self._proc.stdin.close()
+    self._proc.wait(timeout=60)
 
 
 class Chaos:
   """Kills, restarts and checks one job; counts what went wrong."""
 
-  def __init__(self, root: pathlib.Path, backend: str, rng: random.Random, max_delay: float):
+  def __init__(self, root: pathlib.Path, backend: str, rng: random.Random, max_delay: float,
+               exports: ExportChecker):
     self.root = root
+    self.exports = exports
     self.rng = rng
     self.max_delay = max_delay
     self.bindings = {**BINDINGS, "train.num_iterations": 10**9, "train.replay_fn": BACKENDS[backend]}
@@ -106,13 +115,10 @@ class Chaos:
     initial collect); the others a random time after training started, when
     bundles and exports are written every few steps.
     """
-    before = _status(self.root) if (self.root / "config.gin").exists() else None
+    before = status(self.root) if (self.root / "config.gin").exists() else None
     log_path = self.root.parent / f"{self.root.name}-{self.kills}.log"
-    cmd = [sys.executable, "-m", "trainer.train", f"--root_dir={self.root}", f"--gin_file={CONFIG}"]
-    cmd += [f"--gin_bindings={k} = {v}" for k, v in self.bindings.items()]
-    with open(log_path, "w") as log:
-      proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT)
-      rc = self._wait_and_kill(proc, log_path) if kill else proc.wait(timeout=900)
+    proc = start(self.root, self.bindings, log_path)
+    rc = self._wait_and_kill(proc, log_path) if kill else proc.wait(timeout=900)
     self.check_run(before, log_path.read_text(), killed=rc is None)
     return rc
 
@@ -149,7 +155,7 @@ class Chaos:
       elif tuple(int(x) for x in resumed.groups()) != expected:
         self.failed_resumes += 1
         self.fail("resume", f"resumed {resumed.groups()} but the latest bundle held {expected}")
-    after = _status(self.root) if (self.root / "config.gin").exists() else None
+    after = status(self.root) if (self.root / "config.gin").exists() else None
     if before and after and after["checkpoints"] and after["train_step"] < before["train_step"]:
       self.fail("regress", f"train step went from {before['train_step']} to {after['train_step']}")
     if killed:
@@ -172,17 +178,14 @@ class Chaos:
   def check_exports(self) -> None:
     policies = self.root / "policies"
     visible = sorted(str(p) for p in policies.glob("[0-9]" * 10)) if policies.exists() else []
-    new = [p for p in visible if p not in self.checked_exports]
-    if not new:
-      return
-    out = subprocess.run([sys.executable, "-c", LOADER, *new], env=_env(), cwd=REPO,
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-      bad = [line for line in out.stdout.splitlines() if line.strip()] or [out.stderr[-500:]]
-      self.unreadable_exports += len(bad)
-      for line in bad:
-        self.fail("export", line)
-    self.checked_exports.update(new)
+    for path in visible:
+      if path in self.checked_exports:
+        continue
+      problem = self.exports.check(path)
+      if problem is not None:
+        self.unreadable_exports += 1
+        self.fail("export", f"{path}: {problem}")
+      self.checked_exports.add(path)
 
   def run(self, kills: int) -> None:
     while self.kills < kills:
@@ -190,11 +193,11 @@ class Chaos:
       if rc is not None:
         self.fail("exit", f"job exited with {rc} before it was killed")
         return
-      print(f"kill {self.kills}: committed steps {_status(self.root)['checkpoints']}", flush=True)
+      print(f"kill {self.kills}: committed steps {status(self.root)['checkpoints']}", flush=True)
     # Run to completion: 50 steps past the last commit (a run-length change the job accepts).
-    self.bindings["train.num_iterations"] = _status(self.root)["train_step"] + 50
+    self.bindings["train.num_iterations"] = status(self.root)["train_step"] + 50
     rc = self.run_once(kill=False)
-    final = _status(self.root)
+    final = status(self.root)
     if rc != 0 or not final["complete"]:
       self.fail("finish", f"final run exited {rc}, status {final}")
 
@@ -210,12 +213,12 @@ def main() -> int:
   args = parser.parse_args()
   rng = random.Random(args.seed)
   workdir = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix="trainer-chaos-"))
-  workdir.mkdir(parents=True, exist_ok=True)
   backends = ["uniform", "reverb"] if args.backend == "both" else [args.backend]
   results = []
-  start = time.monotonic()
+  start_time = time.monotonic()
+  exports = ExportChecker()
   for backend in backends:
-    chaos = Chaos(workdir / backend, backend, rng, args.max_delay)
+    chaos = Chaos(workdir / backend, backend, rng, args.max_delay, exports)
     chaos.run(args.kills)
     results.append(chaos)
     print(f"{backend}: kills: {chaos.kills}, mid-bundle: {chaos.mid_bundle}, mid-export: "
@@ -228,7 +231,8 @@ def main() -> int:
         f"{sum(c.steps_lost for c in results)}, kills during a bundle write: "
         f"{sum(c.mid_bundle for c in results)}, during an export: "
         f"{sum(c.mid_export for c in results)}, failures: {failures}, "
-        f"{time.monotonic() - start:.0f} s ({workdir})")
+        f"{time.monotonic() - start_time:.0f} s ({workdir})")
+  exports.close()
   return 1 if failures else 0
 
 

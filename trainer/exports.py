@@ -48,12 +48,6 @@ def config_hash(config_text: str) -> str:
   return hashlib.sha256(config_text.encode()).hexdigest()[:16]
 
 
-def list_exports(root_dir: str) -> list[dict[str, Any]]:
-  """Visible exports, oldest first: [{'train_step', 'path'}]."""
-  pattern = os.path.join(root_dir, layout.POLICY_DIR, "[0-9]" * layout.STEP_DIGITS)
-  return [{"train_step": int(os.path.basename(p)), "path": p} for p in sorted(glob.glob(pattern))]
-
-
 class PolicyExporter:
   """Writes one export per call at the agent's current train step."""
 

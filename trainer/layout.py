@@ -16,6 +16,7 @@ and users find files through these names, so they live in one place.
       policies/<N>/                  exports: greedy/, collect/, metadata.json
 """
 
+import glob
 import os
 
 CONFIG_FILE = "config.gin"
@@ -51,3 +52,9 @@ def step_name(step: int) -> str:
 def agent_checkpoint_prefix(root_dir: str, step: int) -> str:
   """Prefix of the agent checkpoint of bundle `step` (`ckpt-<step>`)."""
   return os.path.join(root_dir, CHECKPOINT_DIR, f"ckpt-{step}")
+
+
+def list_exports(root_dir: str) -> list[dict]:
+  """Visible exports, oldest first: [{'train_step', 'path'}]."""
+  pattern = os.path.join(root_dir, POLICY_DIR, "[0-9]" * STEP_DIGITS)
+  return [{"train_step": int(os.path.basename(p)), "path": p} for p in sorted(glob.glob(pattern))]

@@ -3,6 +3,7 @@
 import os
 import signal
 import sys
+import time
 
 from absl import logging
 
@@ -16,10 +17,17 @@ class StopRequest:
   summaries and exits with `EXIT_PREEMPTED`. A second signal means "now":
   the process exits at once with 128 + signum; the last committed bundle stays
   valid because an unfinished one has no commit marker.
+
+  The same signal again within `DUPLICATE_WINDOW_S` counts as the same
+  request: schedulers deliver one stop twice (Slurm signals every process of
+  a job, and its batch script forwards the signal too).
   """
+
+  DUPLICATE_WINDOW_S = 2.0
 
   def __init__(self):
     self.signum: int | None = None
+    self._first_at = 0.0
     self._previous = {}
 
   @property
@@ -38,11 +46,15 @@ class StopRequest:
   def _handle(self, signum: int, frame) -> None:
     del frame
     name = signal.Signals(signum).name
+    now = time.monotonic()
+    if signum == self.signum and now - self._first_at < self.DUPLICATE_WINDOW_S:
+      return  # One stop request delivered twice.
     if self.signum is not None:
       sys.stderr.write(f"trainer: second signal ({name}): exiting now; the last "
                        "committed checkpoint stays valid\n")
       sys.stderr.flush()
       os._exit(128 + signum)
     self.signum = signum
+    self._first_at = now
     logging.warning("Received %s: finishing this iteration, then committing a checkpoint "
                     "and exiting (send it again to exit at once).", name)

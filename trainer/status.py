@@ -1,4 +1,4 @@
-r"""Summarises a run directory without touching it.
+r"""Summarises a run directory without touching it (and without loading TensorFlow).
 
   python -m trainer.status --root_dir=DIR [--json]
 """
@@ -9,7 +9,7 @@ from typing import Any
 
 from absl import app, flags
 
-from trainer import exports
+from trainer import layout
 from trainer.bundle import BundleStore
 
 flags.DEFINE_string("root_dir", None, "Run directory to summarise.")
@@ -31,7 +31,7 @@ def run_status(root_dir: str) -> dict[str, Any]:
       "episodes": summary.get("episodes", 0),
       "replay_size": summary.get("replay_size", 0),
       "checkpoints": [b.step for b in bundles],
-      "exports": exports.list_exports(root_dir),
+      "exports": layout.list_exports(root_dir),
       "last_eval_return": summary.get("last_eval_return"),
       "complete": bool(num_iterations) and train_step >= num_iterations,
   }

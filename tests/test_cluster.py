@@ -1,0 +1,101 @@
+"""Cluster templates: the sbatch script's signal forwarding and requeue, the Job manifest."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import psutil
+import pytest
+import yaml
+
+from tests.conftest import DQN_CONFIG, REPO, TINY_DQN, bindings, cli_env, committed_steps, status, wait_for
+from trainer import errors
+
+SBATCH = REPO / "cluster" / "slurm" / "train.sbatch"
+JOB_YAML = REPO / "cluster" / "kubernetes" / "train-job.yaml"
+
+
+@pytest.fixture
+def slurm_env(tmp_path):
+  """Runs the batch script outside Slurm: a stub `scontrol` records its calls."""
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  calls = tmp_path / "scontrol.calls"
+  stub = bin_dir / "scontrol"
+  stub.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+  stub.chmod(0o755)
+  env = cli_env()
+  env.update(PATH=f"{bin_dir}:{env['PATH']}", ROOT_DIR=str(tmp_path / "run"), GIN_FILE=DQN_CONFIG,
+             PYTHON=sys.executable, SLURM_JOB_ID="4242")
+  return env, calls, tmp_path / "run"
+
+
+def _sbatch(env, total, log):
+  args = [f"--gin_bindings={b}" for b in bindings(TINY_DQN, train__num_iterations=total)]
+  return subprocess.Popen(["bash", str(SBATCH), *args], cwd=REPO, env=env, stdout=log,
+                          stderr=subprocess.STDOUT)
+
+
+@pytest.mark.parametrize("delivery", ["batch_shell_only", "every_process"])
+def test_sbatch_forwards_sigterm_and_requeues(slurm_env, tmp_path, delivery):
+  """batch_shell_only: `--signal=B:TERM@...` before the time limit.
+  every_process: preemption or scancel, where Slurm signals the trainer too."""
+  env, calls, root = slurm_env
+  with open(tmp_path / "job.log", "w") as log:
+    shell = _sbatch(env, 100_000, log)
+    try:
+      wait_for(lambda: committed_steps(root), 240, "the first bundle", shell)
+      targets = [shell.pid]
+      if delivery == "every_process":
+        targets += [p.pid for p in psutil.Process(shell.pid).children(recursive=True)]
+      for pid in targets:
+        os.kill(pid, signal.SIGTERM)
+      rc = shell.wait(timeout=120)
+    finally:
+      shell.kill()
+  output = (tmp_path / "job.log").read_text()
+  assert rc == errors.EXIT_PREEMPTED, output[-3000:]
+  assert calls.read_text().split() == ["requeue", "4242"]
+  stopped = status(root)
+  assert stopped["checkpoints"][-1] == stopped["train_step"]
+
+  # The requeued job: the same script resumes and finishes; no requeue this time.
+  calls.unlink()
+  with open(tmp_path / "requeued.log", "w") as log:
+    rerun = _sbatch(env, stopped["train_step"] + 20, log)
+    assert rerun.wait(timeout=300) == 0
+  assert f"Resumed from step {stopped['train_step']}" in (tmp_path / "requeued.log").read_text()
+  assert not calls.exists()
+  assert status(root)["complete"]
+
+
+def test_sbatch_header_asks_for_requeue_and_an_early_signal():
+  header = [line for line in SBATCH.read_text().splitlines() if line.startswith("#SBATCH")]
+  assert "#SBATCH --requeue" in header
+  assert any(line.startswith("#SBATCH --signal=B:TERM@") for line in header)
+
+
+def test_kubernetes_job_manifest():
+  docs = list(yaml.safe_load_all(JOB_YAML.read_text()))
+  pvc = next(d for d in docs if d["kind"] == "PersistentVolumeClaim")
+  job = next(d for d in docs if d["kind"] == "Job")
+  assert job["apiVersion"] == "batch/v1"
+  spec = job["spec"]
+  pod = spec["template"]["spec"]
+  assert pod["restartPolicy"] == "Never"  # podFailurePolicy requires it
+  assert pod["terminationGracePeriodSeconds"] >= 120
+  rules = spec["podFailurePolicy"]["rules"]
+  reruns = [r for r in rules if r["action"] == "Ignore" and "onExitCodes" in r]
+  assert reruns and reruns[0]["onExitCodes"]["values"] == [errors.EXIT_PREEMPTED]
+  assert any(r["action"] == "Ignore" and r.get("onPodConditions") == [{"type": "DisruptionTarget"}]
+             for r in rules)
+  fail_fast = [r for r in rules if r["action"] == "FailJob"]
+  assert fail_fast[0]["onExitCodes"]["values"] == [errors.EXIT_USAGE]
+  container = pod["containers"][0]
+  assert container["command"][:3] == ["python", "-m", "trainer.train"]  # exec form: PID 1
+  root = next(a.split("=", 1)[1] for a in container["args"] if a.startswith("--root_dir="))
+  mount = container["volumeMounts"][0]
+  assert root.startswith(mount["mountPath"] + "/")
+  volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+  assert volume["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
