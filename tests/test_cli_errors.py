@@ -113,10 +113,16 @@ BUILD_CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(BUILD_CASES))
-def test_bad_value_is_one_clear_line_and_leaves_no_run_dir(tmp_path, case):
+def test_bad_value_is_one_clear_line_and_touches_nothing(tmp_path, existing_run, case):
   extra, message = BUILD_CASES[case]
   root = tmp_path / "new_run"
   result = run_train(root, gin_bindings=bindings(TINY_DQN) + extra)
   assert result.returncode == errors.EXIT_USAGE, result.stderr[-2000:]
   assert message in _error_line(result.stderr)
   assert not root.exists()
+  # On an existing run: refused too (as a bad value, or as a change of the experiment).
+  before = _tree(existing_run)
+  result = run_train(existing_run, gin_bindings=bindings(TINY_DQN, train__num_iterations=20) + extra)
+  assert result.returncode == errors.EXIT_USAGE
+  _error_line(result.stderr)
+  assert _tree(existing_run) == before

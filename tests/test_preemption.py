@@ -36,6 +36,7 @@ def test_sigterm_commits_a_bundle_exits_75_and_the_rerun_finishes_the_total(tmp_
   assert result.returncode == 0, result.stderr
   assert f"Resumed from step {stopped['train_step']}" in result.stderr
   assert "skipping the initial collect" in result.stderr
+  assert f"Config change accepted: train.num_iterations: 100000 -> {total}" in result.stderr
   done = status(root)
   assert done["complete"] and done["train_step"] == total
   assert done["env_steps"] > stopped["env_steps"]
@@ -85,3 +86,19 @@ def test_second_signal_exits_at_once_and_keeps_the_last_bundle(tmp_path):
   result = _resume_to(root, step + 20)
   assert result.returncode == 0, result.stderr
   assert f"Resumed from step {step}" in result.stderr
+
+
+def test_sigterm_during_start_up_still_exits_75(tmp_path):
+  root = tmp_path / "run"
+  proc = start_train(root, gin_bindings=LONG, log_path=tmp_path / "log")
+  try:
+    # run.lock appears while the job is being built, before any training.
+    wait_for(lambda: (root / "run.lock").exists(), 120, "the run lock", proc)
+    proc.send_signal(signal.SIGTERM)
+    rc = proc.wait(timeout=120)
+  finally:
+    proc.kill()
+  assert rc == errors.EXIT_PREEMPTED, (tmp_path / "log").read_text()[-3000:]
+  result = _resume_to(root, 20)
+  assert result.returncode == 0, result.stderr
+  assert status(root)["complete"]

@@ -175,7 +175,7 @@ class BundleStore:
     for dirpath, _, names in os.walk(path):
       part_files.extend(os.path.join(dirpath, n) for n in names)
     for file_path in sorted(part_files):
-      fileio.fsync_file(file_path)
+      fileio.fsync(file_path)
       files[os.path.relpath(file_path, self._root)] = {
           "size": os.path.getsize(file_path), "sha256": fileio.sha256_file(file_path)}
     manifest = {

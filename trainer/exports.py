@@ -100,9 +100,9 @@ class PolicyExporter:
     metadata["train_step"] = step
     metadata["exported_at"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     fileio.atomic_write_json(os.path.join(tmp, layout.EXPORT_METADATA), metadata)
-    fileio.fsync_dir(tmp)
+    fileio.fsync(tmp)
     os.rename(tmp, final)
-    fileio.fsync_dir(self._policy_dir)
+    fileio.fsync(self._policy_dir)
     logging.info("Exported policies at step %d to %s (%.2f s).", step, final,
                  time.monotonic() - start)
     return final

@@ -6,8 +6,8 @@ import os
 from typing import Any
 
 
-def fsync_dir(path: str) -> None:
-  """Makes a rename or create inside `path` durable."""
+def fsync(path: str) -> None:
+  """Flushes a file's data, or a directory's entries (a rename or create in it), to disk."""
   fd = os.open(path, os.O_RDONLY)
   try:
     os.fsync(fd)
@@ -23,7 +23,7 @@ def atomic_write_text(path: str, text: str) -> None:
     f.flush()
     os.fsync(f.fileno())
   os.replace(tmp, path)
-  fsync_dir(os.path.dirname(os.path.abspath(path)))
+  fsync(os.path.dirname(os.path.abspath(path)))
 
 
 def atomic_write_json(path: str, obj: Any) -> None:
@@ -42,10 +42,3 @@ def sha256_file(path: str, chunk_size: int = 1 << 20) -> str:
       digest.update(chunk)
   return digest.hexdigest()
 
-
-def fsync_file(path: str) -> None:
-  fd = os.open(path, os.O_RDONLY)
-  try:
-    os.fsync(fd)
-  finally:
-    os.close(fd)

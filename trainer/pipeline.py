@@ -173,6 +173,17 @@ def open_job(spec: JobSpec) -> Iterator["Job"]:
   The environments and the agent are built (and validated) before anything in
   the run directory is touched.
   """
+  stop = StopRequest()  # From the start: a SIGTERM while building still ends in a clean exit 75.
+  stop.install()
+  try:
+    with _build_job(spec, stop) as job:
+      yield job
+  finally:
+    stop.uninstall()
+
+
+@contextlib.contextmanager
+def _build_job(spec: JobSpec, stop: StopRequest) -> Iterator["Job"]:
   settings = spec.settings
   latest = BundleStore(spec.root_dir).latest()
   _seed_globals(settings.seed, latest.step if latest else 0)
@@ -187,7 +198,8 @@ def open_job(spec: JobSpec) -> Iterator["Job"]:
   lock.acquire()
   try:
     job = Job(spec.root_dir, settings, spec.run_config, collect_env=collect_env,
-              eval_env=eval_env, agent=agent, train_step=train_step, replay_fn=spec.replay_fn)
+              eval_env=eval_env, agent=agent, train_step=train_step, replay_fn=spec.replay_fn,
+              stop=stop)
   except ConfigError:
     lock.release()
     if created:  # A bad config leaves no trace of a run that never started.
@@ -218,14 +230,14 @@ class Job:
   def __init__(self, root_dir: str, settings: Settings, run_config: config.RunConfig, *,
                collect_env: py_environment.PyEnvironment,
                eval_env: py_environment.PyEnvironment, agent: tf_agent.TFAgent,
-               train_step: tf.Variable, replay_fn: Callable[..., Replay]):
+               train_step: tf.Variable, replay_fn: Callable[..., Replay], stop: StopRequest):
     self._root = root_dir
     self._settings = settings
     self._run_config = run_config
     self._collect_env = collect_env
     self._agent = agent
     self._train_step = train_step
-    self._stop = StopRequest()
+    self._stop = stop
     self._store = BundleStore(root_dir, keep=settings.keep_checkpoints)
     self._store.clean_partial()
     bundle = self._store.latest_valid()
@@ -368,17 +380,13 @@ class Job:
   # --- the loop --------------------------------------------------------------
 
   def run(self) -> int:
-    self._stop.install()
-    try:
-      self._initial_collect()
-      if not self._stop.requested:
-        self._train_loop()
-      if self._stop.requested:
-        return self._stop_now()
-      self._finish()
-      return EXIT_OK
-    finally:
-      self._stop.uninstall()
+    self._initial_collect()
+    if not self._stop.requested:
+      self._train_loop()
+    if self._stop.requested:
+      return self._stop_now()
+    self._finish()
+    return EXIT_OK
 
   def _initial_collect(self) -> None:
     target = self._settings.initial_collect_steps
