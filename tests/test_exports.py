@@ -1,6 +1,7 @@
 """Every export is a standalone SavedModel that loads in a fresh process and acts."""
 
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -69,4 +70,91 @@ def test_export_metadata_records_step_counters_and_versions(finished_run):
 
 def test_no_partial_export_is_visible(finished_run):
   names = [p.name for p in (finished_run / "policies").iterdir()]
-  assert names and all(n.isdigit() for n in names), names
+  assert not [n for n in names if n.startswith(".")], names
+
+
+# Imports nothing but TensorFlow (and NumPy), and proves it.
+TF_ONLY = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+observations = np.array(json.loads(sys.argv[1]), np.float32)
+out = {}
+for path in sys.argv[2:]:
+  serve = tf.saved_model.load(path).signatures["serving_default"]
+  out[path] = serve(observation=tf.constant(observations))["action"].numpy().tolist()
+extra = [m for m in sys.modules if m.startswith(("tf_agents", "tensorflow_probability"))]
+assert not extra, f"imported more than TensorFlow: {extra[:5]}"
+print(json.dumps(out))
+"""
+
+# The greedy PolicySaver export and TF-Agents' policy_loader on the same observations.
+WITH_TF_AGENTS = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+from tf_agents.policies import policy_loader
+from tf_agents.trajectories import time_step as ts
+observations = np.array(json.loads(sys.argv[1]), np.float32)
+first = ts.restart(tf.constant(observations), batch_size=len(observations))
+# policy_loader gives a Python policy: one unbatched NumPy time step per call.
+loader_actions = lambda policy: [int(policy.action(ts.restart(o)).action) for o in observations]
+root, step = sys.argv[2], int(sys.argv[3])
+greedy = tf.saved_model.load(f"{root}/policies/{step:010d}/greedy")
+loaded = policy_loader.load(f"{root}/policies/greedy_policy",
+                            f"{root}/policies/checkpoints/policy_checkpoint_{step:010d}")
+print(json.dumps({"greedy": greedy.action(first, ()).action.numpy().tolist(),
+                  "loader": loader_actions(loaded),
+                  "loader_step": int(loaded.get_train_step())}))
+"""
+
+OBSERVATIONS = [[0.0, 0.0, 0.0, 0.0], [0.1, -0.5, 0.05, 0.4], [-0.2, 0.3, -0.1, -0.6],
+                [0.02, 1.0, -0.05, -1.2]]
+
+
+def _run_json(script, *args):
+  out = subprocess.run([sys.executable, "-c", script, *args], cwd=REPO, env=cli_env(),
+                       capture_output=True, text=True, timeout=180)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_serving_form_loads_with_tensorflow_alone_and_matches_the_greedy_policy(finished_run):
+  index = json.loads((finished_run / "policies" / "index.json").read_text())
+  paths = [str(finished_run / "policies" / e["path"] / "serving") for e in index["exports"]]
+  served = _run_json(TF_ONLY, json.dumps(OBSERVATIONS), *paths)
+  for entry in index["exports"]:
+    actions = served[str(finished_run / "policies" / entry["path"] / "serving")]
+    reference = _run_json(WITH_TF_AGENTS, json.dumps(OBSERVATIONS), str(finished_run),
+                          str(entry["train_step"]))
+    assert actions == reference["greedy"]  # DQN: the same argmax actions
+    assert reference["loader"] == reference["greedy"]
+    assert reference["loader_step"] == entry["train_step"]
+
+
+def test_saved_model_cli_runs_the_serving_signature(finished_run):
+  cli = pathlib.Path(sys.executable).parent / "saved_model_cli"
+  out = subprocess.run(
+      [str(cli), "run", "--dir", str(finished_run / "policies" / "0000000060" / "serving"),
+       "--tag_set", "serve", "--signature_def", "serving_default",
+       "--input_exprs", "observation=[[0.0, 0.0, 0.0, 0.0], [0.1, -0.5, 0.05, 0.4]]"],
+      cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=180)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "Result for output key action" in out.stdout
+
+
+def test_index_and_pointers(finished_run):
+  policies = finished_run / "policies"
+  index = json.loads((policies / "index.json").read_text())
+  assert [e["train_step"] for e in index["exports"]] == [30, 60]
+  assert index["latest"] == "0000000060" == (policies / "LATEST").read_text().strip()
+  returns = {e["path"]: e["eval_average_return"] for e in index["exports"]}
+  assert index["best"] == max(returns, key=returns.get) == (policies / "BEST").read_text().strip()
+  for entry in index["exports"]:
+    assert entry["env_steps"] > 0 and entry["episodes"] > 0 and "exported_at" in entry
+    assert entry["config_sha256"] and entry["versions"]["tensorflow"].startswith("2.15")
+  # TF-Agents' layout beside ours.
+  for name in ("policy", "greedy_policy", "collect_policy"):
+    assert (policies / name / "saved_model.pb").is_file()
+  assert sorted(p.name for p in (policies / "checkpoints").iterdir()) == [
+      "policy_checkpoint_0000000030", "policy_checkpoint_0000000060"]

@@ -7,7 +7,7 @@ import tensorflow as tf
 from absl import logging
 from tf_agents.agents import tf_agent
 from tf_agents.environments import py_environment
-from tf_agents.policies import py_tf_eager_policy
+from tf_agents.policies import greedy_policy, py_tf_eager_policy
 from tf_agents.train import actor
 
 from trainer import layout
@@ -31,7 +31,9 @@ class Evaluator:
     self._csv_path = os.path.join(root_dir, layout.EVAL_RETURNS_FILE)
     self._actor = actor.Actor(
         env,
-        py_tf_eager_policy.PyTFEagerPolicy(agent.policy, use_tf_function=True),
+        # The mode of the policy's action distribution (argmax for DQN, mean for SAC).
+        py_tf_eager_policy.PyTFEagerPolicy(greedy_policy.GreedyPolicy(agent.policy),
+                                           use_tf_function=True),
         train_step,
         episodes_per_run=episodes,
         metrics=self._metrics,

@@ -1,12 +1,29 @@
-"""Policy exports: standalone SavedModels under `DIR/policies/<step>/`.
+"""Policy exports: `DIR/policies/`, a directory anyone can load and compare.
 
-Each export holds the greedy and the collect policy, each written by
-TF-Agents' `PolicySaver` (signatures `action`, `get_initial_state`,
-`get_train_step`, `get_metadata`; metadata `env_step`), and `metadata.json`.
-An export is assembled in a hidden temporary directory and renamed into
-place, so a crash never leaves a half-written export visible.
+Each export `policies/<step>/` holds
+- `greedy/`, `collect/`: standalone SavedModels written with TF-Agents'
+  `PolicySaver` (signatures `action`, `get_initial_state`, `get_train_step`,
+  `get_metadata`; metadata `env_step`);
+- `serving/`: the greedy policy as a SavedModel that a process importing only
+  TensorFlow loads, with a `serving_default` signature on flat named tensors
+  (`observation` in, `action` out) for `saved_model_cli` and TF Serving;
+- `metadata.json`.
+`policies/index.json` lists every export with its metadata and names the
+`latest` and `best` (by eval return); the plain files `policies/LATEST` and
+`policies/BEST` hold the same names, for filesystems without symlinks.
+Beside them is TF-Agents' own layout (`policy/`, `greedy_policy/`,
+`collect_policy/`, `checkpoints/policy_checkpoint_<step>/`), so that
+`tf_agents.policies.policy_loader.load` and TF-Agents' tooling work on a run.
+
+Cost: the training loop only copies the policy's variables into a shadow
+agent (milliseconds); a background thread writes the export from the shadow.
+A SavedModel's graph is the same for every export, so each form's graph is
+written once per process and every export writes only its variables.
+An export is assembled in a hidden `.tmp-*` directory and renamed into place
+before the index names it, so a crash never leaves a partial export visible.
 """
 
+import concurrent.futures
 import datetime
 import glob
 import hashlib
@@ -20,14 +37,13 @@ from typing import Any
 import tensorflow as tf
 from absl import logging
 from tf_agents.agents import tf_agent
-from tf_agents.policies import policy_saver
+from tf_agents.policies import greedy_policy, policy_saver
+from tf_agents.trajectories import time_step as ts
 
-from trainer import fileio, layout
+from trainer import fileio, layout, policy_index
 
 ENV_STEP_METADATA_KEY = "env_step"
-_TMP_PREFIX = ".tmp-"
-
-
+_TMP_PREFIX = policy_index.HIDDEN_PREFIX
 _VERSIONED_PACKAGES = ("tensorflow", "tf-agents", "dm-reverb", "tensorflow-probability",
                        "gin-config", "gym")
 
@@ -48,61 +64,193 @@ def config_hash(config_text: str) -> str:
   return hashlib.sha256(config_text.encode()).hexdigest()[:16]
 
 
-class PolicyExporter:
-  """Writes one export per call at the agent's current train step."""
+class _Saver(policy_saver.PolicySaver):
+  """A PolicySaver that can write a SavedModel's variables alone."""
 
-  def __init__(self, root_dir: str, agent: tf_agent.TFAgent, train_step: tf.Variable,
-               env_steps: tf.Variable, metadata_fn: Callable[[int], dict[str, Any]]):
+  def save_variables(self, export_dir: str) -> None:
+    """Writes `export_dir/variables/` exactly as `save` would (same object
+    graph: the saved root module), unlike `save_checkpoint`, which leaves out
+    the metadata variables."""
+    tf.train.Checkpoint(root=self._policy).write(
+        os.path.join(export_dir, tf.saved_model.VARIABLES_DIRECTORY,
+                     tf.saved_model.VARIABLES_FILENAME))
+
+
+class _ServingModule(tf.Module):
+  """The greedy policy behind a `serving_default(observation) -> {action}`."""
+
+  def __init__(self, policy):
+    super().__init__(name="serving")
+    observation_spec = policy.time_step_spec.observation
+    if not isinstance(observation_spec, tf.TensorSpec) or policy.policy_state_spec:
+      raise ValueError("the serving form needs a stateless policy with one observation tensor")
+    self.policy_variables = list(policy.variables())
+
+    @tf.function(input_signature=[tf.TensorSpec([None, *observation_spec.shape],
+                                                observation_spec.dtype, name="observation")])
+    def serve(observation):
+      spec, batch = policy.time_step_spec, tf.shape(observation)[:1]
+      time_step = ts.TimeStep(  # a first step; a stateless policy looks only at the observation
+          step_type=tf.fill(batch, tf.constant(ts.StepType.FIRST, spec.step_type.dtype)),
+          reward=tf.zeros(batch, spec.reward.dtype), discount=tf.ones(batch, spec.discount.dtype),
+          observation=observation)
+      return {"action": policy.action(time_step).action}
+
+    self.serve = serve
+
+  def save(self, export_dir: str) -> None:
+    tf.saved_model.save(self, export_dir, signatures={"serving_default": self.serve})
+
+  def save_variables(self, export_dir: str) -> None:
+    tf.train.Checkpoint(root=self).write(os.path.join(
+        export_dir, tf.saved_model.VARIABLES_DIRECTORY, tf.saved_model.VARIABLES_FILENAME))
+
+
+class _Template:
+  """One SavedModel form: the graph written once, then variables per export."""
+
+  def __init__(self, saver, template_dir: str):
+    self._saver = saver
+    self._dir = template_dir
+
+  def write(self, export_dir: str) -> None:
+    if not os.path.isdir(self._dir):
+      self._saver.save(self._dir)
+    os.makedirs(export_dir)
+    for name in os.listdir(self._dir):
+      source = os.path.join(self._dir, name)
+      if name == tf.saved_model.VARIABLES_DIRECTORY or name == "fingerprint.pb":
+        continue  # Variables are written fresh; the fingerprint would describe the template's.
+      (shutil.copytree if os.path.isdir(source) else shutil.copy2)(
+          source, os.path.join(export_dir, name))
+    self._saver.save_variables(export_dir)
+
+
+class PolicyExporter:
+  """Exports the agent's policies without stalling training.
+
+  `export()` snapshots the live agent's policy variables, train step and
+  counters into a shadow agent and queues the write; a single background
+  thread writes exports in order. `wait()` blocks until all are written.
+  """
+
+  def __init__(self, root_dir: str, *, live_agent: tf_agent.TFAgent, shadow_agent: tf_agent.TFAgent,
+               train_step: tf.Variable, shadow_train_step: tf.Variable,
+               metadata_fn: Callable[[int], dict[str, Any]], retention: policy_index.Retention):
     self._policy_dir = os.path.join(root_dir, layout.POLICY_DIR)
     self._train_step = train_step
+    self._shadow_step = shadow_train_step
     self._metadata_fn = metadata_fn
-    metadata = {ENV_STEP_METADATA_KEY: env_steps}
-    self._savers = {
-        layout.GREEDY_POLICY: policy_saver.PolicySaver(
-            agent.policy, train_step=train_step, metadata=metadata, batch_size=None),
-        layout.COLLECT_POLICY: policy_saver.PolicySaver(
-            agent.collect_policy, train_step=train_step, metadata=metadata, batch_size=None),
+    self._retention = retention
+    self._env_steps = tf.Variable(0, dtype=tf.int64, trainable=False)
+    live, shadow = _policy_variables(live_agent), _policy_variables(shadow_agent)
+    if [v.shape for v in live] != [v.shape for v in shadow]:
+      raise ValueError("the shadow agent's variables do not match the agent's")
+    self._copy = tf.function(lambda: [s.assign(v) for s, v in zip(shadow, live, strict=True)])
+    metadata = {ENV_STEP_METADATA_KEY: self._env_steps}
+
+    def saver(policy) -> _Saver:
+      return _Saver(policy, train_step=shadow_train_step, metadata=metadata, batch_size=None)
+
+    # As TF-Agents' PolicySavedModelTrigger: the raw policy, its greedy version
+    # (the mode of a stochastic policy such as SAC's), the collect policy.
+    greedy = greedy_policy.GreedyPolicy(shadow_agent.policy)
+    self._raw_saver = saver(shadow_agent.policy)
+    greedy_saver, collect_saver = saver(greedy), saver(shadow_agent.collect_policy)
+    self._template_root = os.path.join(self._policy_dir, f"{_TMP_PREFIX}templates-{os.getpid()}")
+    self._forms = {
+        name: _Template(form, os.path.join(self._template_root, name))
+        for name, form in ((layout.GREEDY_POLICY, greedy_saver),
+                           (layout.COLLECT_POLICY, collect_saver),
+                           (layout.SERVING_POLICY, _ServingModule(greedy)))
     }
+    self._tfa_savers = {layout.TFA_RAW_POLICY: self._raw_saver,
+                        layout.TFA_GREEDY_POLICY: greedy_saver,
+                        layout.TFA_COLLECT_POLICY: collect_saver}
+    self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="export")
+    self._pending: concurrent.futures.Future | None = None
 
   def clean_partial(self) -> None:
-    for path in glob.glob(os.path.join(self._policy_dir, _TMP_PREFIX + "*")):
-      shutil.rmtree(path, ignore_errors=True)
+    """Removes hidden leftovers of interrupted exports; re-derives the index."""
+    for pattern in (_TMP_PREFIX + "*", os.path.join(layout.TFA_CHECKPOINTS, _TMP_PREFIX + "*")):
+      for path in glob.glob(os.path.join(self._policy_dir, pattern)):
+        shutil.rmtree(path, ignore_errors=True)
+    if os.path.isdir(self._policy_dir):
+      policy_index.write_index(self._policy_dir)
 
-  def export(self) -> str | None:
-    """Exports the current policies; returns the export's path, None if it failed.
-
-    An export that already exists for this step is kept as it is. A failed
-    export (disk full, permissions) is logged and leaves nothing visible:
-    training goes on, since every checkpoint bundle still holds what is needed
-    to export that policy later.
-    """
+  def export(self, env_steps: int) -> float:
+    """Snapshots the policy and queues its export; returns the stall in seconds."""
+    start = time.monotonic()
     step = int(self._train_step.numpy())
+    if os.path.isdir(os.path.join(self._policy_dir, layout.step_name(step))):
+      return 0.0
+    self.wait()  # The shadow is free once the previous export is written.
+    self._copy()
+    self._shadow_step.assign(self._train_step)
+    self._env_steps.assign(env_steps)
+    metadata = self._metadata_fn(step)
+    self._pending = self._pool.submit(self._write_export, step, metadata)
+    return time.monotonic() - start
+
+  def wait(self) -> None:
+    """Blocks until queued exports are written (failures are logged, not raised)."""
+    if self._pending is not None:
+      self._pending.result()
+      self._pending = None
+
+  def close(self) -> None:
+    self.wait()
+    self._pool.shutdown()
+    shutil.rmtree(self._template_root, ignore_errors=True)
+
+  def _write_export(self, step: int, metadata: dict[str, Any]) -> str | None:
     final = os.path.join(self._policy_dir, layout.step_name(step))
-    if os.path.isdir(final):
-      return final
-    tmp = os.path.join(self._policy_dir, f"{_TMP_PREFIX}{layout.step_name(step)}-{os.getpid()}")
+    tmp = os.path.join(self._policy_dir, f"{_TMP_PREFIX}{layout.step_name(step)}")
+    start = time.monotonic()
     try:
-      return self._write(step, tmp, final)
+      shutil.rmtree(tmp, ignore_errors=True)
+      for name, form in self._forms.items():
+        form.write(os.path.join(tmp, name))
+      metadata = {**metadata, "train_step": step,
+                  "exported_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+      fileio.atomic_write_json(os.path.join(tmp, layout.EXPORT_METADATA), metadata)
+      fileio.fsync(tmp)
+      os.rename(tmp, final)
+      fileio.fsync(self._policy_dir)
+      self._write_tf_agents_layout(step)
+      policy_index.write_index(self._policy_dir, self._retention)
     except (OSError, tf.errors.OpError) as e:
       shutil.rmtree(tmp, ignore_errors=True)
       reason = e.strerror if isinstance(e, OSError) else e.message
       logging.error("Policy export at step %d failed (%s); training continues and earlier "
                     "exports are intact.", step, reason)
       return None
-
-  def _write(self, step: int, tmp: str, final: str) -> str:
-    start = time.monotonic()
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    for name, saver in self._savers.items():
-      saver.save(os.path.join(tmp, name))
-    metadata = dict(self._metadata_fn(step))
-    metadata["train_step"] = step
-    metadata["exported_at"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    fileio.atomic_write_json(os.path.join(tmp, layout.EXPORT_METADATA), metadata)
-    fileio.fsync(tmp)
-    os.rename(tmp, final)
-    fileio.fsync(self._policy_dir)
-    logging.info("Exported policies at step %d to %s (%.2f s).", step, final,
+    logging.info("Exported policies at step %d to %s (%.2f s, in the background).", step, final,
                  time.monotonic() - start)
     return final
+
+  def _write_tf_agents_layout(self, step: int) -> None:
+    """TF-Agents' layout: full SavedModels once, a variables checkpoint per export."""
+    for name, saver in self._tfa_savers.items():
+      path = os.path.join(self._policy_dir, name)
+      if not os.path.isfile(os.path.join(path, policy_saver.POLICY_SPECS_PBTXT)):
+        tmp = os.path.join(self._policy_dir, f"{_TMP_PREFIX}{name}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        saver.save(tmp)
+        shutil.rmtree(path, ignore_errors=True)
+        os.rename(tmp, path)
+    checkpoints = os.path.join(self._policy_dir, layout.TFA_CHECKPOINTS)
+    tmp = os.path.join(checkpoints, f"{_TMP_PREFIX}{step:010d}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    self._raw_saver.save_checkpoint(tmp)
+    os.rename(tmp, os.path.join(checkpoints, layout.tfa_policy_checkpoint(step)))
+
+
+def _policy_variables(agent: tf_agent.TFAgent) -> list[tf.Variable]:
+  """The variables the exported policies read, in a stable order, once each."""
+  seen, out = set(), []
+  for v in list(agent.policy.variables()) + list(agent.collect_policy.variables()):
+    if id(v) not in seen:
+      seen.add(id(v))
+      out.append(v)
+  return out

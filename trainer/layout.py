@@ -13,10 +13,9 @@ and users find files through these names, so they live in one place.
           replay/  state/  state.json  operative_config.gin  COMMITTED
         reverb/                      Reverb server's scratch checkpoint root
       eval/                          eval summaries; returns.csv
-      policies/<N>/                  exports: greedy/, collect/, metadata.json
+      policies/                      exports (see trainer.exports)
 """
 
-import glob
 import os
 
 CONFIG_FILE = "config.gin"
@@ -36,9 +35,20 @@ STATE_CKPT_DIR = "state"
 REPLAY_SUBDIR = "replay"
 OPERATIVE_CONFIG = "operative_config.gin"
 
+# Inside the policy directory.
+EXPORT_INDEX = "index.json"
+LATEST_POINTER = "LATEST"
+BEST_POINTER = "BEST"
+# TF-Agents' own layout beside ours (names from tf_agents.train.learner).
+TFA_RAW_POLICY = "policy"
+TFA_GREEDY_POLICY = "greedy_policy"
+TFA_COLLECT_POLICY = "collect_policy"
+TFA_CHECKPOINTS = "checkpoints"
+
 # Inside an export.
 GREEDY_POLICY = "greedy"
 COLLECT_POLICY = "collect"
+SERVING_POLICY = "serving"
 EXPORT_METADATA = "metadata.json"
 
 STEP_DIGITS = 10
@@ -49,12 +59,12 @@ def step_name(step: int) -> str:
   return f"{step:0{STEP_DIGITS}d}"
 
 
+def tfa_policy_checkpoint(step: int) -> str:
+  """TF-Agents' name of the policy checkpoint of `step` (under checkpoints/)."""
+  return f"policy_checkpoint_{step:010d}"
+
+
 def agent_checkpoint_prefix(root_dir: str, step: int) -> str:
   """Prefix of the agent checkpoint of bundle `step` (`ckpt-<step>`)."""
   return os.path.join(root_dir, CHECKPOINT_DIR, f"ckpt-{step}")
 
-
-def list_exports(root_dir: str) -> list[dict]:
-  """Visible exports, oldest first: [{'train_step', 'path'}]."""
-  pattern = os.path.join(root_dir, POLICY_DIR, "[0-9]" * STEP_DIGITS)
-  return [{"train_step": int(os.path.basename(p)), "path": p} for p in sorted(glob.glob(pattern))]

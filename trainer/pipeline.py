@@ -29,7 +29,7 @@ from tf_agents.train import actor, learner
 from tf_agents.train.utils import train_utils
 
 from trainer import bundle as bundle_lib
-from trainer import config, envs, exports, layout
+from trainer import config, envs, exports, layout, policy_index
 from trainer.bundle import Bundle, BundleStore
 from trainer.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError, RunDirError
 from trainer.evaluation import Evaluator
@@ -57,8 +57,12 @@ class Settings:
   summary_interval: int
   log_interval: int
   seed: int
+  exports_keep_last: int
+  exports_keep_best: int
+  exports_keep_every: int
 
-  _MAY_BE_ZERO = ("eval_interval", "initial_collect_steps", "summary_interval")
+  _MAY_BE_ZERO = ("eval_interval", "initial_collect_steps", "summary_interval",
+                  "exports_keep_best", "exports_keep_every")
 
   def __post_init__(self):
     for field in dataclasses.fields(self):
@@ -118,6 +122,9 @@ def configure_job(
     summary_interval: int = 1000,
     log_interval: int = 1000,
     seed: int = 0,
+    exports_keep_last: int = 5,
+    exports_keep_best: int = 3,
+    exports_keep_every: int = 0,
 ) -> JobSpec:
   """The job as configured in gin (`train.*`), validated.
 
@@ -141,6 +148,10 @@ def configure_job(
     summary_interval: train steps between TensorBoard summaries; 0 disables.
     log_interval: train steps between progress lines.
     seed: seeds Python, NumPy, TensorFlow and the environments.
+    exports_keep_last: the newest exports kept in `policies/`.
+    exports_keep_best: the best exports (by eval return) kept as well.
+    exports_keep_every: also keep every export whose step is a multiple of
+      this (0: none). The exports LATEST and BEST name are always kept.
   """
   settings = Settings(
       num_iterations=num_iterations, checkpoint_interval=checkpoint_interval,
@@ -149,7 +160,8 @@ def configure_job(
       collect_steps_per_iteration=collect_steps_per_iteration,
       train_steps_per_iteration=train_steps_per_iteration, batch_size=batch_size,
       keep_checkpoints=keep_checkpoints, summary_interval=summary_interval,
-      log_interval=log_interval, seed=seed)
+      log_interval=log_interval, seed=seed, exports_keep_last=exports_keep_last,
+      exports_keep_best=exports_keep_best, exports_keep_every=exports_keep_every)
   return JobSpec(root_dir=root_dir, run_config=run_config, settings=settings,
                  environment_fn=environment_fn, agent_fn=agent_fn, replay_fn=replay_fn)
 
@@ -192,6 +204,9 @@ def _build_job(spec: JobSpec, stop: StopRequest) -> Iterator["Job"]:
   envs.seed_environment(eval_env, settings.seed + 1)
   train_step = train_utils.create_train_step()
   agent = spec.agent_fn(collect_env.time_step_spec(), collect_env.action_spec(), train_step)
+  # Exports are written from a copy, so training never waits for them.
+  shadow_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="export_train_step")
+  shadow = spec.agent_fn(collect_env.time_step_spec(), collect_env.action_spec(), shadow_step)
   created = not os.path.exists(spec.root_dir)
   os.makedirs(spec.root_dir, exist_ok=True)
   lock = RunLock(spec.root_dir)
@@ -199,7 +214,7 @@ def _build_job(spec: JobSpec, stop: StopRequest) -> Iterator["Job"]:
   try:
     job = Job(spec.root_dir, settings, spec.run_config, collect_env=collect_env,
               eval_env=eval_env, agent=agent, train_step=train_step, replay_fn=spec.replay_fn,
-              stop=stop)
+              stop=stop, export_agent=(shadow, shadow_step))
   except ConfigError:
     lock.release()
     if created:  # A bad config leaves no trace of a run that never started.
@@ -230,7 +245,8 @@ class Job:
   def __init__(self, root_dir: str, settings: Settings, run_config: config.RunConfig, *,
                collect_env: py_environment.PyEnvironment,
                eval_env: py_environment.PyEnvironment, agent: tf_agent.TFAgent,
-               train_step: tf.Variable, replay_fn: Callable[..., Replay], stop: StopRequest):
+               train_step: tf.Variable, replay_fn: Callable[..., Replay], stop: StopRequest,
+               export_agent: tuple[tf_agent.TFAgent, tf.Variable]):
     self._root = root_dir
     self._settings = settings
     self._run_config = run_config
@@ -238,12 +254,15 @@ class Job:
     self._agent = agent
     self._train_step = train_step
     self._stop = stop
+    self._export_agent = export_agent
+    self._exporter: exports.PolicyExporter | None = None
     self._store = BundleStore(root_dir, keep=settings.keep_checkpoints)
     self._store.clean_partial()
     bundle = self._store.latest_valid()
     self._prepare_tf_state(bundle)
     self._run_state = RunState([collect_env, eval_env])
     self._collect_actor: actor.Actor | None = None
+    self.export_stalls: list[float] = []  # seconds the loop waited per export
     self._replay = replay_fn(
         agent.collect_data_spec, sequence_length=agent.train_sequence_length,
         root_dir=root_dir, restore_dir=bundle.replay_dir if bundle else None)
@@ -269,8 +288,12 @@ class Job:
         root_dir, train_step, agent, experience_dataset_fn=None,
         triggers=self._triggers(), checkpoint_interval=0,
         summary_interval=settings.summary_interval, run_optimizer_variable_init=True)
+    shadow_agent, shadow_step = self._export_agent
     self._exporter = exports.PolicyExporter(
-        root_dir, agent, train_step, self._run_state.env_steps_variable, self._export_metadata)
+        root_dir, live_agent=agent, shadow_agent=shadow_agent, train_step=train_step,
+        shadow_train_step=shadow_step, metadata_fn=self._export_metadata,
+        retention=policy_index.Retention(settings.exports_keep_last, settings.exports_keep_best,
+                                         settings.exports_keep_every))
     self._exporter.clean_partial()
     if bundle:
       self._restore_agent(bundle)
@@ -333,8 +356,8 @@ class Job:
             "last_eval_return": self._run_state.last_eval_return}
 
   def _export(self) -> None:
-    self._run_state.sync()
-    self._exporter.export()
+    stall = self._exporter.export(self._run_state.env_steps)
+    self.export_stalls.append(stall)
 
   def _export_metadata(self, step: int) -> dict[str, Any]:
     return {"env_steps": self._run_state.env_steps, "episodes": self._run_state.episodes,
@@ -429,12 +452,14 @@ class Job:
       self._evaluator()
     self._export()
     self.checkpoint()
+    self._exporter.wait()
     self._flush()
     logging.info("Training complete at step %d (env steps %d, last eval return %s).", step,
                  self._run_state.env_steps, self._run_state.last_eval_return)
 
   def _stop_now(self) -> int:
     self.checkpoint()
+    self._exporter.wait()
     self._flush()
     logging.warning("Stopped at step %d after committing a checkpoint; exiting with code %d "
                     "so the scheduler requeues the job.", int(self._train_step.numpy()),
@@ -448,4 +473,6 @@ class Job:
       self._collect_actor.summary_writer.flush()
 
   def close(self) -> None:
+    if self._exporter is not None:
+      self._exporter.close()
     self._replay.close()

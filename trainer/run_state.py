@@ -39,8 +39,6 @@ class RunState:
         py_metrics.AverageEpisodeLengthMetric(buffer_size=_RETURN_WINDOW),
     ]
     self.evals: list[tuple[int, float]] = []
-    # Mirrors env_steps for TF consumers (PolicySaver metadata); see sync().
-    self.env_steps_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="env_steps")
 
   @property
   def env_steps(self) -> int:
@@ -56,9 +54,6 @@ class RunState:
 
   def eval_return_at(self, step: int) -> float | None:
     return next((r for s, r in reversed(self.evals) if s == step), None)
-
-  def sync(self) -> None:
-    self.env_steps_variable.assign(self.env_steps)
 
   def summary(self, train_step: int, replay_size: int, num_iterations: int) -> dict[str, Any]:
     return {
@@ -85,7 +80,6 @@ class RunState:
     state = bundle.state()
     self.evals = [(int(s), float(r)) for s, r in state["evals"]]
     self._set_rng_state(state["rng"])
-    self.sync()
 
   def _rng_state(self) -> dict[str, Any]:
     py_state = random.getstate()

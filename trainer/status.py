@@ -4,12 +4,13 @@ r"""Summarises a run directory without touching it (and without loading TensorFl
 """
 
 import json
+import os
 import sys
 from typing import Any
 
 from absl import app, flags
 
-from trainer import layout
+from trainer import layout, policy_index
 from trainer.bundle import BundleStore
 
 flags.DEFINE_string("root_dir", None, "Run directory to summarise.")
@@ -31,7 +32,8 @@ def run_status(root_dir: str) -> dict[str, Any]:
       "episodes": summary.get("episodes", 0),
       "replay_size": summary.get("replay_size", 0),
       "checkpoints": [b.step for b in bundles],
-      "exports": layout.list_exports(root_dir),
+      "exports": [{"train_step": e["train_step"], "path": e["path"]}
+                  for e in policy_index.list_exports(os.path.join(root_dir, layout.POLICY_DIR))],
       "last_eval_return": summary.get("last_eval_return"),
       "complete": bool(num_iterations) and train_step >= num_iterations,
   }
