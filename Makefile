@@ -26,7 +26,7 @@ chaos: $(STAMP)
 	$(BIN)/python scripts/chaos.py --kills=30 --backend=both
 
 lint: $(STAMP)
-	$(BIN)/ruff check trainer tests scripts
+	$(BIN)/ruff check trainer tests scripts benchmarks
 
 clean:
 	rm -rf $(VENV) *.egg-info

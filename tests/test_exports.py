@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -158,3 +159,48 @@ def test_index_and_pointers(finished_run):
     assert (policies / name / "saved_model.pb").is_file()
   assert sorted(p.name for p in (policies / "checkpoints").iterdir()) == [
       "policy_checkpoint_0000000030", "policy_checkpoint_0000000060"]
+
+
+def _cli(module, *args):
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=cli_env(),
+                        capture_output=True, text=True, timeout=300)
+
+
+def test_export_command_exports_a_bundle_after_the_fact(finished_run, tmp_path):
+  root = tmp_path / "run"
+  shutil.copytree(finished_run, root)
+  out = _cli("trainer.export", f"--root_dir={root}", "--step=20")  # bundle 20 had no export
+  assert out.returncode == 0, out.stderr[-3000:]
+  export = root / "policies" / "0000000020"
+  assert out.stdout.split() == [str(export)]
+  assert sorted(p.name for p in export.iterdir()) == ["collect", "greedy", "metadata.json", "serving"]
+  metadata = json.loads((export / "metadata.json").read_text())
+  bundle = json.loads((root / "train/bundles/0000000020/COMMITTED").read_text())["summary"]
+  assert metadata["train_step"] == 20 and metadata["env_steps"] == bundle["env_steps"]
+  index = json.loads((root / "policies" / "index.json").read_text())
+  assert [e["train_step"] for e in index["exports"]] == [20, 30, 60]
+  reference = _run_json(WITH_TF_AGENTS, json.dumps(OBSERVATIONS), str(root), "20")
+  assert reference["loader_step"] == 20 and reference["loader"] == reference["greedy"]
+  served = _run_json(TF_ONLY, json.dumps(OBSERVATIONS), str(export / "serving"))
+  assert served[str(export / "serving")] == reference["greedy"]
+
+  missing = _cli("trainer.export", f"--root_dir={root}", "--step=25")
+  assert missing.returncode == 2
+  assert "no committed bundle at step 25; committed steps are [20, 40, 60]" in missing.stderr
+
+
+def test_evaluate_command_writes_table_and_plot(finished_run, tmp_path):
+  prefix = tmp_path / "evals"
+  out = _cli("trainer.evaluate", f"--root_dir={finished_run}", "--episodes=2", f"--output={prefix}")
+  assert out.returncode == 0, out.stderr[-3000:]
+  rows = json.loads(prefix.with_suffix(".json").read_text())
+  assert [r["train_step"] for r in rows] == [30, 60]
+  assert all(r["episodes"] == 2 and r["min_return"] <= r["average_return"] <= r["max_return"]
+             for r in rows)
+  assert prefix.with_suffix(".csv").read_text().splitlines()[0].startswith("train_step,path,")
+  assert prefix.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+  single = _cli("trainer.evaluate", f"--policy={finished_run / 'policies' / '0000000060'}",
+                "--env=CartPole-v0", "--episodes=1", f"--output={tmp_path / 'one'}")
+  assert single.returncode == 0, single.stderr[-3000:]
+  assert [r["train_step"] for r in json.loads((tmp_path / "one.json").read_text())] == [60]

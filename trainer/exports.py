@@ -64,6 +64,14 @@ def config_hash(config_text: str) -> str:
   return hashlib.sha256(config_text.encode()).hexdigest()[:16]
 
 
+def export_metadata(*, env_steps: int, episodes: int, eval_average_return: float | None,
+                    config_text: str) -> dict[str, Any]:
+  """The metadata.json of an export (the exporter adds train_step and exported_at)."""
+  return {"env_steps": env_steps, "episodes": episodes,
+          "eval_average_return": eval_average_return, "config_sha256": config_hash(config_text),
+          "versions": library_versions()}
+
+
 class _Saver(policy_saver.PolicySaver):
   """A PolicySaver that can write a SavedModel's variables alone."""
 
@@ -134,10 +142,10 @@ class PolicyExporter:
   thread writes exports in order. `wait()` blocks until all are written.
   """
 
-  def __init__(self, root_dir: str, *, live_agent: tf_agent.TFAgent, shadow_agent: tf_agent.TFAgent,
+  def __init__(self, policy_dir: str, *, live_agent: tf_agent.TFAgent, shadow_agent: tf_agent.TFAgent,
                train_step: tf.Variable, shadow_train_step: tf.Variable,
                metadata_fn: Callable[[int], dict[str, Any]], retention: policy_index.Retention):
-    self._policy_dir = os.path.join(root_dir, layout.POLICY_DIR)
+    self._policy_dir = policy_dir
     self._train_step = train_step
     self._shadow_step = shadow_train_step
     self._metadata_fn = metadata_fn
@@ -167,6 +175,7 @@ class PolicyExporter:
     self._tfa_savers = {layout.TFA_RAW_POLICY: self._raw_saver,
                         layout.TFA_GREEDY_POLICY: greedy_saver,
                         layout.TFA_COLLECT_POLICY: collect_saver}
+    os.makedirs(policy_dir, exist_ok=True)
     self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="export")
     self._pending: concurrent.futures.Future | None = None
 

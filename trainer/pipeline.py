@@ -290,8 +290,8 @@ class Job:
         summary_interval=settings.summary_interval, run_optimizer_variable_init=True)
     shadow_agent, shadow_step = self._export_agent
     self._exporter = exports.PolicyExporter(
-        root_dir, live_agent=agent, shadow_agent=shadow_agent, train_step=train_step,
-        shadow_train_step=shadow_step, metadata_fn=self._export_metadata,
+        os.path.join(root_dir, layout.POLICY_DIR), live_agent=agent, shadow_agent=shadow_agent,
+        train_step=train_step, shadow_train_step=shadow_step, metadata_fn=self._export_metadata,
         retention=policy_index.Retention(settings.exports_keep_last, settings.exports_keep_best,
                                          settings.exports_keep_every))
     self._exporter.clean_partial()
@@ -360,10 +360,9 @@ class Job:
     self.export_stalls.append(stall)
 
   def _export_metadata(self, step: int) -> dict[str, Any]:
-    return {"env_steps": self._run_state.env_steps, "episodes": self._run_state.episodes,
-            "eval_average_return": self._run_state.eval_return_at(step),
-            "config_sha256": exports.config_hash(self._run_config.text),
-            "versions": exports.library_versions()}
+    return exports.export_metadata(
+        env_steps=self._run_state.env_steps, episodes=self._run_state.episodes,
+        eval_average_return=self._run_state.eval_return_at(step), config_text=self._run_config.text)
 
   def checkpoint(self) -> None:
     """Commits a bundle at the current train step (no-op if one exists).
