@@ -31,6 +31,9 @@ BENIGN_BINDINGS = frozenset({
     "train.log_interval",
     "train.summary_interval",
     "train.keep_checkpoints",
+    "train.exports_keep_last",
+    "train.exports_keep_best",
+    "train.exports_keep_every",
 })
 
 
