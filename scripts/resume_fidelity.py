@@ -45,7 +45,7 @@ def _run(root: pathlib.Path, bindings: dict, kills: int, rng: random.Random) -> 
       while not PROGRESS.search(log.read_text()) and proc.poll() is None:
         time.sleep(0.1)  # until training is under way (first progress line)
       try:
-        proc.wait(timeout=rng.uniform(1.0, 20.0))
+        proc.wait(timeout=rng.uniform(5.0, 45.0))
       except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -67,22 +67,29 @@ def main() -> int:
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
   parser.add_argument("--kills", type=int, default=5)
   parser.add_argument("--num_iterations", type=int, default=10_000)
+  parser.add_argument("--checkpoint_interval", type=int, default=1_000)
   parser.add_argument("--workdir", default=None)
   parser.add_argument("--output", default=str(REPO / "docs" / "resume_fidelity"),
                       help="writes OUTPUT.md and OUTPUT.json")
   args = parser.parse_args()
   workdir = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix="trainer-fidelity-"))
+  if workdir.exists() and any(p.is_dir() for p in workdir.iterdir()):
+    sys.exit(f"{workdir} already holds runs, which would be resumed, not trained afresh; "
+             "pass an empty --workdir")
   rng = random.Random(1234)
   rows = []
   for seed in args.seeds:
-    bindings = {"train.seed": seed, "train.num_iterations": args.num_iterations}
+    # Both arms checkpoint every 1,000 steps, so the killed arm resumes mid-training.
+    bindings = {"train.seed": seed, "train.num_iterations": args.num_iterations,
+                "train.checkpoint_interval": args.checkpoint_interval}
     row = {"seed": seed}
     for name, kills in (("uninterrupted", 0), ("killed", args.kills)):
       row[name] = _run(workdir / f"seed{seed}-{name}", bindings, kills, rng)
       print(f"seed {seed} {name}: {row[name]}", flush=True)
     rows.append(row)
   table = [
-      f"DQN CartPole-v0, `configs/dqn_cartpole.gin` with `train.num_iterations={args.num_iterations}`; "
+      f"DQN CartPole-v0, `configs/dqn_cartpole.gin` with `train.num_iterations={args.num_iterations}`, "
+      f"`train.checkpoint_interval={args.checkpoint_interval}`; "
       f"eval = average return of 10 greedy episodes. The killed runs were SIGKILLed {args.kills} "
       "times at random moments of training and restarted with the same command.",
       "",

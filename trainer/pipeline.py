@@ -269,7 +269,7 @@ class Job:
     try:
       self._build(bundle, eval_env)
     except BaseException:
-      self._replay.close()  # e.g. stops an in-process Reverb server
+      self.close()  # stops an in-process Reverb server and the export thread
       raise
 
   def _build(self, bundle: Bundle | None, eval_env: py_environment.PyEnvironment) -> None:
