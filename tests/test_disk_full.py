@@ -49,7 +49,10 @@ def test_failed_export_is_logged_and_training_goes_on(tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   assert "Policy export at step 30 failed" in result.stderr
   assert status(root)["exports"] == []
-  assert not list((root / "policies").iterdir())  # no partial export left behind
+  names = [p.name for p in (root / "policies").iterdir()]
+  assert not [n for n in names if n.isdigit() or n.startswith(".")], names  # nothing partial
+  index = json.loads((root / "policies" / "index.json").read_text())
+  assert index == {"latest": None, "best": None, "exports": []}
   assert committed_steps(root) == [20, 40, 60]
   summary = json.loads((root / "train/bundles/0000000060/COMMITTED").read_text())["summary"]
   assert summary["train_step"] == 60

@@ -123,7 +123,15 @@ class _Template:
 
   def write(self, export_dir: str) -> None:
     if not os.path.isdir(self._dir):
-      self._saver.save(self._dir)
+      # Complete or absent: a template half-written by a failed save must never be copied.
+      partial = self._dir + ".partial"
+      shutil.rmtree(partial, ignore_errors=True)
+      try:
+        self._saver.save(partial)
+      except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+      os.rename(partial, self._dir)
     os.makedirs(export_dir)
     for name in os.listdir(self._dir):
       source = os.path.join(self._dir, name)
