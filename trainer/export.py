@@ -56,12 +56,7 @@ def export_bundles(root_dir: str, bundles: list[Bundle], policy_dir: str) -> lis
   (agent, train_step), (shadow, shadow_step) = agents
   checkpoint = tf.train.Checkpoint(agent=agent, train_step=train_step)
   current = {}
-  exporter = exports.PolicyExporter(
-      policy_dir, live_agent=agent, shadow_agent=shadow, train_step=train_step,
-      shadow_train_step=shadow_step, metadata_fn=lambda step: current["metadata"],
-      retention=policy_index.Retention(spec.settings.exports_keep_last,
-                                       spec.settings.exports_keep_best,
-                                       spec.settings.exports_keep_every))
+  exporter = None
   paths = []
   try:
     for bundle in bundles:
@@ -72,11 +67,19 @@ def export_bundles(root_dir: str, bundles: list[Bundle], policy_dir: str) -> lis
       current["metadata"] = exports.export_metadata(
           env_steps=state["summary"]["env_steps"], episodes=state["summary"]["episodes"],
           eval_average_return=evals.get(bundle.step), config_text=run_config.text)
+      if exporter is None:  # Built from a restored agent: its one-time models hold real weights.
+        exporter = exports.PolicyExporter(
+            policy_dir, live_agent=agent, shadow_agent=shadow, train_step=train_step,
+            shadow_train_step=shadow_step, metadata_fn=lambda step: current["metadata"],
+            retention=policy_index.Retention(spec.settings.exports_keep_last,
+                                             spec.settings.exports_keep_best,
+                                             spec.settings.exports_keep_every))
       exporter.export(state["summary"]["env_steps"])
       exporter.wait()
       paths.append(os.path.join(policy_dir, layout.step_name(bundle.step)))
   finally:
-    exporter.close()
+    if exporter is not None:
+      exporter.close()
   return paths
 
 

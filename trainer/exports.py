@@ -121,7 +121,8 @@ class _Template:
     self._saver = saver
     self._dir = template_dir
 
-  def write(self, export_dir: str) -> None:
+  def ensure(self) -> None:
+    """Writes the template (graph and all) if it is not there yet."""
     if not os.path.isdir(self._dir):
       # Complete or absent: a template half-written by a failed save must never be copied.
       partial = self._dir + ".partial"
@@ -132,6 +133,9 @@ class _Template:
         shutil.rmtree(partial, ignore_errors=True)
         raise
       os.rename(partial, self._dir)
+
+  def write(self, export_dir: str) -> None:
+    self.ensure()
     os.makedirs(export_dir)
     for name in os.listdir(self._dir):
       source = os.path.join(self._dir, name)
@@ -184,10 +188,14 @@ class PolicyExporter:
                         layout.TFA_GREEDY_POLICY: greedy_saver,
                         layout.TFA_COLLECT_POLICY: collect_saver}
     os.makedirs(policy_dir, exist_ok=True)
+    self._clean_partial()
+    # The one-time work (each form's graph, TF-Agents' SavedModels) starts now, in the
+    # background, from the agent as it is now, so that no export waits for it.
+    self._snapshot(0)
     self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="export")
-    self._pending: concurrent.futures.Future | None = None
+    self._pending: concurrent.futures.Future | None = self._pool.submit(self._warm_up)
 
-  def clean_partial(self) -> None:
+  def _clean_partial(self) -> None:
     """Removes hidden leftovers of interrupted exports; re-derives the index."""
     for pattern in (_TMP_PREFIX + "*", os.path.join(layout.TFA_CHECKPOINTS, _TMP_PREFIX + "*")):
       for path in glob.glob(os.path.join(self._policy_dir, pattern)):
@@ -202,12 +210,15 @@ class PolicyExporter:
     if os.path.isdir(os.path.join(self._policy_dir, layout.step_name(step))):
       return 0.0
     self.wait()  # The shadow is free once the previous export is written.
-    self._copy()
-    self._shadow_step.assign(self._train_step)
-    self._env_steps.assign(env_steps)
+    self._snapshot(env_steps)
     metadata = self._metadata_fn(step)
     self._pending = self._pool.submit(self._write_export, step, metadata)
     return time.monotonic() - start
+
+  def _snapshot(self, env_steps: int) -> None:
+    self._copy()
+    self._shadow_step.assign(self._train_step)
+    self._env_steps.assign(env_steps)
 
   def wait(self) -> None:
     """Blocks until queued exports are written (failures are logged, not raised)."""
@@ -246,8 +257,16 @@ class PolicyExporter:
                  time.monotonic() - start)
     return final
 
-  def _write_tf_agents_layout(self, step: int) -> None:
-    """TF-Agents' layout: full SavedModels once, a variables checkpoint per export."""
+  def _warm_up(self) -> None:
+    try:
+      for form in self._forms.values():
+        form.ensure()
+      self._ensure_tf_agents_models()
+    except (OSError, tf.errors.OpError) as e:  # The export itself retries and reports.
+      logging.warning("Could not prepare export templates yet: %s", e)
+
+  def _ensure_tf_agents_models(self) -> None:
+    """TF-Agents' full SavedModels, written once per run (as its trigger does)."""
     for name, saver in self._tfa_savers.items():
       path = os.path.join(self._policy_dir, name)
       if not os.path.isfile(os.path.join(path, policy_saver.POLICY_SPECS_PBTXT)):
@@ -256,6 +275,10 @@ class PolicyExporter:
         saver.save(tmp)
         shutil.rmtree(path, ignore_errors=True)
         os.rename(tmp, path)
+
+  def _write_tf_agents_layout(self, step: int) -> None:
+    """TF-Agents' layout: the full SavedModels, and a variables checkpoint per export."""
+    self._ensure_tf_agents_models()
     checkpoints = os.path.join(self._policy_dir, layout.TFA_CHECKPOINTS)
     tmp = os.path.join(checkpoints, f"{_TMP_PREFIX}{step:010d}")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -288,15 +288,14 @@ class Job:
         root_dir, train_step, agent, experience_dataset_fn=None,
         triggers=self._triggers(), checkpoint_interval=0,
         summary_interval=settings.summary_interval, run_optimizer_variable_init=True)
+    if bundle:
+      self._restore_agent(bundle)
     shadow_agent, shadow_step = self._export_agent
     self._exporter = exports.PolicyExporter(
         os.path.join(root_dir, layout.POLICY_DIR), live_agent=agent, shadow_agent=shadow_agent,
         train_step=train_step, shadow_train_step=shadow_step, metadata_fn=self._export_metadata,
         retention=policy_index.Retention(settings.exports_keep_last, settings.exports_keep_best,
                                          settings.exports_keep_every))
-    self._exporter.clean_partial()
-    if bundle:
-      self._restore_agent(bundle)
 
   @property
   def agent(self) -> tf_agent.TFAgent:
