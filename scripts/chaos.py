@@ -172,7 +172,8 @@ class Chaos:
                                 for p in bundles.iterdir()):
       self.mid_bundle += 1
     policies = self.root / "policies"
-    if policies.exists() and any(p.name.startswith(".tmp-") for p in policies.iterdir()):
+    # An export being assembled is `.tmp-<step>`; `.tmp-templates-<pid>` lives as long as a job.
+    if policies.exists() and any(re.fullmatch(r"\.tmp-\d{10}", p.name) for p in policies.iterdir()):
       self.mid_export += 1
 
   def check_exports(self) -> None:
