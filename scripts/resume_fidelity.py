@@ -90,8 +90,9 @@ def main() -> int:
   table = [
       f"DQN CartPole-v0, `configs/dqn_cartpole.gin` with `train.num_iterations={args.num_iterations}`, "
       f"`train.checkpoint_interval={args.checkpoint_interval}`; "
-      f"eval = average return of 10 greedy episodes. The killed runs were SIGKILLed {args.kills} "
-      "times at random moments of training and restarted with the same command.",
+      f"eval = average return of 10 greedy episodes. The killed runs were SIGKILLed up to {args.kills} "
+      "times at random moments of training (5-45 s into each life) and restarted with the same "
+      "command; `kills` is the actual count (a run that finished first got fewer).",
       "",
       "| seed | final eval, uninterrupted | final eval, killed | mean of last 3 evals, "
       "uninterrupted | mean of last 3 evals, killed | kills |",
