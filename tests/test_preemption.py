@@ -102,3 +102,4 @@ def test_sigterm_during_start_up_still_exits_75(tmp_path):
   result = _resume_to(root, 20)
   assert result.returncode == 0, result.stderr
   assert status(root)["complete"]
+

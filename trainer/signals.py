@@ -18,9 +18,10 @@ class StopRequest:
   the process exits at once with 128 + signum; the last committed bundle stays
   valid because an unfinished one has no commit marker.
 
-  The same signal again within `DUPLICATE_WINDOW_S` counts as the same
-  request: schedulers deliver one stop twice (Slurm signals every process of
-  a job, and its batch script forwards the signal too).
+  A second SIGTERM within `DUPLICATE_WINDOW_S` counts as the same request:
+  schedulers deliver one stop twice (Slurm signals every process of a job, and
+  its batch script forwards the signal too). A second Ctrl-C (SIGINT) always
+  means "now".
   """
 
   DUPLICATE_WINDOW_S = 2.0
@@ -47,8 +48,9 @@ class StopRequest:
     del frame
     name = signal.Signals(signum).name
     now = time.monotonic()
-    if signum == self.signum and now - self._first_at < self.DUPLICATE_WINDOW_S:
-      return  # One stop request delivered twice.
+    if (signum == self.signum == signal.SIGTERM
+        and now - self._first_at < self.DUPLICATE_WINDOW_S):
+      return  # One scheduler stop delivered twice.
     if self.signum is not None:
       sys.stderr.write(f"trainer: second signal ({name}): exiting now; the last "
                        "committed checkpoint stays valid\n")
