@@ -13,15 +13,14 @@ CSV and JSON, and a PNG plot of average return against train step, to
 import csv
 import json
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
-from trainer import config, configurables, envs, errors, layout, policy_index  # noqa: E402
+from trainer import cli, config, configurables, envs, errors, layout, policy_index  # noqa: E402
 
 flags.DEFINE_string("policy", None, "One export directory (DIR/policies/<step>).")
 flags.DEFINE_string("root_dir", None, "A run directory: evaluates every export in its index.")
@@ -125,16 +124,5 @@ def main(argv: list[str]) -> int:
   return 0
 
 
-def run() -> None:
-  def guarded(argv: list[str]) -> int:
-    logging.set_verbosity(logging.WARNING)
-    try:
-      return main(argv)
-    except errors.TrainerError as e:
-      sys.stderr.write(f"trainer.evaluate: error: {str(e).splitlines()[0]}\n")
-      return e.exit_code
-  app.run(guarded)
-
-
 if __name__ == "__main__":
-  run()
+  cli.run(main, prog="trainer.evaluate", verbosity=logging.WARNING)

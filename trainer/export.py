@@ -11,14 +11,13 @@ directory takes the run's lock: it refuses while a job runs there.
 
 import contextlib
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
-from trainer import config, configurables, errors, exports, layout, policy_index  # noqa: E402
+from trainer import cli, config, configurables, errors, exports, layout, policy_index  # noqa: E402
 from trainer.bundle import Bundle, BundleStore  # noqa: E402
 from trainer.run_lock import RunLock  # noqa: E402
 
@@ -100,16 +99,5 @@ def main(argv: list[str]) -> int:
   return 0
 
 
-def run() -> None:
-  def guarded(argv: list[str]) -> int:
-    logging.set_verbosity(logging.WARNING)
-    try:
-      return main(argv)
-    except errors.TrainerError as e:
-      sys.stderr.write(f"trainer.export: error: {str(e).splitlines()[0]}\n")
-      return e.exit_code
-  app.run(guarded)
-
-
 if __name__ == "__main__":
-  run()
+  cli.run(main, prog="trainer.export", verbosity=logging.WARNING)

@@ -8,13 +8,12 @@ with the run's saved config. Exit codes are listed in `trainer.errors`.
 """
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Before TensorFlow loads: quiet C++ start-up noise.
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
-from trainer import config, configurables, errors  # noqa: E402
+from trainer import cli, config, configurables, errors  # noqa: E402
 
 flags.DEFINE_string("root_dir", None, "Run directory: checkpoints, exports, summaries.")
 flags.DEFINE_multi_string("gin_file", [], "Gin config files, parsed in order.")
@@ -34,17 +33,5 @@ def main(argv: list[str]) -> int:
   return configurables.pipeline.train(FLAGS.root_dir, run_config)
 
 
-def run() -> None:
-  def guarded(argv: list[str]) -> int:
-    logging.set_verbosity(logging.INFO)
-    try:
-      return main(argv)
-    except errors.TrainerError as e:
-      # gin appends "In call to configurable ..." lines; the first line is the message.
-      sys.stderr.write(f"trainer: error: {str(e).splitlines()[0]}\n")
-      return e.exit_code
-  app.run(guarded)
-
-
 if __name__ == "__main__":
-  run()
+  cli.run(main, prog="trainer")
