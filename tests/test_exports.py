@@ -6,9 +6,10 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from tests.conftest import REPO, TINY_DQN, bindings, cli_env, run_train, status
+from tests.conftest import REPO, SAC_CONFIG, TINY_DQN, bindings, cli_env, run_train, status
 
 # Runs in a fresh interpreter: loads each export with tf.saved_model.load.
 # TF-Agents is imported only to register the TF Probability spec types that a
@@ -204,3 +205,73 @@ def test_evaluate_command_writes_table_and_plot(finished_run, tmp_path):
                 "--env=CartPole-v0", "--episodes=1", f"--output={tmp_path / 'one'}")
   assert single.returncode == 0, single.stderr[-3000:]
   assert [r["train_step"] for r in json.loads((tmp_path / "one.json").read_text())] == [60]
+
+
+# onnxruntime and the TF-only serving form on the same observations.
+ONNX_VS_SAVED_MODEL = r"""
+import json, sys
+import numpy as np
+import onnxruntime
+import tensorflow as tf
+dim, exports = int(sys.argv[1]), sys.argv[2:]
+observations = np.random.RandomState(7).normal(size=(256, dim)).astype(np.float32)
+out = {}
+for export in exports:
+  session = onnxruntime.InferenceSession(f"{export}/greedy.onnx", providers=["CPUExecutionProvider"])
+  onnx_actions = session.run(["action"], {"observation": observations})[0]
+  serve = tf.saved_model.load(f"{export}/serving").signatures["serving_default"]
+  saved_actions = serve(observation=tf.constant(observations))["action"].numpy()
+  out[export] = {"onnx": onnx_actions.tolist(), "saved_model": saved_actions.tolist()}
+print(json.dumps(out))
+"""
+
+
+def test_onnx_export_gives_the_saved_models_actions_dqn(finished_run, tmp_path):
+  root = tmp_path / "run"
+  shutil.copytree(finished_run, root)
+  out = _cli("trainer.export", f"--root_dir={root}", "--all", "--format=onnx")
+  assert out.returncode == 0, out.stderr[-3000:]
+  exports = [root / "policies" / name for name in ("0000000030", "0000000060")]
+  assert out.stdout.split() == [str(e / "greedy.onnx") for e in exports]
+  compared = _run_json(ONNX_VS_SAVED_MODEL, "4", *map(str, exports))
+  for export in exports:
+    actions = compared[str(export)]
+    assert len(actions["onnx"]) == 256 and actions["onnx"] == actions["saved_model"]  # equal
+  assert not [p for p in (root / "policies").rglob("*.partial")]
+
+  # A bundle without an export: the export is written first, then its ONNX form.
+  out = _cli("trainer.export", f"--root_dir={root}", "--step=20", "--format=onnx")
+  assert out.returncode == 0, out.stderr[-3000:]
+  export = root / "policies" / "0000000020"
+  assert out.stdout.split() == [str(export / "greedy.onnx")]
+  assert {"greedy", "serving", "metadata.json", "greedy.onnx"} <= {p.name for p in export.iterdir()}
+  actions = _run_json(ONNX_VS_SAVED_MODEL, "4", str(export))[str(export)]
+  assert actions["onnx"] == actions["saved_model"]
+
+
+def test_onnx_comparison_is_exact_for_discrete_and_bounded_for_continuous():
+  from trainer import onnx_policy
+  assert onnx_policy.compare(np.array([0, 1, 1]), np.array([0, 1, 1])) is None
+  assert onnx_policy.compare(np.array([0, 1, 1]), np.array([0, 0, 1])) == "1 of 3 actions differ"
+  assert onnx_policy.compare(np.array([[0.5]]), np.array([[0.5 + 1e-7]])) is None
+  assert "differ by up to" in onnx_policy.compare(np.array([[0.5]]), np.array([[0.51]]))
+  assert "shapes differ" in onnx_policy.compare(np.zeros((2, 1)), np.zeros((2,)))
+
+
+def test_onnx_export_gives_the_saved_models_actions_sac(tmp_path):
+  root = tmp_path / "sac"
+  short = {"train.num_iterations": 4, "train.checkpoint_interval": 4,
+           "train.policy_export_interval": 4, "train.eval_interval": 4, "train.eval_episodes": 1,
+           "train.initial_collect_steps": 20, "train.batch_size": 8,
+           "create_gym_environment.max_episode_steps": 20}
+  trained = run_train(root, gin_files=(SAC_CONFIG,), gin_bindings=bindings(short))
+  assert trained.returncode == 0, trained.stderr[-3000:]
+  out = _cli("trainer.export", f"--root_dir={root}", "--format=onnx")  # the latest export
+  assert out.returncode == 0, out.stderr[-3000:]
+  export = root / "policies" / "0000000004"
+  assert out.stdout.split() == [str(export / "greedy.onnx")]
+  actions = _run_json(ONNX_VS_SAVED_MODEL, "3", str(export))[str(export)]
+  onnx_actions, saved = (np.array(actions[k]) for k in ("onnx", "saved_model"))
+  assert onnx_actions.shape == saved.shape == (256, 1)
+  assert np.abs(onnx_actions - saved).max() <= 1e-5  # SAC's mean action, within tolerance
+  assert np.unique(saved.round(4)).size > 10  # a real function of the observation

@@ -1,12 +1,22 @@
 r"""Exports policies from committed checkpoint bundles, without training.
 
-  python -m trainer.export --root_dir=DIR [--step=N | --all] [--output=DIR/policies]
+  python -m trainer.export --root_dir=DIR [--step=N | --all]
+      [--format=saved_model|onnx] [--output=DIR/policies]
 
-Rebuilds the run's agent from its saved config, restores the agent of each
-chosen bundle and writes the same export as training does (greedy, collect and
-serving SavedModels, metadata, index, TF-Agents' layout). Without --step or
---all it exports the latest bundle. Writing into the run's own policy
-directory takes the run's lock: it refuses while a job runs there.
+--format=saved_model (the default) rebuilds the run's agent from its saved
+config, restores the agent of each chosen bundle and writes the same export as
+training does (greedy, collect and serving SavedModels, metadata, index,
+TF-Agents' layout). Without --step or --all it exports the latest bundle.
+
+--format=onnx adds the greedy policy as `<export>/greedy.onnx` to exports:
+the export of step N, every export in the index (--all), or the latest. An
+export that does not exist yet is first written from its bundle. Each file is
+run with onnxruntime on observations from the run's environment and kept only
+if its actions match the export's SavedModel (equal for discrete actions,
+within 1e-5 for continuous ones).
+
+Writing into the run's own policy directory takes the run's lock: it refuses
+while a job runs there.
 """
 
 import contextlib
@@ -14,16 +24,21 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import flags, logging  # noqa: E402
+from tf_agents.policies import greedy_policy  # noqa: E402
+from tf_agents.specs import array_spec  # noqa: E402
 
-from trainer import cli, config, configurables, errors, exports, layout, policy_index  # noqa: E402
+from trainer import cli, config, configurables, envs, errors, exports, layout, onnx_policy, policy_index  # noqa: E402
 from trainer.bundle import Bundle, BundleStore  # noqa: E402
 from trainer.run_lock import RunLock  # noqa: E402
 
 flags.DEFINE_string("root_dir", None, "Run directory whose bundles to export.")
 flags.DEFINE_integer("step", None, "Export the bundle of this train step.")
 flags.DEFINE_bool("all", False, "Export every committed bundle.")
+flags.DEFINE_enum("format", "saved_model", ["saved_model", "onnx"],
+                  "saved_model: SavedModel exports from bundles; onnx: add greedy.onnx to exports.")
 flags.DEFINE_string("output", None, "Policy directory to write (default: DIR/policies).")
 FLAGS = flags.FLAGS
 
@@ -43,8 +58,22 @@ def choose_bundles(store: BundleStore, step: int | None, every: bool) -> list[Bu
   return chosen
 
 
+def onnx_targets(store: BundleStore, policy_dir: str, step: int | None,
+                 every: bool) -> tuple[list[Bundle], list[int]]:
+  """(bundles to export first, steps of the exports to convert) for --format=onnx."""
+  exported = sorted(e["train_step"] for e in policy_index.list_exports(policy_dir))
+  if step is not None:
+    return ([] if step in exported else choose_bundles(store, step, False)), [step]
+  if exported:
+    return [], (exported if every else exported[-1:])
+  bundles = choose_bundles(store, None, every)
+  return bundles, [b.step for b in bundles]
+
+
 def export_bundles(root_dir: str, bundles: list[Bundle], policy_dir: str) -> list[str]:
   """Writes one export per bundle into `policy_dir`; returns their paths."""
+  if not bundles:
+    return []
   run_config = config.load(root_dir, [], [])
   spec = configurables.pipeline.configure_job(root_dir, run_config)
   env = spec.environment_fn()
@@ -82,18 +111,71 @@ def export_bundles(root_dir: str, bundles: list[Bundle], policy_dir: str) -> lis
   return paths
 
 
+def sample_observations(env, count: int, seed: int = 0) -> np.ndarray:
+  """Observations the policy will meet: a random-action rollout of `env`, and
+  the same observations with noise of twice their spread, to reach states a
+  random policy rarely visits."""
+  random_state = np.random.RandomState(seed)
+  envs.seed_environment(env, seed)
+  observations, time_step = [], env.reset()
+  while len(observations) < count // 2:
+    observations.append(time_step.observation)
+    time_step = (env.reset() if time_step.is_last() else
+                 env.step(array_spec.sample_spec_nest(env.action_spec(), random_state)))
+  seen = np.stack(observations)
+  noisy = seen + random_state.normal(size=seen.shape) * 2 * (seen.std(axis=0) + 1e-3)
+  return np.concatenate([seen, noisy]).astype(env.observation_spec().dtype)
+
+
+def add_onnx(root_dir: str, export_paths: list[str]) -> list[str]:
+  """Writes `<export>/greedy.onnx` for each export; returns the files' paths."""
+  run_config = config.load(root_dir, [], [])
+  spec = configurables.pipeline.configure_job(root_dir, run_config)
+  env = spec.environment_fn()
+  agent = spec.agent_fn(env.time_step_spec(), env.action_spec(),
+                        tf.Variable(0, dtype=tf.int64, trainable=False, name="onnx_train_step"))
+  greedy = greedy_policy.GreedyPolicy(agent.policy)
+  targets = list(greedy.variables())
+  observations = sample_observations(env, 512)
+  written = []
+  for path in export_paths:
+    # The export's own greedy weights: the serving form lists them in the policy's order.
+    serving = tf.saved_model.load(os.path.join(path, layout.SERVING_POLICY))
+    sources = list(serving.policy_variables)
+    if [v.shape for v in sources] != [v.shape for v in targets]:
+      raise errors.ConfigError(f"{path} was not exported from this run's agent (its variables "
+                               "differ from the config's network); export it with its own run")
+    for target, source in zip(targets, sources, strict=True):
+      target.assign(source)
+    expected = serving.signatures["serving_default"](
+        observation=tf.constant(observations))["action"].numpy()
+    onnx_file = os.path.join(path, layout.ONNX_POLICY)
+    onnx_policy.write_verified(greedy, onnx_file, observations, expected)
+    logging.info("Wrote %s; onnxruntime matches the SavedModel on %d observations.", onnx_file,
+                 len(observations))
+    written.append(onnx_file)
+  return written
+
+
 def main(argv: list[str]) -> int:
   del argv
   if not FLAGS.root_dir:
     raise errors.ConfigError("--root_dir is required")
   if FLAGS.step is not None and FLAGS.all:
     raise errors.ConfigError("pass --step=N or --all, not both")
-  bundles = choose_bundles(BundleStore(FLAGS.root_dir), FLAGS.step, FLAGS.all)
+  store = BundleStore(FLAGS.root_dir)
   own_dir = os.path.join(FLAGS.root_dir, layout.POLICY_DIR)
   policy_dir = FLAGS.output or own_dir
   same = os.path.abspath(policy_dir) == os.path.abspath(own_dir)
   with RunLock(FLAGS.root_dir) if same else contextlib.nullcontext():
-    paths = export_bundles(FLAGS.root_dir, bundles, policy_dir)
+    if FLAGS.format == "onnx":
+      bundles, steps = onnx_targets(store, policy_dir, FLAGS.step, FLAGS.all)
+      export_bundles(FLAGS.root_dir, bundles, policy_dir)
+      paths = add_onnx(FLAGS.root_dir,
+                       [os.path.join(policy_dir, layout.step_name(s)) for s in steps])
+    else:
+      paths = export_bundles(FLAGS.root_dir, choose_bundles(store, FLAGS.step, FLAGS.all),
+                             policy_dir)
   for path in paths:
     print(path)
   return 0

@@ -49,6 +49,7 @@ TFA_CHECKPOINTS = "checkpoints"
 GREEDY_POLICY = "greedy"
 COLLECT_POLICY = "collect"
 SERVING_POLICY = "serving"
+ONNX_POLICY = "greedy.onnx"  # Added by `trainer.export --format=onnx`.
 EXPORT_METADATA = "metadata.json"
 
 STEP_DIGITS = 10

@@ -1,0 +1,113 @@
+"""The greedy policy as ONNX, verified against the export's SavedModel.
+
+`policies/<step>/greedy.onnx` takes `observation` (a batch) and returns
+`action`: the same function as the export's `serving/` SavedModel, written by
+tf2onnx from a graph built for it. The graph computes the greedy action
+directly (the argmax of a Q-network, the squashed mean of a Gaussian actor)
+instead of through TF Probability's distribution objects, whose shape logic
+(e.g. `BroadcastArgs`) ONNX has no operator for. tf2onnx skips what it cannot
+convert, so every file is checked with onnxruntime before it is put in place.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+from tf_agents.distributions import utils as distribution_utils
+from tf_agents.policies import greedy_policy
+from tf_agents.specs import tensor_spec
+from tf_agents.trajectories import time_step as ts
+from tf_agents.utils import common
+
+from trainer import errors
+
+OPSET = 13
+
+
+def greedy_action_function(policy) -> tf.types.experimental.GenericFunction:
+  """`observation -> action` of the greedy version of `policy`, in ONNX-convertible ops."""
+  while isinstance(policy, greedy_policy.GreedyPolicy):  # DQN's agent.policy is one already.
+    policy = policy.wrapped_policy
+  observation_spec = policy.time_step_spec.observation
+  if not isinstance(observation_spec, tf.TensorSpec) or policy.policy_state_spec:
+    raise errors.ConfigError("ONNX export needs a stateless policy with one observation tensor")
+
+  @tf.function(input_signature=[tf.TensorSpec([None, *observation_spec.shape],
+                                              observation_spec.dtype, name="observation")])
+  def action(observation):
+    spec, batch = policy.time_step_spec, tf.shape(observation)[:1]
+    time_step = ts.TimeStep(
+        step_type=tf.fill(batch, tf.constant(ts.StepType.FIRST, spec.step_type.dtype)),
+        reward=tf.zeros(batch, spec.reward.dtype), discount=tf.ones(batch, spec.discount.dtype),
+        observation=observation)
+    distribution = policy.distribution(time_step).action
+    chosen = _mode(distribution)
+    if isinstance(policy.action_spec, tensor_spec.BoundedTensorSpec):
+      chosen = common.clip_to_spec(chosen, policy.action_spec)  # As TFPolicy.action does.
+    return {"action": tf.cast(chosen, policy.action_spec.dtype)}
+
+  return action
+
+
+def _mode(distribution) -> tf.Tensor:
+  if isinstance(distribution, distribution_utils.SquashToSpecNormal):
+    # mode = means + magnitudes * tanh(mode of the Gaussian), and a Gaussian's mode is its loc.
+    return (distribution.action_means +
+            distribution.action_magnitudes * tf.tanh(distribution.input_distribution.loc))
+  if isinstance(distribution, tfp.distributions.Deterministic):
+    return distribution.loc
+  return distribution.mode()  # Categorical: an argmax.
+
+
+def write_verified(policy, path: str, observations: np.ndarray,
+                   expected_actions: np.ndarray) -> None:
+  """Converts the greedy policy (its variables as they are now) to ONNX at `path`.
+
+  The file is written beside `path`, run with onnxruntime on `observations`
+  and put in place only if its actions agree with `expected_actions` (the
+  SavedModel's); otherwise it is removed and the error says by how much.
+  """
+  import tf2onnx  # Heavy; only the ONNX export needs it.
+  function = greedy_action_function(policy)
+  model, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature,
+                                           opset=OPSET)
+  tmp = path + ".partial"
+  try:
+    with open(tmp, "wb") as f:
+      f.write(model.SerializeToString())
+      f.flush()
+      os.fsync(f.fileno())
+    try:
+      problem = compare(run(tmp, observations), expected_actions)
+    except Exception as e:  # onnxruntime refuses ops tf2onnx left unconverted.
+      problem = f"onnxruntime cannot run it: {e}"
+    if problem:
+      raise errors.TrainerError(
+          f"the ONNX form of {os.path.dirname(path)} does not match its SavedModel ({problem}); "
+          "nothing was written. Use the SavedModel forms, or report the policy's network")
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def run(path: str, observations: np.ndarray) -> np.ndarray:
+  """Actions of the ONNX policy at `path` for a batch of observations."""
+  import onnxruntime
+  session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+  (input_name,) = [i.name for i in session.get_inputs()]
+  (output,) = session.run(None, {input_name: observations})
+  return output
+
+
+def compare(onnx_actions: np.ndarray, saved_model_actions: np.ndarray, *,
+            atol: float = 1e-5) -> str | None:
+  """None if the actions agree (equal for discrete, within `atol` for continuous), else why not."""
+  if onnx_actions.shape != saved_model_actions.shape:
+    return f"action shapes differ: {onnx_actions.shape} vs {saved_model_actions.shape}"
+  if np.issubdtype(saved_model_actions.dtype, np.integer):
+    differ = int(np.sum(onnx_actions != saved_model_actions))
+    return f"{differ} of {len(onnx_actions)} actions differ" if differ else None
+  error = float(np.max(np.abs(onnx_actions - saved_model_actions), initial=0.0))
+  return f"actions differ by up to {error:g} (tolerance {atol:g})" if error > atol else None
