@@ -1,15 +1,18 @@
-"""Periodic evaluation of the greedy policy with TF-Agents' eval Actor."""
+"""Periodic evaluation of the greedy policy."""
 
 import os
 import time
+from collections.abc import Sequence
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 from tf_agents.agents import tf_agent
 from tf_agents.environments import py_environment
-from tf_agents.policies import greedy_policy, py_tf_eager_policy
-from tf_agents.train import actor
+from tf_agents.policies import greedy_policy
+from tf_agents.specs import tensor_spec
 
+from trainer import envs as envs_lib
 from trainer import layout
 from trainer.run_state import RunState
 
@@ -18,42 +21,72 @@ class Evaluator:
   """Runs `episodes` greedy episodes and records the average return.
 
   Results go to the run state (so bundles hold the eval history), to eval
-  summaries under `DIR/eval`, and to `DIR/eval/returns.csv`.
+  summaries under `DIR/eval` (`Metrics/eval/AverageReturn` and
+  `.../AverageEpisodeLength`, as TF-Agents' eval Actor names them), and to
+  `DIR/eval/returns.csv`.
+
+  The episodes run side by side, one environment each, around one
+  `tf.function` with a fixed input signature: one policy call per step for
+  all episodes, where TF-Agents' Actor with a `PyTFEagerPolicy` makes one per
+  episode step at about 2 ms each (an eval of 10 CartPole episodes took 4-5 s
+  of training time; now under half a second).
   """
 
-  def __init__(self, root_dir: str, env: py_environment.PyEnvironment,
+  def __init__(self, root_dir: str, envs: Sequence[py_environment.PyEnvironment],
                agent: tf_agent.TFAgent, train_step: tf.Variable, run_state: RunState,
-               *, episodes: int):
+               *, episodes: int, seed: int):
+    if len(envs) < episodes:
+      raise ValueError(f"{episodes} eval episodes need as many environments, got {len(envs)}")
+    self._envs = list(envs)[:episodes]
     self._run_state = run_state
     self._train_step = train_step
     self._episodes = episodes
-    self._metrics = actor.eval_metrics(episodes)
+    self._seed = seed
     self._csv_path = os.path.join(root_dir, layout.EVAL_RETURNS_FILE)
-    self._actor = actor.Actor(
-        env,
-        # The mode of the policy's action distribution (argmax for DQN, mean for SAC).
-        py_tf_eager_policy.PyTFEagerPolicy(greedy_policy.GreedyPolicy(agent.policy),
-                                           use_tf_function=True),
-        train_step,
-        episodes_per_run=episodes,
-        metrics=self._metrics,
-        summary_dir=os.path.join(root_dir, layout.EVAL_DIR),
-        summary_interval=1,
-        name="eval")
+    # The mode of the policy's action distribution (argmax for DQN, mean for SAC).
+    policy = greedy_policy.GreedyPolicy(agent.policy)
+    self._initial_state = policy.get_initial_state(episodes)
+    self._action = tf.function(
+        lambda time_step, state: policy.action(time_step, state)[:2],
+        input_signature=[tensor_spec.add_outer_dim(policy.time_step_spec, episodes),
+                         tensor_spec.add_outer_dim(policy.policy_state_spec, episodes)],
+    ).get_concrete_function()  # called directly: no per-call argument matching
+    self.summary_writer = tf.summary.create_file_writer(os.path.join(root_dir, layout.EVAL_DIR))
 
-  @property
-  def summary_writer(self):
-    return self._actor.summary_writer
+  def run_episodes(self, step: int) -> tuple[list[float], list[int]]:
+    """Returns and lengths of the greedy episodes, one per environment, run side
+    by side: one policy call per step for all of them. Each environment is
+    seeded from (seed, step, episode), so an eval depends only on the policy
+    and the step, not on what ran before it (a resumed job evaluates as an
+    uninterrupted one)."""
+    time_steps = []
+    for i, env in enumerate(self._envs):
+      envs_lib.seed_environment(env, int(np.random.SeedSequence([self._seed, step, i])
+                                         .generate_state(1)[0]))
+      time_steps.append(env.reset())
+    state = self._initial_state
+    returns, lengths = [0.0] * self._episodes, [0] * self._episodes
+    running = [True] * self._episodes
+    while any(running):
+      batch = tf.nest.map_structure(lambda *x: np.stack(x), *time_steps)
+      action, state = self._action(batch, state)
+      actions = tf.nest.map_structure(lambda a: a.numpy(), action)
+      for i, env in enumerate(self._envs):
+        if running[i]:  # A finished episode's slot rides along; its actions are ignored.
+          time_steps[i] = env.step(tf.nest.map_structure(lambda a, i=i: a[i], actions))
+          returns[i] += float(time_steps[i].reward)
+          lengths[i] += 1
+          running[i] = not time_steps[i].is_last()
+    return returns, lengths
 
   def __call__(self) -> float:
     start = time.monotonic()
-    for metric in self._metrics:
-      metric.reset()
-    self._actor.reset()
-    self._actor.run()
-    self._actor.write_metric_summaries()
-    average_return = float(self._metrics[0].result())
     step = int(self._train_step.numpy())
+    returns, lengths = self.run_episodes(step)
+    average_return = float(np.mean(returns))
+    with self.summary_writer.as_default():
+      tf.summary.scalar("Metrics/eval/AverageReturn", average_return, step=step)
+      tf.summary.scalar("Metrics/eval/AverageEpisodeLength", float(np.mean(lengths)), step=step)
     self._run_state.evals.append((step, average_return))
     self._append_csv(step, average_return)
     logging.info("Eval at step %d: average return %.2f over %d episodes (%.1f s).", step,

@@ -189,11 +189,11 @@ class PolicyExporter:
                         layout.TFA_COLLECT_POLICY: collect_saver}
     os.makedirs(policy_dir, exist_ok=True)
     self._clean_partial()
-    # The one-time work (each form's graph, TF-Agents' SavedModels) starts now, in the
-    # background, from the agent as it is now, so that no export waits for it.
-    self._snapshot(0)
+    # The one-time work (each form's graph, TF-Agents' SavedModels) is done by the first
+    # export's background write, not at start-up, where it would share the CPU (and the
+    # GIL) with tracing the Learner's graphs and slow the first training steps.
     self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="export")
-    self._pending: concurrent.futures.Future | None = self._pool.submit(self._warm_up)
+    self._pending: concurrent.futures.Future | None = None
 
   def _clean_partial(self) -> None:
     """Removes hidden leftovers of interrupted exports; re-derives the index."""
@@ -256,14 +256,6 @@ class PolicyExporter:
     logging.info("Exported policies at step %d to %s (%.2f s, in the background).", step, final,
                  time.monotonic() - start)
     return final
-
-  def _warm_up(self) -> None:
-    try:
-      for form in self._forms.values():
-        form.ensure()
-      self._ensure_tf_agents_models()
-    except (OSError, tf.errors.OpError) as e:  # The export itself retries and reports.
-      logging.warning("Could not prepare export templates yet: %s", e)
 
   def _ensure_tf_agents_models(self) -> None:
     """TF-Agents' full SavedModels, written once per run (as its trigger does)."""

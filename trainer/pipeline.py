@@ -24,13 +24,14 @@ import tensorflow as tf
 from absl import logging
 from tf_agents.agents import tf_agent
 from tf_agents.environments import py_environment
-from tf_agents.policies import py_tf_eager_policy, random_py_policy
-from tf_agents.train import actor, learner
+from tf_agents.policies import random_py_policy
+from tf_agents.train import learner
 from tf_agents.train.utils import train_utils
 
 from trainer import bundle as bundle_lib
 from trainer import config, envs, exports, layout, policy_index
 from trainer.bundle import Bundle, BundleStore
+from trainer.collection import Collector
 from trainer.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError, RunDirError
 from trainer.evaluation import Evaluator
 from trainer.replay import Replay, create_uniform_replay
@@ -199,9 +200,10 @@ def _build_job(spec: JobSpec, stop: StopRequest) -> Iterator["Job"]:
   settings = spec.settings
   latest = BundleStore(spec.root_dir).latest()
   _seed_globals(settings.seed, latest.step if latest else 0)
-  collect_env, eval_env = spec.environment_fn(), spec.environment_fn()
+  collect_env = spec.environment_fn()
   envs.seed_environment(collect_env, settings.seed)
-  envs.seed_environment(eval_env, settings.seed + 1)
+  # One environment per eval episode: the episodes of an eval run side by side.
+  eval_envs = [spec.environment_fn() for _ in range(max(settings.eval_episodes, 1))]
   train_step = train_utils.create_train_step()
   agent = spec.agent_fn(collect_env.time_step_spec(), collect_env.action_spec(), train_step)
   # Exports are written from a copy, so training never waits for them.
@@ -213,7 +215,7 @@ def _build_job(spec: JobSpec, stop: StopRequest) -> Iterator["Job"]:
   lock.acquire()
   try:
     job = Job(spec.root_dir, settings, spec.run_config, collect_env=collect_env,
-              eval_env=eval_env, agent=agent, train_step=train_step, replay_fn=spec.replay_fn,
+              eval_envs=eval_envs, agent=agent, train_step=train_step, replay_fn=spec.replay_fn,
               stop=stop, export_agent=(shadow, shadow_step))
   except ConfigError:
     lock.release()
@@ -244,7 +246,7 @@ class Job:
 
   def __init__(self, root_dir: str, settings: Settings, run_config: config.RunConfig, *,
                collect_env: py_environment.PyEnvironment,
-               eval_env: py_environment.PyEnvironment, agent: tf_agent.TFAgent,
+               eval_envs: list[py_environment.PyEnvironment], agent: tf_agent.TFAgent,
                train_step: tf.Variable, replay_fn: Callable[..., Replay], stop: StopRequest,
                export_agent: tuple[tf_agent.TFAgent, tf.Variable]):
     self._root = root_dir
@@ -260,19 +262,20 @@ class Job:
     self._store.clean_partial()
     bundle = self._store.latest_valid()
     self._prepare_tf_state(bundle)
-    self._run_state = RunState([collect_env, eval_env])
-    self._collect_actor: actor.Actor | None = None
+    # Eval environments are seeded afresh at each eval; only the collect one carries state.
+    self._run_state = RunState([collect_env])
+    self._collect_actor: Collector | None = None
     self.export_stalls: list[float] = []  # seconds the loop waited per export
     self._replay = replay_fn(
         agent.collect_data_spec, sequence_length=agent.train_sequence_length,
         root_dir=root_dir, restore_dir=bundle.replay_dir if bundle else None)
     try:
-      self._build(bundle, eval_env)
+      self._build(bundle, eval_envs)
     except BaseException:
       self.close()  # stops an in-process Reverb server and the export thread
       raise
 
-  def _build(self, bundle: Bundle | None, eval_env: py_environment.PyEnvironment) -> None:
+  def _build(self, bundle: Bundle | None, eval_envs: list[py_environment.PyEnvironment]) -> None:
     """Builds and restores everything that stands on the replay."""
     settings, root_dir, agent, train_step = (
         self._settings, self._root, self._agent, self._train_step)
@@ -282,8 +285,8 @@ class Job:
     if bundle:
       self._run_state.restore(bundle)
     self._agent_checkpoint = tf.train.Checkpoint(agent=agent, train_step=train_step)
-    self._evaluator = Evaluator(root_dir, eval_env, agent, train_step, self._run_state,
-                                episodes=settings.eval_episodes)
+    self._evaluator = Evaluator(root_dir, eval_envs, agent, train_step, self._run_state,
+                                episodes=settings.eval_episodes, seed=settings.seed + 1)
     self._learner = learner.Learner(
         root_dir, train_step, agent, experience_dataset_fn=None,
         triggers=self._triggers(), checkpoint_interval=0,
@@ -417,30 +420,29 @@ class Job:
                      self._replay.size(), target)
       return
     logging.info("Initial collect: random policy until the replay holds %d items.", target)
-    random_actor = actor.Actor(
+    random_collector = Collector(
         self._collect_env,
         random_py_policy.RandomPyPolicy(self._collect_env.time_step_spec(),
                                         self._collect_env.action_spec()),
-        self._train_step, episodes_per_run=1, observers=[self._replay.observer],
-        metrics=self._run_state.metrics, name="initial_collect")
+        self._train_step, observers=[self._replay.observer], metrics=self._run_state.metrics,
+        summary_dir=os.path.join(self._root, layout.TRAIN_DIR), summary_interval=0)
     # Whole episodes, so the collect actor starts on an episode boundary.
     while self._replay.size() < target and not self._stop.requested:
-      random_actor.run()
+      random_collector.run(episodes=1)
 
   def _train_loop(self) -> None:
     s = self._settings
-    self._collect_actor = actor.Actor(
-        self._collect_env,
-        py_tf_eager_policy.PyTFEagerPolicy(self._agent.collect_policy, use_tf_function=True),
-        self._train_step, steps_per_run=s.collect_steps_per_iteration,
+    self._collect_actor = Collector(
+        self._collect_env, self._agent.collect_policy, self._train_step,
         observers=[self._replay.observer], metrics=self._run_state.metrics,
         summary_dir=os.path.join(self._root, layout.TRAIN_DIR),
-        summary_interval=s.summary_interval or -1, name="collect")
-    iterator = iter(self._replay.dataset(s.batch_size))
+        summary_interval=s.summary_interval)
+    iterator = self._replay.iterator(s.batch_size)
     step = int(self._train_step.numpy())
     logging.info("Training from step %d to %d.", step, s.num_iterations)
     while step < s.num_iterations and not self._stop.requested:
-      self._collect_actor.run()
+      self._collect_actor.run(s.collect_steps_per_iteration)
+      self._replay.flush()
       self._learner.run(iterations=s.steps_until_next_event(step), iterator=iterator)
       step = int(self._train_step.numpy())
 

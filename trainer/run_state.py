@@ -94,7 +94,9 @@ class RunState:
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
     version, internal, gauss_next = state["python"]
     random.setstate((version, tuple(internal), gauss_next))
-    for env, env_state in zip(self._environments, state["environments"], strict=True):
+    # Bundles written before eval environments were seeded per eval also hold theirs, last.
+    saved = state["environments"][:len(self._environments)]
+    for env, env_state in zip(self._environments, saved, strict=True):
       generator = _env_generator(env)
       if generator is not None and env_state is not None:
         generator.bit_generator.state = env_state
