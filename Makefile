@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test lint chaos clean
+.PHONY: install train test lint chaos bench clean
 
 install: $(STAMP)
 
@@ -24,6 +24,11 @@ test: $(STAMP)
 # Kill-and-resume chaos suite: >= 30 SIGKILLs per replay backend (about 15 minutes).
 chaos: $(STAMP)
 	$(BIN)/python scripts/chaos.py --kills=30 --backend=both
+
+# Benchmarks (about 25 minutes): benchmarks/results.json and docs/benchmarks.md.
+# `make bench QUICK=1` is a smoke run (a few minutes) that writes neither.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py $(if $(QUICK),--quick)
 
 lint: $(STAMP)
 	$(BIN)/ruff check trainer tests scripts benchmarks

@@ -1,0 +1,110 @@
+r"""Learner train steps per second fed from replay, against the fixed-batch limit.
+
+  python benchmarks/learner_throughput.py [--repeats 5] [--steps 2000] [--quick]
+
+Builds the default DQN job (CartPole, batch 64, network as shipped), fills its
+TFUniform replay with a random policy, then times, each `--repeats` times:
+
+- limit: a `tf.function` loop of `agent.train` on one fixed batch (no sampling);
+- trainer: the job's `Learner.run(iterations=K)` fed by `Replay.iterator`
+  (sampling inside the Learner's graph), for K = the default config's
+  train_steps_per_iteration and K = 100;
+- anchor: the same Learner fed the TF-Agents way, `iter(buffer.as_dataset(...))`
+  with 3 parallel calls and prefetch 3, at K = 100.
+
+Collection is not included (see time_to_solve.py for whole jobs). Results are
+the "learner_throughput" section of --output.
+"""
+
+import argparse
+import os
+import pathlib
+import sys
+import tempfile
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+from absl import logging  # noqa: E402
+
+from benchmarks import common  # noqa: E402
+from trainer import config, pipeline  # noqa: E402
+
+
+def _rate(fn, steps: int) -> float:
+  start = time.perf_counter()
+  fn()
+  return steps / (time.perf_counter() - start)
+
+
+def main() -> int:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawTextHelpFormatter)
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--steps", type=int, default=2000, help="train steps per measurement")
+  parser.add_argument("--quick", action="store_true", help="2 repeats of 500 steps")
+  parser.add_argument("--output", default=str(common.RESULTS))
+  args = parser.parse_args()
+  if args.quick:
+    args.repeats, args.steps = 2, 500
+  logging.set_verbosity(logging.WARNING)
+  root = os.path.join(tempfile.mkdtemp(prefix="trainer-learner-"), "run")
+  never = 10**9
+  bindings = [f"train.num_iterations = {never}", "train.eval_interval = 0",
+              f"train.checkpoint_interval = {never}", f"train.policy_export_interval = {never}",
+              f"train.log_interval = {never}", f"train.summary_interval = {never}",
+              "train.initial_collect_steps = 5000"]
+  run_config = config.load(root, [str(REPO / "configs" / "dqn_cartpole.gin")], bindings)
+  spec = pipeline.configure_job(root, run_config)
+  batch_size, per_call = spec.settings.batch_size, spec.settings.train_steps_per_iteration
+  figures = {"limit": [], f"trainer_k{per_call}": [], "trainer_k100": [], "anchor_k100": []}
+  with pipeline.open_job(spec) as job:
+    job._initial_collect()  # noqa: SLF001  (the job's own random fill)
+    learner, replay, agent = job._learner, job.replay, job.agent  # noqa: SLF001
+    experience, _ = next(iter(replay.dataset(batch_size)))
+
+    @tf.function
+    def train_on_one_batch(n):
+      for _ in tf.range(n):
+        agent.train(experience)
+
+    sampled = replay.iterator(batch_size)
+    dataset = iter(replay.dataset(batch_size))
+
+    def learner_run(k, iterator):
+      def run():
+        for _ in range(args.steps // k):
+          learner.run(iterations=k, iterator=iterator)
+      return run
+
+    cases = {
+        "limit": (lambda: train_on_one_batch(tf.constant(args.steps)), args.steps),
+        f"trainer_k{per_call}": (learner_run(per_call, sampled), args.steps // per_call * per_call),
+        "trainer_k100": (learner_run(100, sampled), args.steps // 100 * 100),
+        "anchor_k100": (learner_run(100, dataset), args.steps // 100 * 100),
+    }
+    for fn, steps in cases.values():  # Traces every graph before anything is timed.
+      del steps
+      fn()
+    for _ in range(args.repeats):  # Interleaved, so that noise falls on all alike.
+      for name, (fn, steps) in cases.items():
+        figures[name].append(_rate(fn, steps))
+        print(f"{name:16s} {figures[name][-1]:8.0f} steps/s", flush=True)
+  section = {name: common.describe(values, unit="steps_per_s") for name, values in figures.items()}
+  limit = section["limit"]["median_steps_per_s"]
+  for name in figures:
+    section[name]["fraction_of_limit"] = round(section[name]["median_steps_per_s"] / limit, 3)
+  section.update(batch_size=batch_size, steps_per_measurement=args.steps,
+                 what="agent.train steps per second (DQN CartPole, batch 64), collection excluded")
+  print(common.dumps({k: v.get("median_steps_per_s", v) if isinstance(v, dict) else v
+                      for k, v in section.items()}))
+  common.write_section(args.output, "learner_throughput", section,
+                       command=" ".join(["python", "benchmarks/learner_throughput.py"] + sys.argv[1:]))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
