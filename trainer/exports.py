@@ -84,27 +84,40 @@ class _Saver(policy_saver.PolicySaver):
                      tf.saved_model.VARIABLES_FILENAME))
 
 
+def servable(policy) -> bool:
+  """Whether a policy can act on observations alone: stateless, one observation tensor."""
+  return (isinstance(policy.time_step_spec.observation, tf.TensorSpec)
+          and not policy.policy_state_spec)
+
+
+def on_observations(time_step_spec, act: Callable[[ts.TimeStep], dict[str, tf.Tensor]]):
+  """A `tf.function` of a batch of observations (input name `observation`) that
+  returns `act(time_step)` for first time steps holding them; a stateless
+  policy looks only at the observation."""
+  observation_spec = time_step_spec.observation
+
+  @tf.function(input_signature=[tf.TensorSpec([None, *observation_spec.shape],
+                                              observation_spec.dtype, name="observation")])
+  def function(observation):
+    spec, batch = time_step_spec, tf.shape(observation)[:1]
+    return act(ts.TimeStep(
+        step_type=tf.fill(batch, tf.constant(ts.StepType.FIRST, spec.step_type.dtype)),
+        reward=tf.zeros(batch, spec.reward.dtype), discount=tf.ones(batch, spec.discount.dtype),
+        observation=observation))
+
+  return function
+
+
 class _ServingModule(tf.Module):
   """The greedy policy behind a `serving_default(observation) -> {action}`."""
 
   def __init__(self, policy):
     super().__init__(name="serving")
-    observation_spec = policy.time_step_spec.observation
-    if not isinstance(observation_spec, tf.TensorSpec) or policy.policy_state_spec:
+    if not servable(policy):
       raise ValueError("the serving form needs a stateless policy with one observation tensor")
     self.policy_variables = list(policy.variables())
-
-    @tf.function(input_signature=[tf.TensorSpec([None, *observation_spec.shape],
-                                                observation_spec.dtype, name="observation")])
-    def serve(observation):
-      spec, batch = policy.time_step_spec, tf.shape(observation)[:1]
-      time_step = ts.TimeStep(  # a first step; a stateless policy looks only at the observation
-          step_type=tf.fill(batch, tf.constant(ts.StepType.FIRST, spec.step_type.dtype)),
-          reward=tf.zeros(batch, spec.reward.dtype), discount=tf.ones(batch, spec.discount.dtype),
-          observation=observation)
-      return {"action": policy.action(time_step).action}
-
-    self.serve = serve
+    self.serve = on_observations(policy.time_step_spec,
+                                 lambda time_step: {"action": policy.action(time_step).action})
 
   def save(self, export_dir: str) -> None:
     tf.saved_model.save(self, export_dir, signatures={"serving_default": self.serve})

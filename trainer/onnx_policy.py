@@ -17,10 +17,9 @@ import tensorflow_probability as tfp
 from tf_agents.distributions import utils as distribution_utils
 from tf_agents.policies import greedy_policy
 from tf_agents.specs import tensor_spec
-from tf_agents.trajectories import time_step as ts
 from tf_agents.utils import common
 
-from trainer import errors
+from trainer import errors, exports
 
 OPSET = 13
 
@@ -29,25 +28,16 @@ def greedy_action_function(policy) -> tf.types.experimental.GenericFunction:
   """`observation -> action` of the greedy version of `policy`, in ONNX-convertible ops."""
   while isinstance(policy, greedy_policy.GreedyPolicy):  # DQN's agent.policy is one already.
     policy = policy.wrapped_policy
-  observation_spec = policy.time_step_spec.observation
-  if not isinstance(observation_spec, tf.TensorSpec) or policy.policy_state_spec:
+  if not exports.servable(policy):
     raise errors.ConfigError("ONNX export needs a stateless policy with one observation tensor")
 
-  @tf.function(input_signature=[tf.TensorSpec([None, *observation_spec.shape],
-                                              observation_spec.dtype, name="observation")])
-  def action(observation):
-    spec, batch = policy.time_step_spec, tf.shape(observation)[:1]
-    time_step = ts.TimeStep(
-        step_type=tf.fill(batch, tf.constant(ts.StepType.FIRST, spec.step_type.dtype)),
-        reward=tf.zeros(batch, spec.reward.dtype), discount=tf.ones(batch, spec.discount.dtype),
-        observation=observation)
-    distribution = policy.distribution(time_step).action
-    chosen = _mode(distribution)
+  def action(time_step):
+    chosen = _mode(policy.distribution(time_step).action)
     if isinstance(policy.action_spec, tensor_spec.BoundedTensorSpec):
       chosen = common.clip_to_spec(chosen, policy.action_spec)  # As TFPolicy.action does.
     return {"action": tf.cast(chosen, policy.action_spec.dtype)}
 
-  return action
+  return exports.on_observations(policy.time_step_spec, action)
 
 
 def _mode(distribution) -> tf.Tensor:
