@@ -20,7 +20,9 @@ while a job runs there.
 """
 
 import contextlib
+import dataclasses
 import os
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -70,18 +72,34 @@ def onnx_targets(store: BundleStore, policy_dir: str, step: int | None,
   return bundles, [b.step for b in bundles]
 
 
-def export_bundles(root_dir: str, bundles: list[Bundle], policy_dir: str) -> list[str]:
+@dataclasses.dataclass
+class Run:
+  """A run rebuilt from its saved config: what exporting needs of it."""
+
+  root_dir: str
+  run_config: config.RunConfig
+  spec: Any  # pipeline.JobSpec
+  env: Any  # the run's environment
+
+  @classmethod
+  def rebuild(cls, root_dir: str) -> "Run":
+    run_config = config.load(root_dir, [], [])
+    spec = configurables.pipeline.configure_job(root_dir, run_config)
+    return cls(root_dir, run_config, spec, spec.environment_fn())
+
+  def new_agent(self, step_name: str) -> tuple[Any, tf.Variable]:
+    """A fresh agent of the run's config, with its own train-step variable."""
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name=step_name)
+    return self.spec.agent_fn(self.env.time_step_spec(), self.env.action_spec(), step), step
+
+
+def export_bundles(run: Run, bundles: list[Bundle], policy_dir: str) -> list[str]:
   """Writes one export per bundle into `policy_dir`; returns their paths."""
   if not bundles:
     return []
-  run_config = config.load(root_dir, [], [])
-  spec = configurables.pipeline.configure_job(root_dir, run_config)
-  env = spec.environment_fn()
-  agents = []
-  for name in ("export_train_step", "export_shadow_step"):
-    step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
-    agents.append((spec.agent_fn(env.time_step_spec(), env.action_spec(), step_var), step_var))
-  (agent, train_step), (shadow, shadow_step) = agents
+  root_dir, run_config, spec = run.root_dir, run.run_config, run.spec
+  agent, train_step = run.new_agent("export_train_step")
+  shadow, shadow_step = run.new_agent("export_shadow_step")
   checkpoint = tf.train.Checkpoint(agent=agent, train_step=train_step)
   current = {}
   exporter = None
@@ -127,16 +145,12 @@ def sample_observations(env, count: int, seed: int = 0) -> np.ndarray:
   return np.concatenate([seen, noisy]).astype(env.observation_spec().dtype)
 
 
-def add_onnx(root_dir: str, export_paths: list[str]) -> list[str]:
+def add_onnx(run: Run, export_paths: list[str]) -> list[str]:
   """Writes `<export>/greedy.onnx` for each export; returns the files' paths."""
-  run_config = config.load(root_dir, [], [])
-  spec = configurables.pipeline.configure_job(root_dir, run_config)
-  env = spec.environment_fn()
-  agent = spec.agent_fn(env.time_step_spec(), env.action_spec(),
-                        tf.Variable(0, dtype=tf.int64, trainable=False, name="onnx_train_step"))
+  agent, _ = run.new_agent("onnx_train_step")
   greedy = greedy_policy.GreedyPolicy(agent.policy)
   targets = list(greedy.variables())
-  observations = sample_observations(env, 512)
+  observations = sample_observations(run.env, 512)
   written = []
   for path in export_paths:
     # The export's own greedy weights: the serving form lists them in the policy's order.
@@ -170,12 +184,12 @@ def main(argv: list[str]) -> int:
   with RunLock(FLAGS.root_dir) if same else contextlib.nullcontext():
     if FLAGS.format == "onnx":
       bundles, steps = onnx_targets(store, policy_dir, FLAGS.step, FLAGS.all)
-      export_bundles(FLAGS.root_dir, bundles, policy_dir)
-      paths = add_onnx(FLAGS.root_dir,
-                       [os.path.join(policy_dir, layout.step_name(s)) for s in steps])
+      run = Run.rebuild(FLAGS.root_dir)
+      export_bundles(run, bundles, policy_dir)
+      paths = add_onnx(run, [os.path.join(policy_dir, layout.step_name(s)) for s in steps])
     else:
-      paths = export_bundles(FLAGS.root_dir, choose_bundles(store, FLAGS.step, FLAGS.all),
-                             policy_dir)
+      bundles = choose_bundles(store, FLAGS.step, FLAGS.all)
+      paths = export_bundles(Run.rebuild(FLAGS.root_dir), bundles, policy_dir)
   for path in paths:
     print(path)
   return 0
