@@ -262,7 +262,7 @@ class PolicyExporter:
       policy_index.write_index(self._policy_dir, self._retention)
     except (OSError, tf.errors.OpError) as e:
       shutil.rmtree(tmp, ignore_errors=True)
-      reason = e.strerror if isinstance(e, OSError) else e.message
+      reason = fileio.write_error_reason(e)
       logging.error("Policy export at step %d failed (%s); training continues and earlier "
                     "exports are intact.", step, reason)
       return None

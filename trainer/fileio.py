@@ -6,6 +6,14 @@ import os
 from typing import Any
 
 
+def write_error_reason(error: Exception) -> str | None:
+  """The short reason of a failed write: an OSError's strerror ("No space left on
+  device"), or the message of a TensorFlow OpError (which has no strerror)."""
+  if isinstance(error, OSError):
+    return error.strerror
+  return error.message  # tf.errors.OpError
+
+
 def fsync(path: str) -> None:
   """Flushes a file's data, or a directory's entries (a rename or create in it), to disk."""
   fd = os.open(path, os.O_RDONLY)

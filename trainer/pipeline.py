@@ -29,7 +29,7 @@ from tf_agents.train import learner
 from tf_agents.train.utils import train_utils
 
 from trainer import bundle as bundle_lib
-from trainer import config, envs, exports, layout, policy_index
+from trainer import config, envs, exports, fileio, layout, policy_index
 from trainer.bundle import Bundle, BundleStore
 from trainer.collection import Collector
 from trainer.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError, RunDirError
@@ -382,7 +382,7 @@ class Job:
       summary = self._write_bundle(step)
     except (OSError, tf.errors.OpError) as e:
       self._store.abandon(step)
-      reason = e.strerror if isinstance(e, OSError) else e.message
+      reason = fileio.write_error_reason(e)
       raise RunDirError(
           f"cannot write checkpoint bundle {step} in {self._root} ({reason}); the previous "
           f"bundle ({latest.step if latest else 'none'}) is intact. Free space or fix "
