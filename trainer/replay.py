@@ -41,15 +41,19 @@ class Replay(abc.ABC):
   """A replay backend as the pipeline sees it."""
 
   capacity: int
+  _buffer: Any  # a TF-Agents ReplayBuffer
+  _sequence_length: int
 
   @property
   @abc.abstractmethod
   def observer(self) -> Callable[[Any], None]:
     """Adds one unbatched `Trajectory` step; given to the collect actor."""
 
-  @abc.abstractmethod
   def dataset(self, batch_size: int) -> tf.data.Dataset:
     """Batches of `(experience, info)` shaped [batch_size, sequence_length]."""
+    return self._buffer.as_dataset(
+        sample_batch_size=batch_size, num_steps=self._sequence_length,
+        num_parallel_calls=_DATASET_PARALLEL_CALLS).prefetch(_DATASET_PREFETCH)
 
   def iterator(self, batch_size: int):
     """What the Learner calls `next` on, inside its `tf.function`, each train step."""
@@ -108,11 +112,6 @@ class UniformReplay(Replay):
       chunk = tf.nest.map_structure(lambda *steps: np.stack(steps), *self._pending)
       self._pending.clear()
       self._add_many(chunk)
-
-  def dataset(self, batch_size: int) -> tf.data.Dataset:
-    return self._buffer.as_dataset(
-        sample_batch_size=batch_size, num_steps=self._sequence_length,
-        num_parallel_calls=_DATASET_PARALLEL_CALLS).prefetch(_DATASET_PREFETCH)
 
   def iterator(self, batch_size: int):
     """Samples inside the Learner's graph: no tf.data pipeline between the
@@ -222,11 +221,6 @@ class ReverbReplay(Replay):
   @property
   def observer(self) -> Callable[[Any], None]:
     return self._observer
-
-  def dataset(self, batch_size: int) -> tf.data.Dataset:
-    return self._buffer.as_dataset(
-        sample_batch_size=batch_size, num_steps=self._sequence_length,
-        num_parallel_calls=_DATASET_PARALLEL_CALLS).prefetch(_DATASET_PREFETCH)
 
   def size(self) -> int:
     self._observer.flush()  # Items still in the writer are not in the table yet.
