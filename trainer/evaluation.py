@@ -18,7 +18,7 @@ from trainer.run_state import RunState
 
 
 class Evaluator:
-  """Runs `episodes` greedy episodes and records the average return.
+  """Runs one greedy episode per environment and records the average return.
 
   Results go to the run state (so bundles hold the eval history), to eval
   summaries under `DIR/eval` (`Metrics/eval/AverageReturn` and
@@ -34,14 +34,12 @@ class Evaluator:
 
   def __init__(self, root_dir: str, envs: Sequence[py_environment.PyEnvironment],
                agent: tf_agent.TFAgent, train_step: tf.Variable, run_state: RunState,
-               *, episodes: int, seed: int):
-    if len(envs) < episodes:
-      raise ValueError(f"{episodes} eval episodes need as many environments, got {len(envs)}")
-    self._envs = list(envs)[:episodes]
+               *, seed: int):
+    self._envs = list(envs)
     self._run_state = run_state
     self._train_step = train_step
-    self._episodes = episodes
     self._seed = seed
+    episodes = len(self._envs)
     self._csv_path = os.path.join(root_dir, layout.EVAL_RETURNS_FILE)
     # The mode of the policy's action distribution (argmax for DQN, mean for SAC).
     policy = greedy_policy.GreedyPolicy(agent.policy)
@@ -65,8 +63,8 @@ class Evaluator:
                                          .generate_state(1)[0]))
       time_steps.append(env.reset())
     state = self._initial_state
-    returns, lengths = [0.0] * self._episodes, [0] * self._episodes
-    running = [True] * self._episodes
+    returns, lengths = [0.0] * len(self._envs), [0] * len(self._envs)
+    running = [True] * len(self._envs)
     while any(running):
       batch = tf.nest.map_structure(lambda *x: np.stack(x), *time_steps)
       action, state = self._action(batch, state)
@@ -90,7 +88,7 @@ class Evaluator:
     self._run_state.evals.append((step, average_return))
     self._append_csv(step, average_return)
     logging.info("Eval at step %d: average return %.2f over %d episodes (%.1f s).", step,
-                 average_return, self._episodes, time.monotonic() - start)
+                 average_return, len(self._envs), time.monotonic() - start)
     return average_return
 
   def _append_csv(self, step: int, average_return: float) -> None:

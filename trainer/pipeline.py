@@ -203,7 +203,7 @@ def _build_job(spec: JobSpec, stop: StopRequest) -> Iterator["Job"]:
   collect_env = spec.environment_fn()
   envs.seed_environment(collect_env, settings.seed)
   # One environment per eval episode: the episodes of an eval run side by side.
-  eval_envs = [spec.environment_fn() for _ in range(max(settings.eval_episodes, 1))]
+  eval_envs = [spec.environment_fn() for _ in range(settings.eval_episodes)]
   train_step = train_utils.create_train_step()
   agent = spec.agent_fn(collect_env.time_step_spec(), collect_env.action_spec(), train_step)
   # Exports are written from a copy, so training never waits for them.
@@ -286,7 +286,7 @@ class Job:
       self._run_state.restore(bundle)
     self._agent_checkpoint = tf.train.Checkpoint(agent=agent, train_step=train_step)
     self._evaluator = Evaluator(root_dir, eval_envs, agent, train_step, self._run_state,
-                                episodes=settings.eval_episodes, seed=settings.seed + 1)
+                                seed=settings.seed + 1)
     self._learner = learner.Learner(
         root_dir, train_step, agent, experience_dataset_fn=None,
         triggers=self._triggers(), checkpoint_interval=0,
