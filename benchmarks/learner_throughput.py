@@ -86,8 +86,7 @@ def main() -> int:
         "trainer_k100": (learner_run(100, sampled), args.steps // 100 * 100),
         "anchor_k100": (learner_run(100, dataset), args.steps // 100 * 100),
     }
-    for fn, steps in cases.values():  # Traces every graph before anything is timed.
-      del steps
+    for fn, _ in cases.values():  # Traces every graph before anything is timed.
       fn()
     for _ in range(args.repeats):  # Interleaved, so that noise falls on all alike.
       for name, (fn, steps) in cases.items():
