@@ -40,8 +40,11 @@ class Collector:
 
     self._python_policy = isinstance(policy, py_policy.PyPolicy)  # e.g. the initial collect's
     if not self._python_policy:
+      # autograph=False: TF-Agents policies are graph code already, and converting
+      # them (as TF-Agents' own `common.function` also declines to) costs seconds.
       @tf.function(input_signature=[tensor_spec.add_outer_dim(policy.time_step_spec, 1),
-                                    tensor_spec.add_outer_dim(policy.policy_state_spec, 1)])
+                                    tensor_spec.add_outer_dim(policy.policy_state_spec, 1)],
+                   autograph=False)
       def action(time_step, state):
         step = policy.action(time_step, state)
         return step.action, step.state, step.info

@@ -48,6 +48,7 @@ class Evaluator:
         lambda time_step, state: policy.action(time_step, state)[:2],
         input_signature=[tensor_spec.add_outer_dim(policy.time_step_spec, episodes),
                          tensor_spec.add_outer_dim(policy.policy_state_spec, episodes)],
+        autograph=False,  # policies are graph code; converting them costs seconds
     ).get_concrete_function()  # called directly: no per-call argument matching
     self.summary_writer = tf.summary.create_file_writer(os.path.join(root_dir, layout.EVAL_DIR))
 

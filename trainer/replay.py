@@ -92,7 +92,9 @@ class UniformReplay(Replay):
         data_spec, batch_size=1, max_length=capacity)
     self._pending: list[Any] = []
     chunk_spec = tensor_spec.add_outer_dim(data_spec, None)
-    self._add_many = tf.function(self._add_in_order, input_signature=[chunk_spec])
+    # autograph=False: converting TF-Agents' buffer code costs seconds at start-up.
+    self._add_many = tf.function(self._add_in_order, input_signature=[chunk_spec],
+                                 autograph=False)
 
   @property
   def buffer(self) -> tf_uniform_replay_buffer.TFUniformReplayBuffer:
@@ -100,8 +102,13 @@ class UniformReplay(Replay):
     return self._buffer
 
   def _add_in_order(self, chunk) -> None:
-    for i in tf.range(tf.shape(tf.nest.flatten(chunk)[0])[0]):
-      self._buffer.add_batch(tf.nest.map_structure(lambda x, i=i: x[i:i + 1], chunk))
+    def add_one(i):
+      with tf.control_dependencies(
+          [self._buffer.add_batch(tf.nest.map_structure(lambda x: x[i:i + 1], chunk))]):
+        return i + 1
+
+    count = tf.shape(tf.nest.flatten(chunk)[0])[0]
+    tf.while_loop(lambda i: i < count, add_one, [tf.constant(0)])
 
   @property
   def observer(self) -> Callable[[Any], None]:
