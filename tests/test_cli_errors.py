@@ -92,7 +92,7 @@ def test_changed_experiment_is_refused_with_a_diff(existing_run):
       TINY_DQN, train__num_iterations=20, create_dqn_agent__learning_rate=0.5))
   assert result.returncode == errors.EXIT_USAGE
   line = _error_line(result.stderr)
-  assert "create_dqn_agent.learning_rate: 0.001 -> 0.5" in line
+  assert "create_dqn_agent.learning_rate: 0.002 -> 0.5" in line
   assert "--allow_config_change" in line
   assert _tree(existing_run) == before
 
@@ -109,6 +109,9 @@ BUILD_CASES = {
     "negative interval": (["train.eval_interval = -5"], "train.eval_interval must be >= 0"),
     "capacity below a batch": (["create_uniform_replay.capacity = 4", "train.batch_size = 8"],
                                "exceeds the replay capacity"),
+    "collect steps not a multiple of the environments": (
+        ["train.collect_envs = 3", "train.collect_steps_per_iteration = 10"],
+        "must be a multiple of train.collect_envs=3"),
 }
 
 

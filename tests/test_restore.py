@@ -48,7 +48,7 @@ def _snapshot(job, items_fn) -> dict:
       "items": items_fn(job),
       "env_steps": state.env_steps,
       "episodes": state.episodes,
-      "metrics": [np.asarray(m.result()) for m in state.metrics],
+      "metrics": state.collect_stats.results(),
       "evals": list(state.evals),
       "numpy_rng": np.random.get_state()[1].copy(),
   }

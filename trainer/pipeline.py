@@ -51,6 +51,7 @@ class Settings:
   eval_interval: int
   eval_episodes: int
   initial_collect_steps: int
+  collect_envs: int
   collect_steps_per_iteration: int
   train_steps_per_iteration: int
   batch_size: int
@@ -75,16 +76,21 @@ class Settings:
       if value < 0 or (value == 0 and field.name not in self._MAY_BE_ZERO):
         allowed = ">= 0" if field.name in self._MAY_BE_ZERO else "> 0"
         raise ConfigError(f"train.{field.name} must be {allowed}, got {value}")
+    if self.collect_steps_per_iteration % self.collect_envs:
+      raise ConfigError(
+          f"train.collect_steps_per_iteration={self.collect_steps_per_iteration} must be a "
+          f"multiple of train.collect_envs={self.collect_envs} (each collect step steps every "
+          "environment once)")
 
   @property
   def intervals(self) -> list[int]:
     return [i for i in (self.checkpoint_interval, self.policy_export_interval,
                         self.eval_interval, self.log_interval) if i > 0]
 
-  def steps_until_next_event(self, step: int) -> int:
+  def steps_until_next_event(self, step: int, end: int) -> int:
     """Train steps for the next Learner.run call: the configured chunk, cut
-    short so that the call ends exactly on the next interval or the total."""
-    steps = min(self.train_steps_per_iteration, self.num_iterations - step)
+    short so that the call ends exactly on the next interval or on `end`."""
+    steps = min(self.train_steps_per_iteration, end - step)
     for interval in self.intervals:
       steps = min(steps, interval - step % interval)
     return steps
@@ -116,6 +122,7 @@ def configure_job(
     eval_interval: int = gin.REQUIRED,
     eval_episodes: int = 10,
     initial_collect_steps: int = 1000,
+    collect_envs: int = 1,
     collect_steps_per_iteration: int = 1,
     train_steps_per_iteration: int = 1,
     batch_size: int = 64,
@@ -142,7 +149,10 @@ def configure_job(
     eval_episodes: greedy episodes per evaluation.
     initial_collect_steps: replay items collected with a random policy before
       training; skipped when the restored replay holds that many already.
-    collect_steps_per_iteration: env steps collected before each Learner call.
+    collect_envs: environments collected from side by side (one policy call
+      per step for all of them).
+    collect_steps_per_iteration: env steps collected before each Learner call,
+      in all environments together.
     train_steps_per_iteration: train steps per Learner call.
     batch_size: transitions (sequences) per train step.
     keep_checkpoints: committed bundles kept on disk (the newest ones).
@@ -158,6 +168,7 @@ def configure_job(
       num_iterations=num_iterations, checkpoint_interval=checkpoint_interval,
       policy_export_interval=policy_export_interval, eval_interval=eval_interval,
       eval_episodes=eval_episodes, initial_collect_steps=initial_collect_steps,
+      collect_envs=collect_envs,
       collect_steps_per_iteration=collect_steps_per_iteration,
       train_steps_per_iteration=train_steps_per_iteration, batch_size=batch_size,
       keep_checkpoints=keep_checkpoints, summary_interval=summary_interval,
@@ -200,12 +211,18 @@ def _build_job(spec: JobSpec, stop: StopRequest) -> Iterator["Job"]:
   settings = spec.settings
   latest = BundleStore(spec.root_dir).latest()
   _seed_globals(settings.seed, latest.step if latest else 0)
-  collect_env = spec.environment_fn()
-  envs.seed_environment(collect_env, settings.seed)
+  collect_envs = [spec.environment_fn() for _ in range(settings.collect_envs)]
+  for i, env in enumerate(collect_envs):
+    envs.seed_environment(env, settings.seed if i == 0 else _derived_seed(settings.seed, i))
+  collect_env = collect_envs[0]
   # One environment per eval episode: the episodes of an eval run side by side.
   eval_envs = [spec.environment_fn() for _ in range(settings.eval_episodes)]
   train_step = train_utils.create_train_step()
   agent = spec.agent_fn(collect_env.time_step_spec(), collect_env.action_spec(), train_step)
+  # The Learner traces its loop with autograph, which would convert the agent's
+  # whole train step as well: seconds of start-up for graph code that TF-Agents
+  # itself runs unconverted (`common.function` defaults to autograph=False).
+  agent.train = tf.autograph.experimental.do_not_convert(agent.train)
   # Exports are written from a copy, so training never waits for them.
   shadow_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="export_train_step")
   shadow = spec.agent_fn(collect_env.time_step_spec(), collect_env.action_spec(), shadow_step)
@@ -214,7 +231,7 @@ def _build_job(spec: JobSpec, stop: StopRequest) -> Iterator["Job"]:
   lock = RunLock(spec.root_dir)
   lock.acquire()
   try:
-    job = Job(spec.root_dir, settings, spec.run_config, collect_env=collect_env,
+    job = Job(spec.root_dir, settings, spec.run_config, collect_envs=collect_envs,
               eval_envs=eval_envs, agent=agent, train_step=train_step, replay_fn=spec.replay_fn,
               stop=stop, export_agent=(shadow, shadow_step))
   except ConfigError:
@@ -233,6 +250,10 @@ def _build_job(spec: JobSpec, stop: StopRequest) -> Iterator["Job"]:
     lock.release()
 
 
+def _derived_seed(seed: int, index: int) -> int:
+  return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
 def _seed_globals(seed: int, step: int) -> None:
   """Seeds the global generators; a resumed job re-seeds from its step."""
   mixed = (seed * 1_000_003 + step) % (2**31)
@@ -245,14 +266,14 @@ class Job:
   """One process's share of a run: restore, collect, train, checkpoint, export."""
 
   def __init__(self, root_dir: str, settings: Settings, run_config: config.RunConfig, *,
-               collect_env: py_environment.PyEnvironment,
+               collect_envs: list[py_environment.PyEnvironment],
                eval_envs: list[py_environment.PyEnvironment], agent: tf_agent.TFAgent,
                train_step: tf.Variable, replay_fn: Callable[..., Replay], stop: StopRequest,
                export_agent: tuple[tf_agent.TFAgent, tf.Variable]):
     self._root = root_dir
     self._settings = settings
     self._run_config = run_config
-    self._collect_env = collect_env
+    self._collect_envs = collect_envs
     self._agent = agent
     self._train_step = train_step
     self._stop = stop
@@ -262,13 +283,15 @@ class Job:
     self._store.clean_partial()
     bundle = self._store.latest_valid()
     self._prepare_tf_state(bundle)
-    # Eval environments are seeded afresh at each eval; only the collect one carries state.
-    self._run_state = RunState([collect_env])
-    self._collect_actor: Collector | None = None
+    # Eval environments are seeded afresh at each eval; only the collect ones carry state.
+    self._run_state = RunState(collect_envs)
+    self._collector: Collector | None = None
+    self._iterator = None  # the Learner's, made when training starts
     self.export_stalls: list[float] = []  # seconds the loop waited per export
     self._replay = replay_fn(
         agent.collect_data_spec, sequence_length=agent.train_sequence_length,
-        root_dir=root_dir, restore_dir=bundle.replay_dir if bundle else None)
+        root_dir=root_dir, restore_dir=bundle.replay_dir if bundle else None,
+        num_envs=len(collect_envs))
     try:
       self._build(bundle, eval_envs)
     except BaseException:
@@ -293,6 +316,12 @@ class Job:
         summary_interval=settings.summary_interval, run_optimizer_variable_init=True)
     if bundle:
       self._restore_agent(bundle)
+    # After the restore: summaries continue from the restored train step.
+    self._collector = Collector(
+        self._collect_envs, train_step, observers=[self._replay.observer],
+        metrics=self._run_state.collect_stats,
+        summary_dir=os.path.join(root_dir, layout.TRAIN_DIR),
+        summary_interval=settings.summary_interval)
     shadow_agent, shadow_step = self._export_agent
     self._exporter = exports.PolicyExporter(
         os.path.join(root_dir, layout.POLICY_DIR), live_agent=agent, shadow_agent=shadow_agent,
@@ -404,7 +433,7 @@ class Job:
   # --- the loop --------------------------------------------------------------
 
   def run(self) -> int:
-    self._initial_collect()
+    self.initial_collect()
     if not self._stop.requested:
       self._train_loop()
     if self._stop.requested:
@@ -412,7 +441,9 @@ class Job:
     self._finish()
     return EXIT_OK
 
-  def _initial_collect(self) -> None:
+  def initial_collect(self) -> None:
+    """Fills the replay with a random policy up to `train.initial_collect_steps`
+    (skipped when the restored replay already holds that many)."""
     target = self._settings.initial_collect_steps
     if self._replay.size() >= target:
       if target:
@@ -420,30 +451,29 @@ class Job:
                      self._replay.size(), target)
       return
     logging.info("Initial collect: random policy until the replay holds %d items.", target)
-    random_collector = Collector(
-        self._collect_env,
-        random_py_policy.RandomPyPolicy(self._collect_env.time_step_spec(),
-                                        self._collect_env.action_spec()),
-        self._train_step, observers=[self._replay.observer], metrics=self._run_state.metrics,
-        summary_dir=os.path.join(self._root, layout.TRAIN_DIR), summary_interval=0)
-    # Whole episodes, so the collect actor starts on an episode boundary.
-    while self._replay.size() < target and not self._stop.requested:
-      random_collector.run(episodes=1)
+    env = self._collect_envs[0]
+    self._collector.use(random_py_policy.RandomPyPolicy(
+        env.time_step_spec(), env.action_spec(), outer_dims=(len(self._collect_envs),)))
+    while (size := self._replay.size()) < target and not self._stop.requested:
+      self._collector.run(steps=min(target - size, 250))  # checks for a stop between chunks
 
   def _train_loop(self) -> None:
+    logging.info("Training from step %d to %d.", self.train_step, self._settings.num_iterations)
+    self.train(until_step=self._settings.num_iterations)
+
+  def train(self, until_step: int) -> None:
+    """Collects and trains (triggers included) until the train step reaches
+    `until_step` or a stop is requested."""
     s = self._settings
-    self._collect_actor = Collector(
-        self._collect_env, self._agent.collect_policy, self._train_step,
-        observers=[self._replay.observer], metrics=self._run_state.metrics,
-        summary_dir=os.path.join(self._root, layout.TRAIN_DIR),
-        summary_interval=s.summary_interval)
-    iterator = self._replay.iterator(s.batch_size)
+    if self._iterator is None:
+      self._collector.use(self._agent.collect_policy)
+      self._iterator = self._replay.iterator(s.batch_size)
     step = int(self._train_step.numpy())
-    logging.info("Training from step %d to %d.", step, s.num_iterations)
-    while step < s.num_iterations and not self._stop.requested:
-      self._collect_actor.run(s.collect_steps_per_iteration)
+    while step < until_step and not self._stop.requested:
+      self._collector.run(s.collect_steps_per_iteration)
       self._replay.flush()
-      self._learner.run(iterations=s.steps_until_next_event(step), iterator=iterator)
+      self._learner.run(iterations=s.steps_until_next_event(step, until_step),
+                        iterator=self._iterator)
       step = int(self._train_step.numpy())
 
   def _finish(self) -> None:
@@ -469,8 +499,8 @@ class Job:
   def _flush(self) -> None:
     self._learner.train_summary_writer.flush()
     self._evaluator.summary_writer.flush()
-    if self._collect_actor is not None:
-      self._collect_actor.summary_writer.flush()
+    if self._collector is not None:
+      self._collector.summary_writer.flush()
 
   def close(self) -> None:
     if self._exporter is not None:

@@ -47,7 +47,7 @@ class Replay(abc.ABC):
   @property
   @abc.abstractmethod
   def observer(self) -> Callable[[Any], None]:
-    """Adds one unbatched `Trajectory` step; given to the collect actor."""
+    """Adds one batched `Trajectory` step (a row per collect environment)."""
 
   def dataset(self, batch_size: int) -> tf.data.Dataset:
     """Batches of `(experience, info)` shaped [batch_size, sequence_length]."""
@@ -75,23 +75,26 @@ class Replay(abc.ABC):
 
 
 class UniformReplay(Replay):
-  """TF-Agents' `TFUniformReplayBuffer`, one environment (batch size 1).
+  """TF-Agents' `TFUniformReplayBuffer`, one row per collect environment.
 
-  The observer only queues steps; `flush()` adds the queued steps in one
-  `tf.function` call (a call costs milliseconds of argument handling, an
+  The observer only queues batched steps; `flush()` adds the queued steps in
+  one `tf.function` call (a call costs milliseconds of argument handling, an
   added step microseconds). `size`, `save` and the pipeline (after every
   collect) flush, so the buffer never lags what was collected.
   """
 
   _CKPT_NAME = "replay"
 
-  def __init__(self, data_spec, *, capacity: int, sequence_length: int):
+  def __init__(self, data_spec, *, capacity: int, sequence_length: int, num_envs: int = 1):
     self.capacity = capacity
+    self.num_envs = num_envs
     self._sequence_length = sequence_length
+    # Each environment's steps go to its own row, so sampled sequences never mix
+    # environments; the rows share the capacity.
     self._buffer = tf_uniform_replay_buffer.TFUniformReplayBuffer(
-        data_spec, batch_size=1, max_length=capacity)
+        data_spec, batch_size=num_envs, max_length=-(-capacity // num_envs))
     self._pending: list[Any] = []
-    chunk_spec = tensor_spec.add_outer_dim(data_spec, None)
+    chunk_spec = tensor_spec.add_outer_dim(tensor_spec.add_outer_dim(data_spec, num_envs), None)
     # autograph=False: converting TF-Agents' buffer code costs seconds at start-up.
     self._add_many = tf.function(self._add_in_order, input_signature=[chunk_spec],
                                  autograph=False)
@@ -104,7 +107,7 @@ class UniformReplay(Replay):
   def _add_in_order(self, chunk) -> None:
     def add_one(i):
       with tf.control_dependencies(
-          [self._buffer.add_batch(tf.nest.map_structure(lambda x: x[i:i + 1], chunk))]):
+          [self._buffer.add_batch(tf.nest.map_structure(lambda x: x[i], chunk))]):
         return i + 1
 
     count = tf.shape(tf.nest.flatten(chunk)[0])[0]
@@ -143,7 +146,8 @@ class UniformReplay(Replay):
     except (ValueError, AssertionError) as e:
       raise ConfigError(
           f"the saved replay buffer in {source_dir} does not fit the configured "
-          f"one (capacity {self.capacity}, or the environment's specs changed): "
+          f"one (capacity {self.capacity}, train.collect_envs {self.num_envs}, or the "
+          f"environment's specs changed): "
           f"{' '.join(str(e).split())[:300]}") from e
     except tf.errors.OpError as e:
       raise RunDirError(f"cannot read the saved replay buffer in {source_dir}: {e.message}") from e
@@ -168,7 +172,8 @@ class ReverbReplay(Replay):
   _REMOTE_FILE = "reverb_remote.json"
 
   def __init__(self, data_spec, *, capacity: int, sequence_length: int, table_name: str,
-               scratch_dir: str, address: str | None, restore_dir: str | None):
+               scratch_dir: str, address: str | None, restore_dir: str | None,
+               num_envs: int = 1):
     self.capacity = capacity
     self._data_spec = data_spec
     self._table_name = table_name
@@ -183,8 +188,10 @@ class ReverbReplay(Replay):
     self._check_table(restore_dir)
     self._buffer = reverb_replay_buffer.ReverbReplayBuffer(
         data_spec, table_name, sequence_length=sequence_length, server_address=address)
-    self._observer = reverb_utils.ReverbAddTrajectoryObserver(
-        self._client, table_name, sequence_length=sequence_length, stride_length=1)
+    self._observer = _PerRowObserver([
+        reverb_utils.ReverbAddTrajectoryObserver(
+            self._client, table_name, sequence_length=sequence_length, stride_length=1)
+        for _ in range(num_envs)])
 
   def _table(self) -> reverb.Table:
     signature = tensor_spec.add_outer_dim(self._data_spec, self._sequence_length)
@@ -253,6 +260,26 @@ class ReverbReplay(Replay):
       self._server = None
 
 
+class _PerRowObserver:
+  """Splits batched steps into one writer per environment, so that each
+  sequence written to Reverb comes from a single environment."""
+
+  def __init__(self, observers: list[reverb_utils.ReverbAddTrajectoryObserver]):
+    self._observers = observers
+
+  def __call__(self, traj) -> None:
+    for i, observer in enumerate(self._observers):
+      observer(tf.nest.map_structure(lambda x, i=i: x[i], traj))
+
+  def flush(self) -> None:
+    for observer in self._observers:
+      observer.flush()
+
+  def close(self) -> None:
+    for observer in self._observers:
+      observer.close()
+
+
 def _same_specs(a, b) -> bool:
   flat_a, flat_b = tf.nest.flatten(a), tf.nest.flatten(b)
   return len(flat_a) == len(flat_b) and all(
@@ -268,16 +295,18 @@ def _check_capacity(name: str, capacity: Any) -> int:
 @gin.configurable
 def create_uniform_replay(
     data_spec, *, sequence_length: int, root_dir: str, restore_dir: str | None,
-    capacity: int = 100_000,
+    num_envs: int = 1, capacity: int = 100_000,
 ) -> Replay:
   """The in-graph uniform replay buffer.
 
   Args:
-    capacity: maximum number of environment steps held (FIFO beyond it).
+    num_envs: collect environments (one buffer row each; set by the pipeline).
+    capacity: maximum number of environment steps held (FIFO beyond it),
+      shared by the rows (rounded up to a multiple of `num_envs`).
   """
   del root_dir  # Nothing on disk but its bundle copies.
   replay = UniformReplay(data_spec, capacity=_check_capacity("create_uniform_replay", capacity),
-                         sequence_length=sequence_length)
+                         sequence_length=sequence_length, num_envs=num_envs)
   if restore_dir is not None:
     replay.restore(restore_dir)
   return replay
@@ -286,11 +315,13 @@ def create_uniform_replay(
 @gin.configurable
 def create_reverb_replay(
     data_spec, *, sequence_length: int, root_dir: str, restore_dir: str | None,
-    capacity: int = 100_000, address: str | None = None, table_name: str = "uniform_table",
+    num_envs: int = 1, capacity: int = 100_000, address: str | None = None,
+    table_name: str = "uniform_table",
 ) -> Replay:
   """A Reverb table of `sequence_length`-step sequences (stride 1).
 
   Args:
+    num_envs: collect environments (one writer each; set by the pipeline).
     capacity: maximum number of sequences held (FIFO beyond it).
     address: 'host:port' of a running Reverb server that owns the table; None
       starts a server inside the training process.
@@ -303,4 +334,4 @@ def create_reverb_replay(
       data_spec, capacity=_check_capacity("create_reverb_replay", capacity),
       sequence_length=sequence_length, table_name=table_name,
       scratch_dir=os.path.join(root_dir, layout.REVERB_SCRATCH_DIR), address=address,
-      restore_dir=restore_dir)
+      restore_dir=restore_dir, num_envs=num_envs)

@@ -1,7 +1,8 @@
 """The run's bookkeeping that a bundle holds besides the agent and the replay.
 
-- collect metrics (TF-Agents py metrics: environment steps, episodes, average
-  return and episode length over the last episodes), saved as a TF checkpoint;
+- collect metrics (`CollectStats`: environment steps, episodes, average return
+  and episode length over the last episodes, the running episodes' partial
+  sums), saved in `state.json`;
 - the evaluation history (train step, average return);
 - RNG state: NumPy's and Python's global generators and each environment's
   own generator. TensorFlow's op-level random streams cannot be captured, so
@@ -9,6 +10,7 @@
 - a summary of counters in `state.json` that tools read without TensorFlow.
 """
 
+import collections
 import os
 import random
 from collections.abc import Sequence
@@ -18,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 from tf_agents.environments import py_environment
 from tf_agents.metrics import py_metrics
+from tf_agents.trajectories import time_step as ts
 
 from trainer import envs, fileio, layout
 from trainer.bundle import Bundle
@@ -25,28 +28,84 @@ from trainer.bundle import Bundle
 _RETURN_WINDOW = 10  # episodes in the collect AverageReturn metric
 
 
+class CollectStats:
+  """TF-Agents' collect metrics (`EnvironmentSteps`, `NumberOfEpisodes`,
+  `AverageReturnMetric`, `AverageEpisodeLengthMetric`), same rules and names,
+  updated with a few NumPy operations per batched step: the py metrics cost
+  ~0.4 ms a step together, a fifth of a CartPole step's whole budget.
+
+  Observes batched trajectories (one row per collect environment).
+  """
+
+  def __init__(self, num_envs: int, window: int = _RETURN_WINDOW):
+    self.env_steps = 0
+    self.episodes = 0
+    self._returns: collections.deque = collections.deque(maxlen=window)
+    self._lengths: collections.deque = collections.deque(maxlen=window)
+    self._episode_return = np.zeros(num_envs, np.float64)
+    self._episode_length = np.zeros(num_envs, np.int64)
+
+  def __call__(self, traj) -> None:
+    first = traj.step_type == ts.StepType.FIRST
+    moved = traj.step_type != ts.StepType.LAST  # not an episode boundary
+    last = traj.next_step_type == ts.StepType.LAST
+    self._episode_return[first] = 0
+    self._episode_length[first] = 0
+    self._episode_return += traj.reward
+    self._episode_length += moved
+    self.env_steps += int(np.count_nonzero(moved))
+    ended = np.flatnonzero(last)
+    self.episodes += len(ended)
+    self._returns.extend(self._episode_return[ended].tolist())
+    self._lengths.extend(self._episode_length[ended].tolist())
+
+  def results(self) -> dict[str, float]:
+    """By TF-Agents' metric names (the summaries' `Metrics/collect/<name>`)."""
+    return {"NumberOfEpisodes": self.episodes, "EnvironmentSteps": self.env_steps,
+            "AverageReturn": float(np.mean(self._returns)) if self._returns else 0.0,
+            "AverageEpisodeLength": float(np.mean(self._lengths)) if self._lengths else 0.0}
+
+  def state(self) -> dict[str, Any]:
+    # No running episode: the collect environments start new ones after a restore.
+    return {"env_steps": self.env_steps, "episodes": self.episodes,
+            "returns": list(self._returns), "lengths": list(self._lengths)}
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    self.env_steps, self.episodes = int(state["env_steps"]), int(state["episodes"])
+    self._returns.clear()
+    self._returns.extend(state["returns"])
+    self._lengths.clear()
+    self._lengths.extend(state["lengths"])
+
+  def restore_legacy(self, checkpoint_prefix: str) -> None:
+    """Reads a bundle written when these were TF-Agents py metrics (a TF checkpoint)."""
+    metrics = [py_metrics.NumberOfEpisodes(), py_metrics.EnvironmentSteps(),
+               py_metrics.AverageReturnMetric(buffer_size=_RETURN_WINDOW),
+               py_metrics.AverageEpisodeLengthMetric(buffer_size=_RETURN_WINDOW)]
+    tf.train.Checkpoint(metrics=metrics).read(checkpoint_prefix).assert_existing_objects_matched()
+    self.episodes, self.env_steps = int(metrics[0].result()), int(metrics[1].result())
+    for window, metric in ((self._returns, metrics[2]), (self._lengths, metrics[3])):
+      saved = metric._buffer  # noqa: SLF001  (a NumpyDeque: a ring from _start_index)
+      order = (saved._start_index + np.arange(int(saved._len))) % saved._buffer.shape[0]  # noqa: SLF001
+      window.clear()
+      window.extend(saved._buffer[order].tolist())  # noqa: SLF001
+
+
 class RunState:
   """Counters, metrics, eval history and RNG of one job."""
 
   def __init__(self, environments: Sequence[py_environment.PyEnvironment]):
     self._environments = list(environments)
-    self.env_steps_metric = py_metrics.EnvironmentSteps()
-    self.episodes_metric = py_metrics.NumberOfEpisodes()
-    self.metrics = [
-        self.episodes_metric,
-        self.env_steps_metric,
-        py_metrics.AverageReturnMetric(buffer_size=_RETURN_WINDOW),
-        py_metrics.AverageEpisodeLengthMetric(buffer_size=_RETURN_WINDOW),
-    ]
+    self.collect_stats = CollectStats(len(self._environments))
     self.evals: list[tuple[int, float]] = []
 
   @property
   def env_steps(self) -> int:
-    return int(self.env_steps_metric.result())
+    return self.collect_stats.env_steps
 
   @property
   def episodes(self) -> int:
-    return int(self.episodes_metric.result())
+    return self.collect_stats.episodes
 
   @property
   def last_eval_return(self) -> float | None:
@@ -66,18 +125,19 @@ class RunState:
     }
 
   def save(self, bundle_dir: str, summary: dict[str, Any]) -> None:
-    tf.train.Checkpoint(metrics=self.metrics).write(
-        os.path.join(bundle_dir, layout.STATE_CKPT_DIR, "state"))
     fileio.atomic_write_json(os.path.join(bundle_dir, layout.STATE_JSON), {
         "summary": summary,
+        "collect": self.collect_stats.state(),
         "evals": [[s, r] for s, r in self.evals],
         "rng": self._rng_state(),
     })
 
   def restore(self, bundle: Bundle) -> None:
-    tf.train.Checkpoint(metrics=self.metrics).read(
-        bundle.state_ckpt_prefix).assert_existing_objects_matched()
     state = bundle.state()
+    if "collect" in state:
+      self.collect_stats.set_state(state["collect"])
+    else:
+      self.collect_stats.restore_legacy(bundle.state_ckpt_prefix)
     self.evals = [(int(s), float(r)) for s, r in state["evals"]]
     self._set_rng_state(state["rng"])
 
@@ -94,9 +154,9 @@ class RunState:
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
     version, internal, gauss_next = state["python"]
     random.setstate((version, tuple(internal), gauss_next))
-    # Bundles written before eval environments were seeded per eval also hold theirs, last.
-    saved = state["environments"][:len(self._environments)]
-    for env, env_state in zip(self._environments, saved, strict=True):
+    # Bundles written before eval environments were seeded per eval also hold theirs,
+    # last; environments a bundle has no state for keep their seeds.
+    for env, env_state in zip(self._environments, state["environments"], strict=False):
       generator = _env_generator(env)
       if generator is not None and env_state is not None:
         generator.bit_generator.state = env_state
