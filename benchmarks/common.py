@@ -10,6 +10,7 @@ from typing import Any
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results.json"
+RESULTS_QUICK = REPO / "benchmarks" / "results-quick.json"  # smoke runs; not committed
 
 
 def machine() -> dict[str, Any]:

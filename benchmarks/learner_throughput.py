@@ -62,7 +62,7 @@ def main() -> int:
   batch_size, per_call = spec.settings.batch_size, spec.settings.train_steps_per_iteration
   figures = {"limit": [], f"trainer_k{per_call}": [], "trainer_k100": [], "anchor_k100": []}
   with pipeline.open_job(spec) as job:
-    job._initial_collect()  # noqa: SLF001  (the job's own random fill)
+    job.initial_collect()
     learner, replay, agent = job._learner, job.replay, job.agent  # noqa: SLF001
     experience, _ = next(iter(replay.dataset(batch_size)))
 
