@@ -35,7 +35,8 @@ def _evals(root: pathlib.Path) -> list[tuple[int, float]]:
   return sorted(rows.items())
 
 
-def _run(root: pathlib.Path, bindings: dict, kills: int, rng: random.Random) -> dict:
+def _run(root: pathlib.Path, bindings: dict, kills: int, rng: random.Random,
+         window: tuple[float, float]) -> dict:
   """Trains to completion, SIGKILLing the job `kills` times at random training moments."""
   start_time, killed = time.monotonic(), 0
   while True:
@@ -45,7 +46,7 @@ def _run(root: pathlib.Path, bindings: dict, kills: int, rng: random.Random) -> 
       while not PROGRESS.search(log.read_text()) and proc.poll() is None:
         time.sleep(0.1)  # until training is under way (first progress line)
       try:
-        proc.wait(timeout=rng.uniform(5.0, 45.0))
+        proc.wait(timeout=rng.uniform(*window))
       except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -66,6 +67,9 @@ def main() -> int:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
   parser.add_argument("--kills", type=int, default=5)
+  parser.add_argument("--kill_window", type=float, nargs=2, default=[1.0, 10.0],
+                      metavar=("MIN_S", "MAX_S"),
+                      help="each kill comes this many seconds after the life's first progress line")
   parser.add_argument("--num_iterations", type=int, default=10_000)
   parser.add_argument("--checkpoint_interval", type=int, default=1_000)
   parser.add_argument("--workdir", default=None)
@@ -84,14 +88,16 @@ def main() -> int:
                 "train.checkpoint_interval": args.checkpoint_interval}
     row = {"seed": seed}
     for name, kills in (("uninterrupted", 0), ("killed", args.kills)):
-      row[name] = _run(workdir / f"seed{seed}-{name}", bindings, kills, rng)
+      row[name] = _run(workdir / f"seed{seed}-{name}", bindings, kills, rng,
+                       tuple(args.kill_window))
       print(f"seed {seed} {name}: {row[name]}", flush=True)
     rows.append(row)
   table = [
       f"DQN CartPole-v0, `configs/dqn_cartpole.gin` with `train.num_iterations={args.num_iterations}`, "
       f"`train.checkpoint_interval={args.checkpoint_interval}`; "
       f"eval = average return of 10 greedy episodes. The killed runs were SIGKILLed up to {args.kills} "
-      "times at random moments of training (5-45 s into each life) and restarted with the same "
+      f"times at random moments of training ({args.kill_window[0]:g}-{args.kill_window[1]:g} s "
+      "after each life's first progress line) and restarted with the same "
       "command; `kills` is the actual count (a run that finished first got fewer).",
       "",
       "| seed | final eval, uninterrupted | final eval, killed | mean of last 3 evals, "
