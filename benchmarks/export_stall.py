@@ -4,8 +4,9 @@ r"""How long a policy export stalls the training loop.
 
 Runs the default DQN job (network as shipped, shortened) with an export every
 `--interval` train steps and records, per export, the time the training loop
-waited (`Job.export_stalls`: snapshot into the shadow agent and queueing; the
-SavedModels are written by a background thread). The anchor, measured in the
+waited (`Job.export_stalls`: a snapshot of the policy's variables and queueing;
+the SavedModels are written by a background thread, whose first export also
+builds the templates). The anchor, measured in the
 same process on the same agent: synchronous `PolicySaver.save` of the greedy and
 the collect policy, which is what an export costs when written in the loop.
 """
@@ -40,7 +41,8 @@ def _summary(values_s: list[float]) -> dict:
 def main() -> int:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
   parser.add_argument("--exports", type=int, default=20)
-  parser.add_argument("--interval", type=int, default=100, help="train steps between exports")
+  parser.add_argument("--interval", type=int, default=500,
+                      help="train steps between exports (~1 s of training)")
   parser.add_argument("--output", default=str(REPO / "benchmarks" / "export_stall.json"))
   args = parser.parse_args()
   logging.set_verbosity(logging.WARNING)

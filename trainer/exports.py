@@ -15,14 +15,16 @@ Beside them is TF-Agents' own layout (`policy/`, `greedy_policy/`,
 `collect_policy/`, `checkpoints/policy_checkpoint_<step>/`), so that
 `tf_agents.policies.policy_loader.load` and TF-Agents' tooling work on a run.
 
-Cost: the training loop only copies the policy's variables into a shadow
-agent (milliseconds); a background thread writes the export from the shadow.
+Cost: the training loop only snapshots the policy's variables (milliseconds);
+a background thread loads each snapshot into a shadow agent and writes the
+export from it.
 A SavedModel's graph is the same for every export, so each form's graph is
 written once per process and every export writes only its variables.
 An export is assembled in a hidden `.tmp-*` directory and renamed into place
 before the index names it, so a crash never leaves a partial export visible.
 """
 
+import collections
 import concurrent.futures
 import datetime
 import glob
@@ -159,12 +161,16 @@ class _Template:
     self._saver.save_variables(export_dir)
 
 
+_MAX_QUEUED = 3  # exports waiting for the writer before export() waits too
+
+
 class PolicyExporter:
   """Exports the agent's policies without stalling training.
 
-  `export()` snapshots the live agent's policy variables, train step and
-  counters into a shadow agent and queues the write; a single background
-  thread writes exports in order. `wait()` blocks until all are written.
+  `export()` takes a snapshot of the live agent's policy variables, train
+  step and counters and queues the write; a single background thread loads
+  each copy into a shadow agent and writes it, in order. `wait()` blocks
+  until all are written.
   """
 
   def __init__(self, policy_dir: str, *, live_agent: tf_agent.TFAgent, shadow_agent: tf_agent.TFAgent,
@@ -179,7 +185,11 @@ class PolicyExporter:
     live, shadow = _policy_variables(live_agent), _policy_variables(shadow_agent)
     if [v.shape for v in live] != [v.shape for v in shadow]:
       raise ValueError("the shadow agent's variables do not match the agent's")
-    self._copy = tf.function(lambda: [s.assign(v) for s, v in zip(shadow, live, strict=True)])
+    self._shadow = shadow
+    # One call reads every policy variable into tensors of its own (a snapshot
+    # that later train steps do not change).
+    self._read_live = tf.function(lambda: [tf.identity(v.read_value()) for v in live],
+                                  autograph=False)
     metadata = {ENV_STEP_METADATA_KEY: self._env_steps}
 
     def saver(policy) -> _Saver:
@@ -206,7 +216,8 @@ class PolicyExporter:
     # export's background write, not at start-up, where it would share the CPU (and the
     # GIL) with tracing the Learner's graphs and slow the first training steps.
     self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="export")
-    self._pending: concurrent.futures.Future | None = None
+    self._pending: collections.deque[concurrent.futures.Future] = collections.deque()
+    self._queued: set[int] = set()  # steps whose export is queued or written
 
   def _clean_partial(self) -> None:
     """Removes hidden leftovers of interrupted exports; re-derives the index."""
@@ -217,27 +228,41 @@ class PolicyExporter:
       policy_index.write_index(self._policy_dir)
 
   def export(self, env_steps: int) -> float:
-    """Snapshots the policy and queues its export; returns the stall in seconds."""
+    """Snapshots the policy and queues its export; returns the stall in seconds.
+
+    The snapshot is a copy of the policy's variables, so an export never
+    waits for an earlier one still being written (the first export of a
+    process also builds the templates, seconds of work): up to `_MAX_QUEUED`
+    exports queue.
+    """
     start = time.monotonic()
     step = int(self._train_step.numpy())
-    if os.path.isdir(os.path.join(self._policy_dir, layout.step_name(step))):
+    if step in self._queued or os.path.isdir(
+        os.path.join(self._policy_dir, layout.step_name(step))):
       return 0.0
-    self.wait()  # The shadow is free once the previous export is written.
-    self._snapshot(env_steps)
+    while len(self._pending) >= _MAX_QUEUED:  # writes that fall behind hold up training
+      self._pending.popleft().result()
+    values = self._read_live()
     metadata = self._metadata_fn(step)
-    self._pending = self._pool.submit(self._write_export, step, metadata)
+    self._queued.add(step)
+    self._pending.append(
+        self._pool.submit(self._write_snapshot, step, env_steps, values, metadata))
     return time.monotonic() - start
 
-  def _snapshot(self, env_steps: int) -> None:
-    self._copy()
-    self._shadow_step.assign(self._train_step)
+  def _write_snapshot(self, step: int, env_steps: int, values: list[tf.Tensor],
+                      metadata: dict[str, Any]) -> str | None:
+    """In the export thread: loads a snapshot into the shadow agent and writes it."""
+    for variable, value in zip(self._shadow, values, strict=True):
+      variable.assign(value)
+    self._shadow_step.assign(step)
     self._env_steps.assign(env_steps)
+    return self._write_export(step, metadata)
 
   def wait(self) -> None:
     """Blocks until queued exports are written (failures are logged, not raised)."""
-    if self._pending is not None:
-      self._pending.result()
-      self._pending = None
+    while self._pending:
+      self._pending[0].result()
+      self._pending.popleft()
 
   def close(self) -> None:
     self.wait()
