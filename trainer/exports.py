@@ -190,31 +190,14 @@ class PolicyExporter:
     # that later train steps do not change).
     self._read_live = tf.function(lambda: [tf.identity(v.read_value()) for v in live],
                                   autograph=False)
-    metadata = {ENV_STEP_METADATA_KEY: self._env_steps}
-
-    def saver(policy) -> _Saver:
-      return _Saver(policy, train_step=shadow_train_step, metadata=metadata, batch_size=None)
-
-    # As TF-Agents' PolicySavedModelTrigger: the raw policy, its greedy version
-    # (the mode of a stochastic policy such as SAC's), the collect policy.
-    greedy = greedy_policy.GreedyPolicy(shadow_agent.policy)
-    self._raw_saver = saver(shadow_agent.policy)
-    greedy_saver, collect_saver = saver(greedy), saver(shadow_agent.collect_policy)
+    self._shadow_agent = shadow_agent
     self._template_root = os.path.join(self._policy_dir, f"{_TMP_PREFIX}templates-{os.getpid()}")
-    self._forms = {
-        name: _Template(form, os.path.join(self._template_root, name))
-        for name, form in ((layout.GREEDY_POLICY, greedy_saver),
-                           (layout.COLLECT_POLICY, collect_saver),
-                           (layout.SERVING_POLICY, _ServingModule(greedy)))
-    }
-    self._tfa_savers = {layout.TFA_RAW_POLICY: self._raw_saver,
-                        layout.TFA_GREEDY_POLICY: greedy_saver,
-                        layout.TFA_COLLECT_POLICY: collect_saver}
+    self._forms: dict[str, _Template] | None = None  # made by the first write
     os.makedirs(policy_dir, exist_ok=True)
     self._clean_partial()
-    # The one-time work (each form's graph, TF-Agents' SavedModels) is done by the first
-    # export's background write, not at start-up, where it would share the CPU (and the
-    # GIL) with tracing the Learner's graphs and slow the first training steps.
+    # The one-time work (the savers, each form's graph, TF-Agents' SavedModels) is done
+    # by the first export's background write, not at start-up, where it would delay
+    # training and share the CPU (and the GIL) with tracing the Learner's graphs.
     self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="export")
     self._pending: collections.deque[concurrent.futures.Future] = collections.deque()
     self._queued: set[int] = set()  # steps whose export is queued or written
@@ -249,9 +232,33 @@ class PolicyExporter:
         self._pool.submit(self._write_snapshot, step, env_steps, values, metadata))
     return time.monotonic() - start
 
+  def _make_forms(self) -> None:
+    metadata = {ENV_STEP_METADATA_KEY: self._env_steps}
+
+    def saver(policy) -> _Saver:
+      return _Saver(policy, train_step=self._shadow_step, metadata=metadata, batch_size=None)
+
+    # As TF-Agents' PolicySavedModelTrigger: the raw policy, its greedy version
+    # (the mode of a stochastic policy such as SAC's), the collect policy.
+    agent = self._shadow_agent
+    greedy = greedy_policy.GreedyPolicy(agent.policy)
+    self._raw_saver = saver(agent.policy)
+    greedy_saver, collect_saver = saver(greedy), saver(agent.collect_policy)
+    self._tfa_savers = {layout.TFA_RAW_POLICY: self._raw_saver,
+                        layout.TFA_GREEDY_POLICY: greedy_saver,
+                        layout.TFA_COLLECT_POLICY: collect_saver}
+    self._forms = {
+        name: _Template(form, os.path.join(self._template_root, name))
+        for name, form in ((layout.GREEDY_POLICY, greedy_saver),
+                           (layout.COLLECT_POLICY, collect_saver),
+                           (layout.SERVING_POLICY, _ServingModule(greedy)))
+    }
+
   def _write_snapshot(self, step: int, env_steps: int, values: list[tf.Tensor],
                       metadata: dict[str, Any]) -> str | None:
     """In the export thread: loads a snapshot into the shadow agent and writes it."""
+    if self._forms is None:
+      self._make_forms()
     for variable, value in zip(self._shadow, values, strict=True):
       variable.assign(value)
     self._shadow_step.assign(step)
