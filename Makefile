@@ -25,7 +25,7 @@ test: $(STAMP)
 chaos: $(STAMP)
 	$(BIN)/python scripts/chaos.py --kills=30 --backend=both
 
-# Benchmarks (~20 minutes; up to ~35 when the TF-Agents example is slow to solve, as its
+# Benchmarks (~17 minutes measured here; up to ~30 when the TF-Agents example is slow to solve, as its
 # time varies from 30 s to 3 min here): benchmarks/results.json and docs/benchmarks.md.
 # `make bench QUICK=1` is a smoke run (a few minutes) that writes neither.
 bench: $(STAMP)

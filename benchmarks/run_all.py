@@ -26,6 +26,11 @@ DOC = REPO / "docs" / "benchmarks.md"
 EXPORT_STALL = REPO / "benchmarks" / "export_stall.json"
 
 
+def _command(command: str) -> str:
+  """The reproducing command, without where make bench put its output."""
+  return " ".join(arg for arg in command.split() if not arg.startswith("--output"))
+
+
 def _fmt(value, unit="", digits=1) -> str:
   return "—" if value is None else f"{value:,.{digits}f}{unit}"
 
@@ -113,6 +118,7 @@ def render(results: dict) -> str:
       "| figure | anchor | trainer | ratio | target | status | command |",
       "|---|---|---|---|---|---|---|",
   ]
+  rows = [(*row[:-1], _command(row[-1])) for row in rows]
   lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
   lines.append("")
   return "\n".join(lines)
