@@ -3,6 +3,7 @@
 from typing import Any
 
 import gin
+import numpy as np
 from tf_agents.environments import py_environment, suite_gym
 
 from trainer.errors import ConfigError
@@ -40,6 +41,11 @@ def gym_env(env: py_environment.PyEnvironment) -> Any | None:
       return None
     env = env.wrapped_env()
   return None
+
+
+def derived_seed(*keys: int) -> int:
+  """A 32-bit seed drawn from a tuple of keys (e.g. run seed, step, index)."""
+  return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
 
 
 def seed_environment(env: py_environment.PyEnvironment, seed: int) -> None:

@@ -10,10 +10,11 @@ from absl import logging
 from tf_agents.agents import tf_agent
 from tf_agents.environments import py_environment
 from tf_agents.policies import greedy_policy
-from tf_agents.specs import tensor_spec
+from tf_agents.utils import nest_utils
 
 from trainer import envs as envs_lib
 from trainer import layout
+from trainer.collection import batched_action_function
 from trainer.run_state import RunState
 
 
@@ -44,12 +45,7 @@ class Evaluator:
     # The mode of the policy's action distribution (argmax for DQN, mean for SAC).
     policy = greedy_policy.GreedyPolicy(agent.policy)
     self._initial_state = policy.get_initial_state(episodes)
-    self._action = tf.function(
-        lambda time_step, state: policy.action(time_step, state)[:2],
-        input_signature=[tensor_spec.add_outer_dim(policy.time_step_spec, episodes),
-                         tensor_spec.add_outer_dim(policy.policy_state_spec, episodes)],
-        autograph=False,  # policies are graph code; converting them costs seconds
-    ).get_concrete_function()  # called directly: no per-call argument matching
+    self._action = batched_action_function(policy, episodes)
     self.summary_writer = tf.summary.create_file_writer(os.path.join(root_dir, layout.EVAL_DIR))
 
   def run_episodes(self, step: int) -> tuple[list[float], list[int]]:
@@ -60,19 +56,17 @@ class Evaluator:
     uninterrupted one)."""
     time_steps = []
     for i, env in enumerate(self._envs):
-      envs_lib.seed_environment(env, int(np.random.SeedSequence([self._seed, step, i])
-                                         .generate_state(1)[0]))
+      envs_lib.seed_environment(env, envs_lib.derived_seed(self._seed, step, i))
       time_steps.append(env.reset())
     state = self._initial_state
     returns, lengths = [0.0] * len(self._envs), [0] * len(self._envs)
     running = [True] * len(self._envs)
     while any(running):
-      batch = tf.nest.map_structure(lambda *x: np.stack(x), *time_steps)
-      action, state = self._action(batch, state)
-      actions = tf.nest.map_structure(lambda a: a.numpy(), action)
+      action, state, _ = self._action(nest_utils.stack_nested_arrays(time_steps), state)
+      actions = nest_utils.unstack_nested_arrays(tf.nest.map_structure(lambda a: a.numpy(), action))
       for i, env in enumerate(self._envs):
         if running[i]:  # A finished episode's slot rides along; its actions are ignored.
-          time_steps[i] = env.step(tf.nest.map_structure(lambda a, i=i: a[i], actions))
+          time_steps[i] = env.step(actions[i])
           returns[i] += float(time_steps[i].reward)
           lengths[i] += 1
           running[i] = not time_steps[i].is_last()

@@ -213,7 +213,7 @@ def _build_job(spec: JobSpec, stop: StopRequest) -> Iterator["Job"]:
   _seed_globals(settings.seed, latest.step if latest else 0)
   collect_envs = [spec.environment_fn() for _ in range(settings.collect_envs)]
   for i, env in enumerate(collect_envs):
-    envs.seed_environment(env, settings.seed if i == 0 else _derived_seed(settings.seed, i))
+    envs.seed_environment(env, settings.seed if i == 0 else envs.derived_seed(settings.seed, i))
   collect_env = collect_envs[0]
   # One environment per eval episode: the episodes of an eval run side by side.
   eval_envs = [spec.environment_fn() for _ in range(settings.eval_episodes)]
@@ -248,10 +248,6 @@ def _build_job(spec: JobSpec, stop: StopRequest) -> Iterator["Job"]:
   finally:
     job.close()
     lock.release()
-
-
-def _derived_seed(seed: int, index: int) -> int:
-  return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
 def _seed_globals(seed: int, step: int) -> None:

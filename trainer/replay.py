@@ -23,12 +23,12 @@ from collections.abc import Callable
 from typing import Any
 
 import gin
-import numpy as np
 import reverb
 import tensorflow as tf
 from absl import logging
 from tf_agents.replay_buffers import reverb_replay_buffer, reverb_utils, tf_uniform_replay_buffer
 from tf_agents.specs import tensor_spec
+from tf_agents.utils import nest_utils
 
 from trainer import layout
 from trainer.errors import ConfigError, RunDirError
@@ -119,7 +119,7 @@ class UniformReplay(Replay):
 
   def flush(self) -> None:
     if self._pending:
-      chunk = tf.nest.map_structure(lambda *steps: np.stack(steps), *self._pending)
+      chunk = nest_utils.stack_nested_arrays(self._pending)
       self._pending.clear()
       self._add_many(chunk)
 
@@ -268,8 +268,8 @@ class _PerRowObserver:
     self._observers = observers
 
   def __call__(self, traj) -> None:
-    for i, observer in enumerate(self._observers):
-      observer(tf.nest.map_structure(lambda x, i=i: x[i], traj))
+    for observer, row in zip(self._observers, nest_utils.unstack_nested_arrays(traj), strict=True):
+      observer(row)
 
   def flush(self) -> None:
     for observer in self._observers:
