@@ -1,11 +1,13 @@
 """Shared by the benchmarks: the results file, the machine, summaries of repetitions."""
 
+import argparse
 import datetime
 import json
 import os
 import pathlib
 import platform
 import statistics
+import sys
 from typing import Any
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -67,3 +69,19 @@ def write_section(path, name: str, section: dict[str, Any], *, command: str) -> 
   tmp = path.with_suffix(".tmp")
   tmp.write_text(dumps(results) + "\n")
   os.replace(tmp, path)
+
+
+def argument_parser(doc: str, *, quick_help: str) -> argparse.ArgumentParser:
+  """A benchmark's command line: its docstring as help, `--quick` and `--output`."""
+  parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
+  parser.add_argument("--quick", action="store_true", help=f"smoke run: {quick_help}")
+  parser.add_argument("--output", default=str(RESULTS))
+  return parser
+
+
+def write_results(args: argparse.Namespace, name: str, section: dict[str, Any]) -> None:
+  """Merges a benchmark's section into `--output` with the command that reproduces
+  it; a quick run's figures go to the scratch file unless `--output` names one."""
+  output = RESULTS_QUICK if args.quick and args.output == str(RESULTS) else args.output
+  script = f"benchmarks/{pathlib.Path(sys.argv[0]).name}"
+  write_section(output, name, section, command=" ".join(["python", script, *sys.argv[1:]]))

@@ -16,7 +16,6 @@ Collection is not included (see time_to_solve.py for whole jobs). Results are
 the "learner_throughput" section of --output.
 """
 
-import argparse
 import os
 import pathlib
 import sys
@@ -41,12 +40,9 @@ def _rate(fn, steps: int) -> float:
 
 
 def main() -> int:
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawTextHelpFormatter)
+  parser = common.argument_parser(__doc__, quick_help="2 repeats of 500 steps")
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--steps", type=int, default=2000, help="train steps per measurement")
-  parser.add_argument("--quick", action="store_true", help="2 repeats of 500 steps")
-  parser.add_argument("--output", default=str(common.RESULTS))
   args = parser.parse_args()
   if args.quick:
     args.repeats, args.steps = 2, 500
@@ -100,8 +96,7 @@ def main() -> int:
                  what="agent.train steps per second (DQN CartPole, batch 64), collection excluded")
   print(common.dumps({k: v.get("median_steps_per_s", v) if isinstance(v, dict) else v
                       for k, v in section.items()}))
-  common.write_section(args.output, "learner_throughput", section,
-                       command=" ".join(["python", "benchmarks/learner_throughput.py"] + sys.argv[1:]))
+  common.write_results(args, "learner_throughput", section)
   return 0
 
 

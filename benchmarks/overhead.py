@@ -21,7 +21,6 @@ leaves out the rare blocks with a checkpoint or an export, so it is the
 per-step cost of the loop's bookkeeping alone).
 """
 
-import argparse
 import os
 import pathlib
 import statistics
@@ -99,13 +98,10 @@ def measure(steps: int, workdir: str, repeat: int) -> dict:
 
 
 def main() -> int:
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawTextHelpFormatter)
+  parser = common.argument_parser(__doc__, quick_help="1 repeat of 2,000 steps each")
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--steps", type=int, default=10_000,
                       help="measured train steps per loop and repeat")
-  parser.add_argument("--quick", action="store_true", help="1 repeat of 2,000 steps each")
-  parser.add_argument("--output", default=str(common.RESULTS))
   args = parser.parse_args()
   if args.quick:
     args.repeats, args.steps = 1, 2000
@@ -128,10 +124,7 @@ def main() -> int:
           100 * statistics.median(r["median_pair_overhead"] for r in runs), 2),
   }
   print(common.dumps(section))
-  if args.quick and args.output == str(common.RESULTS):
-    args.output = str(common.RESULTS_QUICK)  # a smoke run's figures are not for quoting
-  common.write_section(args.output, "overhead", section,
-                       command=" ".join(["python", "benchmarks/overhead.py"] + sys.argv[1:]))
+  common.write_results(args, "overhead", section)
   return 0
 
 

@@ -185,12 +185,9 @@ def _role(name: str, root: str, transitions: int, repeats: int) -> dict:
 
 
 def main() -> int:
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawTextHelpFormatter)
+  parser = common.argument_parser(__doc__, quick_help="100,000 transitions, 1 repeat")
   parser.add_argument("--transitions", type=int, default=1_000_000)
   parser.add_argument("--repeats", type=int, default=3, help="checkpoints per save process")
-  parser.add_argument("--quick", action="store_true", help="100,000 transitions, 1 repeat")
-  parser.add_argument("--output", default=str(common.RESULTS))
   parser.add_argument("--role", choices=sorted(ROLES), help=argparse.SUPPRESS)
   parser.add_argument("--root", help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -220,10 +217,7 @@ def main() -> int:
     shutil.rmtree(workdir, ignore_errors=True)
   section = {"transitions": args.transitions, "repeats": args.repeats, **sides}
   print(common.dumps(section))
-  if args.quick and args.output == str(common.RESULTS):
-    args.output = str(common.RESULTS_QUICK)  # a smoke run's figures are not for quoting
-  common.write_section(args.output, "persistence", section,
-                       command=" ".join(["python", "benchmarks/persistence.py"] + sys.argv[1:]))
+  common.write_results(args, "persistence", section)
   return 0
 
 

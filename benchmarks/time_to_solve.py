@@ -22,7 +22,6 @@ They alternate run by run so that machine noise falls on all alike.
 Results are written as the "time_to_solve" section of --output.
 """
 
-import argparse
 import os
 import pathlib
 import re
@@ -111,8 +110,7 @@ def run_anchor(run: int, timeout: float, workdir: str) -> dict:
 
 
 def main() -> int:
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawTextHelpFormatter)
+  parser = common.argument_parser(__doc__, quick_help="1 run each, 120 s timeout")
   parser.add_argument("--runs", type=int, default=5, help="runs of each (trainer: seeds 0..N-1)")
   parser.add_argument("--timeout", type=float, default=300, help="seconds before a run counts as unsolved")
   parser.add_argument("--which", choices=("both", "trainer", "anchor"), default="both")
@@ -120,8 +118,6 @@ def main() -> int:
                       help="extra bindings for trainer runs (to compare settings)")
   parser.add_argument("--example_hparams", action="store_true",
                       help="also run trainer with the example's learning rate")
-  parser.add_argument("--quick", action="store_true", help="1 run each, 120 s timeout")
-  parser.add_argument("--output", default=str(common.RESULTS))
   args = parser.parse_args()
   if args.quick:
     args.runs, args.timeout = 1, 120
@@ -157,8 +153,7 @@ def main() -> int:
       section[key] = round(a / t, 2)
   print(common.dumps(section))
   if args.which == "both" and not args.gin_bindings:
-    common.write_section(args.output, "time_to_solve", section,
-                         command=" ".join(["python", "benchmarks/time_to_solve.py"] + sys.argv[1:]))
+    common.write_results(args, "time_to_solve", section)
   shutil.rmtree(workdir, ignore_errors=True)
   return 0
 
