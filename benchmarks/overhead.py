@@ -12,8 +12,9 @@ turns in blocks of 200 train steps on the same agent and replay:
   with the export's background thread; progress lines; summaries) and its
   bookkeeping;
 - bare: the same collection (a `Collector` over as many environments, the
-  same chunk) and a TF-Agents `Learner` without triggers (the same summary
-  interval and steps per `run` call).
+  same chunk), the same replay feed (`Replay.prepare`) and the same Learner
+  class without triggers (the same summary interval and steps per `run`
+  call).
 
 Overhead = (sum of the trainer blocks) / (sum of the bare blocks) - 1; the
 median over block pairs of trainer / bare - 1 is reported beside it (it
@@ -33,10 +34,9 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import logging  # noqa: E402
-from tf_agents.train import learner  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from trainer import config, pipeline  # noqa: E402
+from trainer import config, learning, pipeline  # noqa: E402
 from trainer.collection import Collector  # noqa: E402
 from trainer.run_state import CollectStats  # noqa: E402
 
@@ -63,16 +63,16 @@ def measure(steps: int, workdir: str, repeat: int) -> dict:
                           summary_dir=os.path.join(root, "bare"),
                           summary_interval=settings.summary_interval)
     collector.use(job.agent.collect_policy)
-    bare = learner.Learner(os.path.join(root, "bare"), step, job.agent,
-                           experience_dataset_fn=None, checkpoint_interval=0,
-                           summary_interval=settings.summary_interval)
+    bare = learning.Learner(os.path.join(root, "bare"), step, job.agent,
+                            experience_dataset_fn=None, checkpoint_interval=0,
+                            summary_interval=settings.summary_interval)
     iterator = job.replay.iterator(settings.batch_size)
     k = settings.train_steps_per_iteration
 
     def bare_block():
       for _ in range(BLOCK // k):
         collector.run(settings.collect_steps_per_iteration)
-        job.replay.flush()
+        job.replay.prepare(k)
         bare.run(iterations=k, iterator=iterator)
 
     def trainer_block():

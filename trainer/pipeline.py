@@ -25,11 +25,10 @@ from absl import logging
 from tf_agents.agents import tf_agent
 from tf_agents.environments import py_environment
 from tf_agents.policies import random_py_policy
-from tf_agents.train import learner
 from tf_agents.train.utils import train_utils
 
 from trainer import bundle as bundle_lib
-from trainer import config, envs, exports, fileio, layout, policy_index
+from trainer import config, envs, exports, fileio, layout, learning, policy_index
 from trainer.bundle import Bundle, BundleStore
 from trainer.collection import Collector
 from trainer.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError, RunDirError
@@ -306,7 +305,7 @@ class Job:
     self._agent_checkpoint = tf.train.Checkpoint(agent=agent, train_step=train_step)
     self._evaluator = Evaluator(root_dir, eval_envs, agent, train_step, self._run_state,
                                 seed=settings.seed + 1)
-    self._learner = learner.Learner(
+    self._learner = learning.Learner(
         root_dir, train_step, agent, experience_dataset_fn=None,
         triggers=self._triggers(), checkpoint_interval=0,
         summary_interval=settings.summary_interval, run_optimizer_variable_init=True)
@@ -467,9 +466,9 @@ class Job:
     step = int(self._train_step.numpy())
     while step < until_step and not self._stop.requested:
       self._collector.run(s.collect_steps_per_iteration)
-      self._replay.flush()
-      self._learner.run(iterations=s.steps_until_next_event(step, until_step),
-                        iterator=self._iterator)
+      iterations = s.steps_until_next_event(step, until_step)
+      self._replay.prepare(iterations)
+      self._learner.run(iterations=iterations, iterator=self._iterator)
       step = int(self._train_step.numpy())
 
   def _finish(self) -> None:
