@@ -1,9 +1,9 @@
 r"""Learner train steps per second fed from replay, against the fixed-batch limit.
 
-  python benchmarks/learner_throughput.py [--repeats 10] [--steps 2000] [--quick]
+  python benchmarks/learner_throughput.py [--rounds 40] [--steps 500] [--quick]
 
 Builds the default DQN job (CartPole, batch 64, network as shipped), fills its
-TFUniform replay with a random policy, then times, each `--repeats` times:
+TFUniform replay with a random policy, then times, in each of `--rounds` rounds:
 
 - limit: a `tf.function` loop of `agent.train` on one fixed batch (no sampling);
 - trainer: as the job's loop does it, `Replay.prepare(K)` (the call's batches
@@ -15,15 +15,17 @@ TFUniform replay with a random policy, then times, each `--repeats` times:
 
 Both Learners write the agent's summaries at the default config's interval.
 
-The cases take turns, round by round; a case's fraction of the limit is the
-median over rounds of its rate over the limit's rate in the same round.
+The cases take turns, `--steps` train steps each, round after round (this
+machine's speed drifts by half over seconds, so short turns let every case
+see the same slow spells); a case's rate is its steps over its total time,
+and its fraction of the limit is that rate over the limit's. The range is
+over five groups of consecutive rounds.
 Collection is not included (see time_to_solve.py for whole jobs). Results are
 the "learner_throughput" section of --output.
 """
 
 import os
 import pathlib
-import statistics
 import sys
 import tempfile
 import time
@@ -40,19 +42,18 @@ from benchmarks import common  # noqa: E402
 from trainer import config, pipeline  # noqa: E402
 
 
-def _rate(fn, steps: int) -> float:
-  start = time.perf_counter()
-  fn()
-  return steps / (time.perf_counter() - start)
+def _rate(turns: list[float], steps_per_turn: int) -> float:
+  """Train steps per second over timed turns."""
+  return steps_per_turn * len(turns) / sum(turns)
 
 
 def main() -> int:
-  parser = common.argument_parser(__doc__, quick_help="2 repeats of 500 steps")
-  parser.add_argument("--repeats", type=int, default=10)
-  parser.add_argument("--steps", type=int, default=2000, help="train steps per measurement")
+  parser = common.argument_parser(__doc__, quick_help="10 rounds")
+  parser.add_argument("--rounds", type=int, default=40)
+  parser.add_argument("--steps", type=int, default=500, help="train steps per turn")
   args = parser.parse_args()
   if args.quick:
-    args.repeats, args.steps = 2, 500
+    args.rounds = 10
   logging.set_verbosity(logging.WARNING)
   root = os.path.join(tempfile.mkdtemp(prefix="trainer-learner-"), "run")
   never = 10**9
@@ -63,7 +64,6 @@ def main() -> int:
   run_config = config.load(root, [str(REPO / "configs" / "dqn_cartpole.gin")], bindings)
   spec = pipeline.configure_job(root, run_config)
   batch_size, per_call = spec.settings.batch_size, spec.settings.train_steps_per_iteration
-  figures = {"limit": [], f"trainer_k{per_call}": [], "trainer_k100": [], "anchor_k100": []}
   with pipeline.open_job(spec) as job:
     job.initial_collect()
     learner, replay, agent = job._learner, job.replay, job.agent  # noqa: SLF001
@@ -102,21 +102,32 @@ def main() -> int:
     }
     for fn, _ in cases.values():  # Traces every graph before anything is timed.
       fn()
-    for _ in range(args.repeats):  # Interleaved, so that noise falls on all alike.
-      for name, (fn, steps) in cases.items():
-        figures[name].append(_rate(fn, steps))
-        print(f"{name:16s} {figures[name][-1]:8.0f} steps/s", flush=True)
-  section = {name: common.describe(values, unit="steps_per_s") for name, values in figures.items()}
-  for name in figures:
-    # Against the limit measured in the same round: this machine's speed drifts
-    # by half between rounds, and a ratio of medians would mix rounds.
-    fractions = [rate / limit for rate, limit in zip(figures[name], figures["limit"], strict=True)]
-    section[name]["fraction_of_limit"] = round(statistics.median(fractions), 3)
-    section[name]["fractions_of_limit"] = [round(f, 3) for f in fractions]
-  section.update(batch_size=batch_size, steps_per_measurement=args.steps,
+    seconds = {name: [] for name in cases}
+    order = list(cases)
+    for _ in range(args.rounds):
+      order = order[1:] + order[:1]  # no case always follows the same one
+      for name in order:
+        fn, _ = cases[name]
+        start = time.perf_counter()
+        fn()
+        seconds[name].append(time.perf_counter() - start)
+  groups = [slice(i * args.rounds // 5, (i + 1) * args.rounds // 5) for i in range(5)]
+  section = {}
+  for name, (_, steps) in cases.items():
+    def fraction(part, name=name, steps=steps):
+      return _rate(seconds[name][part], steps) / _rate(seconds["limit"][part], args.steps)
+    rates = [_rate(seconds[name][g], steps) for g in groups]
+    section[name] = {
+        "steps_per_s": round(_rate(seconds[name], steps), 1),
+        "min_group_steps_per_s": round(min(rates), 1),
+        "max_group_steps_per_s": round(max(rates), 1),
+        "fraction_of_limit": round(fraction(slice(None)), 3),
+        "fractions_of_limit_by_group": [round(fraction(g), 3) for g in groups]}
+    print(f"{name:16s} {section[name]['steps_per_s']:8.0f} steps/s, "
+          f"{section[name]['fraction_of_limit']:.0%} of the limit "
+          f"(by group: {section[name]['fractions_of_limit_by_group']})", flush=True)
+  section.update(batch_size=batch_size, steps_per_turn=args.steps, rounds=args.rounds,
                  what="agent.train steps per second (DQN CartPole, batch 64), collection excluded")
-  print(common.dumps({k: v.get("median_steps_per_s", v) if isinstance(v, dict) else v
-                      for k, v in section.items()}))
   common.write_results(args, "learner_throughput", section)
   return 0
 

@@ -1,6 +1,6 @@
 r"""The framework's overhead against a bare `Learner.run` loop on the same agent and data.
 
-  python benchmarks/overhead.py [--repeats 3] [--steps 10000]
+  python benchmarks/overhead.py [--repeats 5] [--steps 10000]
 
 Per repeat, in one process, on the default job (`configs/dqn_cartpole.gin`;
 evaluations off: an evaluation is work the user asked for, not overhead),
@@ -99,7 +99,7 @@ def measure(steps: int, workdir: str, repeat: int) -> dict:
 
 def main() -> int:
   parser = common.argument_parser(__doc__, quick_help="1 repeat of 2,000 steps each")
-  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--steps", type=int, default=10_000,
                       help="measured train steps per loop and repeat")
   args = parser.parse_args()
