@@ -8,9 +8,9 @@ after the initial collect and a warm-up of 1,000 train steps, two loops take
 turns in blocks of 200 train steps on the same agent and replay:
 
 - trainer: `Job.train`, the job's loop: collection, the Learner with the
-  job's triggers (checkpoints and exports at their configured intervals,
-  with the export's background thread; progress lines; summaries) and its
-  bookkeeping;
+  job's triggers (checkpoints and exports at the configured rate per train
+  step of the job's own, with the export's background thread; progress lines;
+  summaries) and its bookkeeping;
 - bare: the same collection (a `Collector` over as many environments, the
   same chunk), the same replay feed (`Replay.prepare`) and the same Learner
   class without triggers (the same summary interval and steps per `run`
@@ -41,6 +41,7 @@ from trainer.collection import Collector  # noqa: E402
 from trainer.run_state import CollectStats  # noqa: E402
 
 WARMUP = 1000
+_TRIGGERED = ("checkpoint_interval", "policy_export_interval", "log_interval")
 # Train steps per timed block. The two loops alternate block by block, short
 # blocks, so that this machine's slow spells (seconds long) fall on both alike.
 BLOCK = 200
@@ -48,10 +49,14 @@ BLOCK = 200
 
 def measure(steps: int, workdir: str, repeat: int) -> dict:
   root = os.path.join(workdir, f"run-{repeat}")
-  run_config = config.load(root, [str(REPO / "configs" / "dqn_cartpole.gin")],
-                           [f"train.num_iterations = {10**9}", "train.eval_interval = 0",
-                            f"train.seed = {repeat}"])
-  spec = pipeline.configure_job(root, run_config)
+  gin_files = [str(REPO / "configs" / "dqn_cartpole.gin")]
+  base = [f"train.num_iterations = {10**9}", "train.eval_interval = 0", f"train.seed = {repeat}"]
+  defaults = pipeline.configure_job(root, config.load(root, gin_files, base)).settings
+  # The two loops advance one train step counter, so the job's triggers would
+  # see twice as many steps as the job trains: at twice the configured
+  # intervals they fire as often per step of the job's own as in a real run.
+  doubled = [f"train.{name} = {2 * getattr(defaults, name)}" for name in _TRIGGERED]
+  spec = pipeline.configure_job(root, config.load(root, gin_files, base + doubled))
   settings = spec.settings
   with pipeline.open_job(spec) as job:
     # The bare loop: the same collection into the same replay, then a Learner
