@@ -1,5 +1,6 @@
-"""The Learner's feed and loop: the in-graph replay's batches, and `learning.Learner`
-against TF-Agents' own `Learner` on the same agent and data."""
+"""The Learner's feed and loop: the in-graph replay's batches, `learning.Learner`
+against TF-Agents' own `Learner` on the same agent and data, and the flat calls
+of traced graphs that the loop makes."""
 
 import glob
 import os
@@ -13,7 +14,7 @@ from tf_agents.train import learner as tf_agents_learner
 from tf_agents.train.utils import train_utils
 from tf_agents.trajectories import policy_step, trajectory
 
-from trainer import agents, envs, learning
+from trainer import agents, envs, graphs, learning
 from trainer.replay import UniformReplay
 
 BATCH = 4
@@ -166,3 +167,19 @@ def test_learner_trains_and_summarizes_as_tf_agents_learner(tmp_path):
   expected = _summaries(str(tmp_path / "base"))
   assert expected and all(steps == [0, 10, 20, 30] for steps in expected.values()), expected
   assert _summaries(str(tmp_path / "ours")) == expected
+
+
+def test_flat_call_matches_the_structured_call():
+  @tf.function(input_signature=[{"x": tf.TensorSpec([None], tf.float32)},
+                                tf.TensorSpec([], tf.int64)], autograph=False)
+  def scale(nest, k):
+    return {"y": nest["x"] * tf.cast(k, tf.float32)}, k + 1
+
+  concrete = scale.get_concrete_function()
+  call = graphs.flat_call(concrete)
+  values = np.array([1.5, -2.0])  # float64: converted to the traced float32
+  flat_out, structured_out = call({"x": values}, 3), concrete({"x": values.astype(np.float32)}, 3)
+  np.testing.assert_array_equal(flat_out[0]["y"].numpy(), structured_out[0]["y"].numpy())
+  assert flat_out[0]["y"].dtype == tf.float32 and int(flat_out[1]) == int(structured_out[1]) == 4
+  with pytest.raises(TypeError, match="takes 2 tensors, got 1"):
+    call({"x": values})

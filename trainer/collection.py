@@ -25,11 +25,14 @@ from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import policy_step, trajectory
 from tf_agents.utils import nest_utils
 
+from trainer import graphs
+
 
 def batched_action_function(policy: tf_policy.TFPolicy, batch_size: int):
   """`(time_step, state) -> (action, state, info)` of `policy` for `batch_size`
-  environments: a concrete function, so a call skips `tf.function`'s argument
-  matching (~0.5 ms). Traced without autograph: TF-Agents policies are graph
+  environments: a concrete function called with flat tensors
+  (`graphs.flat_call`), so a call skips `tf.function`'s argument matching
+  (~0.5 ms) and the signature binding (~0.35 ms). Traced without autograph: TF-Agents policies are graph
   code already, and converting them (as TF-Agents' own `common.function` also
   declines to) costs seconds."""
 
@@ -40,7 +43,7 @@ def batched_action_function(policy: tf_policy.TFPolicy, batch_size: int):
     step = policy.action(time_step, state)
     return step.action, step.state, step.info
 
-  return action.get_concrete_function()
+  return graphs.flat_call(action.get_concrete_function())
 
 
 class Collector:

@@ -30,7 +30,7 @@ from tf_agents.replay_buffers import reverb_replay_buffer, reverb_utils, tf_unif
 from tf_agents.specs import tensor_spec
 from tf_agents.utils import nest_utils
 
-from trainer import layout
+from trainer import graphs, layout
 from trainer.errors import ConfigError, RunDirError
 
 _DATASET_PARALLEL_CALLS = 3
@@ -163,8 +163,8 @@ class UniformReplay(Replay):
           self._add_in_order(c)  # automatic control dependencies: added before sampled
         self._sampler.fill(train_steps)
       signature = [self._chunk_spec] if chunk is not None else []
-      function = tf.function(add_and_sample, input_signature=signature,
-                             autograph=False).get_concrete_function()
+      function = graphs.flat_call(tf.function(add_and_sample, input_signature=signature,
+                                              autograph=False).get_concrete_function())
       self._prepare_fns[key] = function
     function(*([] if chunk is None else [chunk]))
 
