@@ -25,8 +25,8 @@ test: $(STAMP)
 chaos: $(STAMP)
 	$(BIN)/python scripts/chaos.py --kills=30 --backend=both
 
-# Benchmarks (~17 minutes measured here; up to ~30 when the TF-Agents example is slow to solve, as its
-# time varies from 30 s to 3 min here): benchmarks/results.json and docs/benchmarks.md.
+# Benchmarks (two runs here took 19 and 15 minutes; up to ~30 when the TF-Agents example is slow to
+# solve, as its time varies from 30 s to 3 min here): benchmarks/results.json and docs/benchmarks.md.
 # `make bench QUICK=1` is a smoke run (a few minutes) that writes neither.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py $(if $(QUICK),--quick)
