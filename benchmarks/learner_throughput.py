@@ -20,6 +20,7 @@ machine's speed drifts by half over seconds, so short turns let every case
 see the same slow spells); a case's rate is its steps over its total time,
 and its fraction of the limit is that rate over the limit's. The range is
 over five groups of consecutive rounds.
+
 Collection is not included (see time_to_solve.py for whole jobs). Results are
 the "learner_throughput" section of --output.
 """
