@@ -11,13 +11,21 @@ script restarts the job and checks:
 - the resume succeeded, from the latest committed bundle;
 - the train step never went below the last committed bundle;
 - replay size, env steps and episodes on resume equal those of that bundle;
-- every export visible in the policy directory loads and acts.
+- every export visible in the policy directory loads and acts;
+- every export step at or below the committed step has its export (or was
+  deleted by retention, as `index.json` records), and the index names only
+  exports that exist ("grid exports missing").
+
+One kill in five lands at a random moment of start-up, one in five right
+after a bundle commits (the moment an export could be lost), the rest at a
+random moment of training.
 
 Once `--kills` kills are done the job runs to completion. The last line is a
 summary; the exit code is non-zero on any failure.
 """
 
 import argparse
+import json
 import pathlib
 import random
 import re
@@ -101,6 +109,8 @@ class Chaos:
     self.bindings = {**BINDINGS, "train.num_iterations": 10**9, "train.replay_fn": BACKENDS[backend]}
     self.kills = self.failed_resumes = self.unreadable_exports = self.steps_lost = 0
     self.mid_bundle = self.mid_export = 0
+    self.missing_exports: set[int] = set()
+    self.bad_index = 0
     self.failures: list[str] = []
     self.checked_exports: set[str] = set()
 
@@ -112,8 +122,9 @@ class Chaos:
     """Starts the job; SIGKILLs it at a random moment if `kill`. Returns its exit code.
 
     One kill in five lands at a random moment of start-up (build, restore,
-    initial collect); the others a random time after training started, when
-    bundles and exports are written every few steps.
+    initial collect), one in five right after a bundle commits; the others a
+    random time after training started, when bundles and exports are written
+    every few steps.
     """
     before = status(self.root) if (self.root / "config.gin").exists() else None
     log_path = self.root.parent / f"{self.root.name}-{self.kills}.log"
@@ -123,8 +134,11 @@ class Chaos:
     return rc
 
   def _wait_and_kill(self, proc: subprocess.Popen, log_path: pathlib.Path) -> int | None:
-    if self.rng.random() < 0.2:
+    draw = self.rng.random()
+    if draw < 0.2:
       deadline = time.monotonic() + self.rng.uniform(0.5, 8.0)
+    elif draw < 0.4:
+      return self._kill_after_a_commit(proc)
     else:
       started = time.monotonic()
       while not PROGRESS.search(log_path.read_text()):  # training is under way
@@ -139,6 +153,21 @@ class Chaos:
       if proc.poll() is not None:
         return proc.returncode
       time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return None
+
+  def _kill_after_a_commit(self, proc: subprocess.Popen) -> int | None:
+    """SIGKILLs the job as soon as a bundle newer than the ones it started with commits."""
+    bundles = self.root / "train" / "bundles"
+    known = set(bundles.glob("[0-9]" * 10)) if bundles.exists() else set()
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+      if proc.poll() is not None:
+        return proc.returncode
+      if bundles.exists() and set(bundles.glob("[0-9]" * 10)) - known:
+        break
+      time.sleep(0.002)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     return None
@@ -165,6 +194,23 @@ class Chaos:
       self.steps_lost += max(0, max(logged, default=base) - base)
       self.count_partial_writes()
     self.check_exports()
+    if after is not None:
+      self.check_export_grid(after)
+
+  def check_export_grid(self, report: dict) -> None:
+    new = set(report["exports_missing"]) - self.missing_exports
+    if new:
+      self.missing_exports |= new
+      self.fail("grid", f"exports missing at steps {sorted(new)} (committed step "
+                        f"{report['train_step']})")
+    policies = self.root / "policies"
+    index_path = policies / "index.json"
+    if index_path.exists():
+      index = json.loads(index_path.read_text())
+      gone = [e["path"] for e in index["exports"] if not (policies / e["path"]).is_dir()]
+      if gone:
+        self.bad_index += 1
+        self.fail("index", f"index.json names exports that do not exist: {gone}")
 
   def count_partial_writes(self) -> None:
     bundles = self.root / "train" / "bundles"
@@ -224,11 +270,14 @@ def main() -> int:
     results.append(chaos)
     print(f"{backend}: kills: {chaos.kills}, mid-bundle: {chaos.mid_bundle}, mid-export: "
           f"{chaos.mid_export}, failed resumes: {chaos.failed_resumes}, unreadable exports: "
-          f"{chaos.unreadable_exports}, steps lost: {chaos.steps_lost}", flush=True)
+          f"{chaos.unreadable_exports}, grid exports missing: {len(chaos.missing_exports)}, "
+          f"steps lost: {chaos.steps_lost}", flush=True)
   failures = sum(len(c.failures) for c in results)
   print(f"kills: {sum(c.kills for c in results)}, failed resumes: "
         f"{sum(c.failed_resumes for c in results)}, unreadable exports: "
-        f"{sum(c.unreadable_exports for c in results)}, steps lost: "
+        f"{sum(c.unreadable_exports for c in results)}, grid exports missing: "
+        f"{sum(len(c.missing_exports) for c in results)}, wrong indexes: "
+        f"{sum(c.bad_index for c in results)}, steps lost: "
         f"{sum(c.steps_lost for c in results)}, kills during a bundle write: "
         f"{sum(c.mid_bundle for c in results)}, during an export: "
         f"{sum(c.mid_export for c in results)}, failures: {failures}, "

@@ -13,5 +13,6 @@ def test_chaos_short(tmp_path):
       cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=900)
   summary = out.stdout.strip().splitlines()[-1]
   assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
-  assert summary.startswith("kills: 6, failed resumes: 0, unreadable exports: 0"), summary
+  assert summary.startswith("kills: 6, failed resumes: 0, unreadable exports: 0, grid exports "
+                            "missing: 0, wrong indexes: 0"), summary
   assert "failures: 0" in summary

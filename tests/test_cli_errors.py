@@ -2,10 +2,13 @@
 
 import os
 import pathlib
+import shutil
+import subprocess
+import sys
 
 import pytest
 
-from tests.conftest import DQN_CONFIG, TINY_DQN, bindings, run_train
+from tests.conftest import DQN_CONFIG, REPO, TINY_DQN, bindings, cli_env, run_train
 from trainer import errors
 
 
@@ -112,6 +115,16 @@ BUILD_CASES = {
     "collect steps not a multiple of the environments": (
         ["train.collect_envs = 3", "train.collect_steps_per_iteration = 10"],
         "must be a multiple of train.collect_envs=3"),
+    "negative seed": (["train.seed = -5"], "train.seed must be >= 0"),
+    "replay larger than the machine": (["create_uniform_replay.capacity = 100000000000"],
+                                       "GiB of memory; lower the capacity"),
+    "reverb table beyond its limit": (["train.replay_fn = @create_reverb_replay",
+                                       "create_reverb_replay.capacity = 100000000000000"],
+                                      "create_reverb_replay.capacity must be at most"),
+    "negative episode limit": (["create_gym_environment.max_episode_steps = -3"],
+                               "max_episode_steps must be a positive int"),
+    "infinite learning rate": (["create_dqn_agent.learning_rate = 1e999"],
+                               "learning_rate must be a positive finite number"),
 }
 
 
@@ -129,3 +142,54 @@ def test_bad_value_is_one_clear_line_and_touches_nothing(tmp_path, existing_run,
   assert result.returncode == errors.EXIT_USAGE
   _error_line(result.stderr)
   assert _tree(existing_run) == before
+
+
+def test_root_dir_that_is_a_dangling_link(tmp_path):
+  link = tmp_path / "run"
+  link.symlink_to(tmp_path / "gone")
+  result = run_train(link, gin_bindings=bindings(TINY_DQN))
+  assert result.returncode == errors.EXIT_USAGE, result.stderr[-2000:]
+  assert "does not exist" in _error_line(result.stderr)
+  assert link.is_symlink() and not (tmp_path / "gone").exists()
+
+
+def test_status_of_a_directory_without_a_run(tmp_path):
+  for root in (tmp_path / "nothing", tmp_path):
+    out = subprocess.run([sys.executable, "-m", "trainer.status", f"--root_dir={root}"], cwd=REPO,
+                         env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert out.returncode == errors.EXIT_USAGE
+    assert out.stderr.startswith(f"trainer.status: error: no run at {root}"), out.stderr
+
+
+def test_export_into_an_unwritable_place_is_one_line(existing_run, tmp_path):
+  if os.geteuid() == 0:
+    target = pathlib.Path("/sys/trainer-test-export")  # sysfs refuses new entries even to root
+  else:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    target = locked / "policies"
+  before = _tree(existing_run)
+  out = subprocess.run([sys.executable, "-m", "trainer.export", f"--root_dir={existing_run}",
+                        f"--output={target}"], cwd=REPO, env=cli_env(), capture_output=True,
+                       text=True, timeout=300)
+  assert out.returncode == errors.EXIT_RUN_DIR, out.stderr[-3000:]
+  lines = [x for x in out.stderr.splitlines() if x.startswith("trainer.export: error:")]
+  assert len(lines) == 1 and "cannot write the exports" in lines[0] and "--output" in lines[0]
+  assert "Traceback" not in out.stderr
+  assert _tree(existing_run) == before
+
+
+def test_diverging_training_names_the_setting_and_keeps_the_bundle(existing_run, tmp_path):
+  root = tmp_path / "run"
+  shutil.copytree(existing_run, root)
+  marker = root / "train/bundles/0000000020/COMMITTED"
+  manifest = marker.read_text()
+  result = run_train(root, gin_bindings=bindings(
+      TINY_DQN, train__num_iterations=60, create_dqn_agent__reward_scale_factor=1e38),
+      extra=["--allow_config_change"])
+  assert result.returncode == errors.EXIT_CRASH, result.stderr[-3000:]
+  line = _error_line(result.stderr)
+  assert "training diverged" in line and "reward_scale_factor" in line and "bundle 20" in line
+  assert "Traceback" not in result.stderr
+  assert sorted(p.name for p in (root / "train/bundles").iterdir()) == ["0000000020"]
+  assert marker.read_text() == manifest

@@ -41,18 +41,26 @@ def test_failed_checkpoint_keeps_the_previous_bundle_and_exits_non_zero(tmp_path
   assert status(root)["complete"]
 
 
-def test_failed_export_is_logged_and_training_goes_on(tmp_path):
+def test_failed_export_stops_before_the_next_bundle_and_the_rerun_writes_it(tmp_path):
   root = tmp_path / "run"
   # Bundles (~50 KB with a 1,000-step replay) fit under 60 KB; a SavedModel (~70 KB) does not.
   small = bindings(TINY_DQN, create_uniform_replay__capacity=1000)
   result = run_train(root, gin_bindings=small, max_file_bytes=60_000)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert "Policy export at step 30 failed" in result.stderr
-  assert status(root)["exports"] == []
+  assert result.returncode == errors.EXIT_RUN_DIR, result.stderr[-3000:]
+  error = [line for line in result.stderr.splitlines() if line.startswith("trainer: error:")]
+  assert len(error) == 1
+  assert "cannot write the policy export of step 30" in error[0]
+  assert "no checkpoint past it was committed (the last is 20)" in error[0]
+  assert committed_steps(root) == [20]  # bundle 40 would have outrun export 30
   names = [p.name for p in (root / "policies").iterdir()]
   assert not [n for n in names if n.isdigit() or n.startswith(".")], names  # nothing partial
   index = json.loads((root / "policies" / "index.json").read_text())
-  assert index == {"latest": None, "best": None, "exports": []}
-  assert committed_steps(root) == [20, 40, 60]
-  summary = json.loads((root / "train/bundles/0000000060/COMMITTED").read_text())["summary"]
-  assert summary["train_step"] == 60
+  assert index["exports"] == [] and index["latest"] is None
+
+  # With space again, the rerun trains through step 30 again and writes its export.
+  again = run_train(root, gin_bindings=small)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert "Resumed from step 20" in again.stderr
+  final = status(root)
+  assert final["complete"] and [e["train_step"] for e in final["exports"]] == [30, 60]
+  assert final["exports_missing"] == []

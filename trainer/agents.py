@@ -5,6 +5,7 @@ replayed `Trajectory`s of length `agent.train_sequence_length` works, discrete
 or continuous.
 """
 
+import math
 from collections.abc import Sequence
 
 import gin
@@ -21,8 +22,9 @@ from trainer.errors import ConfigError
 
 
 def _check_positive(name: str, value, kind=(int, float)) -> None:
-  if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
-    raise ConfigError(f"{name} must be a positive number, got {value!r}")
+  if (isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value)
+      or value <= 0):
+    raise ConfigError(f"{name} must be a positive finite number, got {value!r}")
 
 
 def _check_layers(name: str, layers: Sequence[int]) -> tuple[int, ...]:

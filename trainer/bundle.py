@@ -5,15 +5,22 @@ directory `train/bundles/<N>/` (replay, counters, metrics, RNG, config). The
 commit protocol makes a crash at any instant leave the previous bundle or the
 new one, never a mix:
 
-1. the parts are written (an unfinished bundle directory has no marker);
-2. `COMMITTED` is written atomically, last. It is the manifest: every file of
-   the bundle with its size and SHA-256, so a bundle can be verified later;
-3. TensorFlow's `checkpoint` state file is pointed at `ckpt-N`, so
+1. the parts are written: the agent checkpoint, and the rest into a hidden
+   directory `train/bundles/.tmp-<N>/`;
+2. `COMMITTED` is written into it: the manifest, every file of the bundle
+   with its size and SHA-256, so a bundle can be verified later;
+3. the directory is renamed to `<N>/`: the commit point. A numbered
+   directory is therefore a committed bundle, and one without a readable
+   manifest is damage, never an unfinished write;
+4. `DIR/last_commit.json` records the step, so a run that has committed once
+   is never mistaken for a new one, even if its bundles are lost;
+5. TensorFlow's `checkpoint` state file is pointed at `ckpt-N`, so
    `tf.train.latest_checkpoint(DIR/train/checkpoints)` names the latest
    *committed* agent checkpoint, as TF-Agents users expect.
 
-"Latest" always means the newest bundle with a marker. Unmarked leftovers of
-a crash are deleted when the next job takes the run directory.
+Damaged bundles are set aside as `<N>.damaged-<time>/` with every file kept;
+the store never deletes them. Hidden `.tmp-*` leftovers of a crash are deleted
+when the next job takes the run directory.
 """
 
 import dataclasses
@@ -30,16 +37,18 @@ from trainer.errors import RunDirError
 
 MANIFEST_FORMAT = 1
 DAMAGED_SUFFIX = ".damaged-"  # Damaged bundles set aside; never deleted by the store.
+HIDDEN_PREFIX = ".tmp-"  # Bundles being written or deleted: never committed.
 TF_STATE_FILE = "checkpoint"  # TensorFlow's name for a checkpoint directory's state file.
 
 
 @dataclasses.dataclass(frozen=True)
 class Bundle:
-  """A committed bundle."""
+  """A bundle directory `<N>/`; `problem` says why its marker cannot be trusted."""
 
   step: int
   path: str
   manifest: dict
+  problem: str | None = None
 
   @property
   def replay_dir(self) -> str:
@@ -49,76 +58,142 @@ class Bundle:
   def state_ckpt_prefix(self) -> str:
     return os.path.join(self.path, layout.STATE_CKPT_DIR, "state")
 
+  @property
+  def summary(self) -> dict[str, Any]:
+    return self.manifest.get("summary", {}) if self.problem is None else {}
+
   def state(self) -> dict:
     """The bundle's `state.json`: counters, evals, RNG."""
     return fileio.read_json(os.path.join(self.path, layout.STATE_JSON))
+
+
+def manifest_problem(manifest: Any, step: int) -> str | None:
+  """None if `manifest` is a well-formed manifest of bundle `step`, else why not."""
+  if not isinstance(manifest, dict):
+    return f"its commit marker holds a {type(manifest).__name__}, not a manifest"
+  files = manifest.get("files")
+  if not isinstance(files, dict) or not files:
+    return "its commit marker lists no files"
+  for rel, entry in files.items():
+    if not (isinstance(entry, dict) and isinstance(entry.get("size"), int)
+            and isinstance(entry.get("sha256"), str)):
+      return f"its commit marker's entry for {rel} is malformed"
+  if manifest.get("step") != step:
+    return f"its commit marker is for step {manifest.get('step')!r}"
+  if not isinstance(manifest.get("summary"), dict):
+    return "its commit marker has no summary"
+  return None
 
 
 class BundleStore:
   """Writes, lists, verifies and prunes the bundles of one run directory."""
 
   def __init__(self, root_dir: str, *, keep: int = 3):
+    self.root_dir = root_dir
     self._root = root_dir
     self._keep = keep
     self._bundle_root = os.path.join(root_dir, layout.BUNDLE_DIR)
     self._ckpt_dir = os.path.join(root_dir, layout.CHECKPOINT_DIR)
 
+  # --- reading ---------------------------------------------------------------
+
   def committed(self) -> list[Bundle]:
-    """Committed bundles, oldest first (not verified; see `verify`)."""
+    """Every committed bundle, oldest first, damaged markers included (their
+    `problem` set); the files are not verified (see `verify`)."""
     bundles = []
     for path in sorted(glob.glob(os.path.join(self._bundle_root, "[0-9]" * layout.STEP_DIGITS))):
+      step = int(os.path.basename(path))
       marker = os.path.join(path, layout.COMMIT_MARKER)
-      if not os.path.isfile(marker):
-        continue
       try:
         manifest = fileio.read_json(marker)
-      except (OSError, ValueError) as e:
-        logging.warning("Bundle %s has an unreadable commit marker (%s); ignoring it.", path, e)
+      except FileNotFoundError:
+        bundles.append(Bundle(step, path, {}, "its commit marker is missing"))
         continue
-      bundles.append(Bundle(step=int(os.path.basename(path)), path=path, manifest=manifest))
+      except (OSError, ValueError) as e:
+        bundles.append(Bundle(step, path, {}, f"its commit marker is unreadable ({e})"))
+        continue
+      problem = manifest_problem(manifest, step)
+      bundles.append(Bundle(step, path, manifest if problem is None else {}, problem))
     return bundles
 
   def latest(self) -> Bundle | None:
-    bundles = self.committed()
+    """The newest bundle whose marker is a manifest (files not verified)."""
+    bundles = [b for b in self.committed() if b.problem is None]
     return bundles[-1] if bundles else None
 
-  def verify(self, bundle: Bundle) -> str | None:
-    """None if every file of `bundle` is present and intact, else the reason."""
-    for rel, expected in sorted(bundle.manifest.get("files", {}).items()):
-      path = os.path.join(self._root, rel)
-      if not os.path.isfile(path):
-        return f"{rel} is missing"
-      size = os.path.getsize(path)
-      if size != expected["size"]:
-        return f"{rel} has {size} bytes, expected {expected['size']}"
-      if fileio.sha256_file(path) != expected["sha256"]:
-        return f"{rel} fails its checksum"
+  def last_commit_step(self) -> int | None:
+    """The newest step this run directory ever committed, from `last_commit.json`.
+
+    A journal that exists but cannot be read counts as "committed before":
+    the caller must not treat the directory as new.
+    """
+    path = os.path.join(self._root, layout.LAST_COMMIT_FILE)
+    try:
+      record = fileio.read_json(path)
+    except FileNotFoundError:
+      return None
+    except (OSError, ValueError):
+      return -1
+    step = record.get("step") if isinstance(record, dict) else None
+    return step if isinstance(step, int) else -1
+
+  def verify(self, bundle: Bundle, *, only: set[str] | None = None) -> str | None:
+    """None if every file of `bundle` (or those of `only`, paths relative to the
+    run directory) is present and intact, else the reason."""
+    if bundle.problem is not None:
+      return bundle.problem
+    for rel, expected in sorted(bundle.manifest["files"].items()):
+      if only is not None and rel not in only:
+        continue
+      problem = file_problem(os.path.join(self._root, rel), expected)
+      if problem is not None:
+        return f"{rel} {problem}"
     return None
 
-  def latest_valid(self) -> Bundle | None:
-    """The newest bundle that verifies, falling back past damaged ones.
-
-    Raises:
-      RunDirError: bundles were committed but none verifies. Starting afresh
-        over them would silently discard the run.
-    """
-    bundles = self.committed()
+  def newest_verified(self) -> tuple[Bundle | None, list[tuple[Bundle, str]]]:
+    """(the newest bundle that verifies, the damaged ones newer than it), read only."""
     damaged = []
-    for bundle in reversed(bundles):
+    for bundle in reversed(self.committed()):
       problem = self.verify(bundle)
       if problem is None:
-        for bad in damaged:
-          self._set_aside(bad)
-        return bundle
+        return bundle, damaged
+      damaged.append((bundle, problem))
+    return None, damaged
+
+  # --- resuming (under the run's lock) ----------------------------------------
+
+  def latest_valid(self) -> Bundle | None:
+    """The newest bundle that verifies, falling back past damaged ones, which
+    are set aside (`<N>.damaged-<time>/`, every file kept).
+
+    Raises:
+      RunDirError: the run directory committed before, but no bundle verifies
+        now. Starting afresh over it would silently discard the run.
+    """
+    bundle, damaged = self.newest_verified()
+    for bad, problem in damaged:
       logging.error("Checkpoint bundle %d is damaged (%s); falling back to an older one.",
-                    bundle.step, problem)
-      damaged.append(bundle)
-    if bundles:
-      raise RunDirError(
-          f"no checkpoint bundle in {self._bundle_root} verifies (steps "
-          f"{[b.step for b in bundles]} are all damaged); restore the directory "
-          "from a backup or start a new --root_dir")
-    return None
+                    bad.step, problem)
+    last = self.last_commit_step()
+    if bundle is None:
+      if damaged:
+        raise RunDirError(
+            f"no checkpoint bundle in {self._bundle_root} verifies (steps "
+            f"{sorted(b.step for b, _ in damaged)} are all damaged; nothing was changed); "
+            "restore the directory from a backup, or start afresh with a new --root_dir")
+      if last is not None:
+        raise RunDirError(
+            f"{self._root} committed checkpoint bundle {last if last >= 0 else '(unknown)'} "
+            f"before ({layout.LAST_COMMIT_FILE}) but holds no bundle now; restore "
+            f"{self._bundle_root} from a backup, or start afresh with a new --root_dir "
+            "(or delete the directory first)")
+      return None
+    for bad, _ in damaged:
+      self._set_aside(bad)
+    if last is not None and last > bundle.step and not damaged:
+      logging.error("Checkpoint bundle %d (the newest this run committed) is gone; resuming "
+                    "from bundle %d.", last, bundle.step)
+    return bundle
 
   def _set_aside(self, bundle: Bundle) -> None:
     """Moves a damaged bundle out of the way, keeping its files for inspection.
@@ -131,26 +206,36 @@ class BundleStore:
       os.replace(path, os.path.join(bundle.path, os.path.basename(path)))
     target = f"{bundle.path}{DAMAGED_SUFFIX}{stamp}"
     os.rename(bundle.path, target)
-    logging.warning("Moved damaged bundle %d aside to %s.", bundle.step, target)
+    logging.warning("Moved damaged bundle %d aside to %s (every file kept).", bundle.step, target)
 
   def clean_partial(self) -> None:
-    """Deletes unmarked bundle directories and agent checkpoints of no bundle."""
-    committed_steps = {b.step for b in self.committed()}
-    for path in glob.glob(os.path.join(self._bundle_root, "*")):
-      name = os.path.basename(path)
-      if DAMAGED_SUFFIX in name:
-        continue
-      if not (name.isdigit() and int(name) in committed_steps):
-        logging.info("Removing unfinished bundle %s left by an interrupted job.", path)
-        _remove(path)
+    """Deletes what interrupted writes left: hidden bundle directories, agent
+    checkpoints of no bundle, and temporary files of atomic writes."""
+    for path in glob.glob(os.path.join(self._bundle_root, HIDDEN_PREFIX + "*")):
+      logging.info("Removing unfinished bundle %s left by an interrupted job.", path)
+      _remove(path)
+    steps = {b.step for b in self.committed()}
     for path in glob.glob(os.path.join(self._ckpt_dir, "ckpt-*")):
       step_text = os.path.basename(path)[len("ckpt-"):].split(".")[0]
-      if not step_text.isdigit() or int(step_text) not in committed_steps:
+      if not step_text.isdigit() or int(step_text) not in steps:
         _remove(path)
+    for directory in (self._root, self._ckpt_dir):
+      fileio.remove_stale_temporaries(directory)
+
+  # --- writing -----------------------------------------------------------------
+
+  def _final_path(self, step: int) -> str:
+    return os.path.join(self._bundle_root, layout.step_name(step))
+
+  def _tmp_path(self, step: int) -> str:
+    return os.path.join(self._bundle_root, HIDDEN_PREFIX + layout.step_name(step))
 
   def begin(self, step: int) -> str:
-    """A fresh, empty directory for bundle `step`'s parts."""
-    path = os.path.join(self._bundle_root, layout.step_name(step))
+    """A fresh, empty (hidden) directory for bundle `step`'s parts."""
+    if os.path.lexists(self._final_path(step)):
+      raise RunDirError(f"bundle {self._final_path(step)} exists already; it is not "
+                        "overwritten")
+    path = self._tmp_path(step)
     _remove(path)
     os.makedirs(path)
     os.makedirs(self._ckpt_dir, exist_ok=True)
@@ -158,26 +243,27 @@ class BundleStore:
 
   def abandon(self, step: int) -> None:
     """Removes the parts of an uncommitted bundle `step` (after a failed write)."""
-    path = os.path.join(self._bundle_root, layout.step_name(step))
-    if os.path.isfile(os.path.join(path, layout.COMMIT_MARKER)):
+    if os.path.isdir(self._final_path(step)):
       return  # Committed: the failure came after the commit point; keep it.
-    _remove(path)
+    _remove(self._tmp_path(step))
     for ckpt in glob.glob(layout.agent_checkpoint_prefix(self._root, step) + ".*"):
       _remove(ckpt)
 
   def commit(self, step: int, summary: dict[str, Any]) -> Bundle:
-    """Seals bundle `step`: manifest and marker, TF state file, retention."""
-    path = os.path.join(self._bundle_root, layout.step_name(step))
-    files = {}
+    """Seals bundle `step`: manifest, rename into place, journal, TF state, retention."""
+    tmp, final = self._tmp_path(step), self._final_path(step)
     part_files = glob.glob(layout.agent_checkpoint_prefix(self._root, step) + ".*")
     if not part_files:
       raise RunDirError(f"agent checkpoint for step {step} is missing; cannot commit")
-    for dirpath, _, names in os.walk(path):
+    for dirpath, _, names in os.walk(tmp):
       part_files.extend(os.path.join(dirpath, n) for n in names)
+    files = {}
     for file_path in sorted(part_files):
       fileio.fsync(file_path)
-      files[os.path.relpath(file_path, self._root)] = {
-          "size": os.path.getsize(file_path), "sha256": fileio.sha256_file(file_path)}
+      # Listed under the name it has once the directory is renamed into place.
+      rel = os.path.relpath(file_path, self._root).replace(
+          os.path.relpath(tmp, self._root), os.path.relpath(final, self._root), 1)
+      files[rel] = {"size": os.path.getsize(file_path), "sha256": fileio.sha256_file(file_path)}
     manifest = {
         "format": MANIFEST_FORMAT,
         "step": step,
@@ -185,35 +271,54 @@ class BundleStore:
         "summary": summary,
         "files": files,
     }
-    fileio.atomic_write_json(os.path.join(path, layout.COMMIT_MARKER), manifest)
-    bundle = Bundle(step=step, path=path, manifest=manifest)
+    fileio.atomic_write_json(os.path.join(tmp, layout.COMMIT_MARKER), manifest)
+    fileio.fsync(self._ckpt_dir)
+    os.rename(tmp, final)  # The commit point.
+    fileio.fsync(self._bundle_root)
+    fileio.atomic_write_json(os.path.join(self._root, layout.LAST_COMMIT_FILE),
+                             {"step": step, "committed_at": manifest["committed_at"]})
+    bundle = Bundle(step=step, path=final, manifest=manifest)
     self._prune()
     return bundle
 
   def point_tf_state_at(self, step: int) -> None:
     """Makes `tf.train.latest_checkpoint` name ckpt-`step` (and list the rest)."""
-    steps = [b.step for b in self.committed() if b.step <= step]
+    steps = [b.step for b in self.committed() if b.step <= step and b.problem is None]
     # TF's CheckpointState text proto; relative paths resolve against the dir.
     lines = [f'model_checkpoint_path: "ckpt-{step}"']
     lines += [f'all_model_checkpoint_paths: "ckpt-{s}"' for s in steps]
     fileio.atomic_write_text(os.path.join(self._ckpt_dir, TF_STATE_FILE), "\n".join(lines) + "\n")
 
   def _prune(self) -> None:
-    bundles = self.committed()
+    bundles = [b for b in self.committed() if b.problem is None]
     for bundle in bundles[:-self._keep]:
       self.delete(bundle)
     self.point_tf_state_at(bundles[-1].step)
 
   def delete(self, bundle: Bundle) -> None:
-    """Removes a bundle, marker first, so a crash midway leaves no committed half."""
-    os.remove(os.path.join(bundle.path, layout.COMMIT_MARKER))
+    """Removes a bundle: hidden first (one rename), so a crash midway leaves no
+    numbered directory that would read as damage; the rest is leftovers."""
+    hidden = os.path.join(self._bundle_root, f"{HIDDEN_PREFIX}deleting-{layout.step_name(bundle.step)}")
+    os.rename(bundle.path, hidden)
     for path in glob.glob(layout.agent_checkpoint_prefix(self._root, bundle.step) + ".*"):
       os.remove(path)
-    shutil.rmtree(bundle.path, ignore_errors=True)
+    shutil.rmtree(hidden, ignore_errors=True)
+
+
+def file_problem(path: str, expected: dict[str, Any]) -> str | None:
+  """None if the file at `path` has the manifest entry's size and SHA-256."""
+  if not os.path.isfile(path):
+    return "is missing"
+  size = os.path.getsize(path)
+  if size != expected["size"]:
+    return f"has {size} bytes, expected {expected['size']}"
+  if fileio.sha256_file(path) != expected["sha256"]:
+    return "fails its checksum"
+  return None
 
 
 def _remove(path: str) -> None:
-  if os.path.isdir(path):
+  if os.path.isdir(path) and not os.path.islink(path):
     shutil.rmtree(path, ignore_errors=True)
-  elif os.path.exists(path):
+  elif os.path.lexists(path):
     os.remove(path)

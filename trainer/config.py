@@ -57,6 +57,10 @@ def check_root_dir(root_dir: str) -> None:
   if not root_dir:
     raise ConfigError("--root_dir is required: pass --root_dir=DIR")
   path = os.path.abspath(root_dir)
+  if os.path.islink(path) and not os.path.exists(path):
+    raise ConfigError(
+        f"--root_dir={root_dir} is a symbolic link to {os.readlink(path)}, which does not "
+        "exist; create the target directory or pass another --root_dir")
   probe = path
   while not os.path.exists(probe):
     probe = os.path.dirname(probe)

@@ -24,6 +24,10 @@ def create_gym_environment(
   """
   if not isinstance(name, str) or not name:
     raise ConfigError(f"create_gym_environment.name must be a Gym id string, got {name!r}")
+  if max_episode_steps is not None and (isinstance(max_episode_steps, bool) or not isinstance(
+      max_episode_steps, int) or max_episode_steps <= 0):
+    raise ConfigError("create_gym_environment.max_episode_steps must be a positive int (env "
+                      f"steps) or None for the registered limit, got {max_episode_steps!r}")
   try:
     return suite_gym.load(name, max_episode_steps=max_episode_steps)
   except Exception as e:  # gym raises its own error types for unknown ids.

@@ -21,6 +21,12 @@ class ConfigError(TrainerError):
   exit_code = EXIT_USAGE
 
 
+class TrainingError(TrainerError):
+  """Training itself failed (the loss diverged); the last committed bundle is intact."""
+
+  exit_code = EXIT_CRASH
+
+
 class RunDirError(TrainerError):
   """The run directory is unusable: unwritable, locked, or damaged."""
 

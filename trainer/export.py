@@ -15,13 +15,20 @@ run with onnxruntime on observations from the run's environment and kept only
 if its actions match the export's SavedModel (equal for discrete actions,
 within 1e-5 for continuous ones).
 
-Writing into the run's own policy directory takes the run's lock: it refuses
-while a job runs there.
+Writing into a run's directory (its `policies/`, by any path: symlinks are
+resolved) takes that run's lock: it refuses while a job runs there. Reading
+a bundle copies its agent checkpoint and counters aside first and checks them
+against the bundle's manifest, so a job that prunes the bundle meanwhile (or
+a damaged one) gives one clear line, or the next newest bundle, never a
+half-read agent.
 """
 
 import contextlib
 import dataclasses
+import errno
 import os
+import shutil
+import tempfile
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -32,8 +39,19 @@ from absl import flags, logging  # noqa: E402
 from tf_agents.policies import greedy_policy  # noqa: E402
 from tf_agents.specs import array_spec  # noqa: E402
 
-from trainer import cli, config, configurables, envs, errors, exports, layout, onnx_policy, policy_index  # noqa: E402
-from trainer.bundle import Bundle, BundleStore  # noqa: E402
+from trainer import (  # noqa: E402
+  cli,
+  config,
+  configurables,
+  envs,
+  errors,
+  exports,
+  fileio,
+  layout,
+  onnx_policy,
+  policy_index,
+)
+from trainer.bundle import Bundle, BundleStore, file_problem  # noqa: E402
 from trainer.run_lock import RunLock  # noqa: E402
 
 flags.DEFINE_string("root_dir", None, "Run directory whose bundles to export.")
@@ -45,8 +63,12 @@ flags.DEFINE_string("output", None, "Policy directory to write (default: DIR/pol
 FLAGS = flags.FLAGS
 
 
+class BundleGone(Exception):
+  """The bundle was deleted (pruned by a running job) while being read."""
+
+
 def choose_bundles(store: BundleStore, step: int | None, every: bool) -> list[Bundle]:
-  bundles = store.committed()
+  bundles = [b for b in store.committed() if b.problem is None]
   if not bundles:
     raise errors.RunDirError(f"{FLAGS.root_dir} has no committed checkpoint bundle to export")
   if every:
@@ -93,11 +115,80 @@ class Run:
     return self.spec.agent_fn(self.env.time_step_spec(), self.env.action_spec(), step), step
 
 
-def export_bundles(run: Run, bundles: list[Bundle], policy_dir: str) -> list[str]:
-  """Writes one export per bundle into `policy_dir`; returns their paths."""
-  if not bundles:
+def snapshot(root_dir: str, bundle: Bundle, target_dir: str) -> tuple[str, dict]:
+  """Copies bundle's agent checkpoint and state.json into `target_dir`, each
+  copy checked against the manifest; returns (checkpoint prefix, state).
+
+  Raises:
+    BundleGone: the bundle was deleted while being copied.
+    errors.RunDirError: the bundle is damaged.
+  """
+  agent_rel = os.path.relpath(layout.agent_checkpoint_prefix(root_dir, bundle.step), root_dir)
+  state_rel = os.path.relpath(os.path.join(bundle.path, layout.STATE_JSON), root_dir)
+  needed = {rel: entry for rel, entry in bundle.manifest["files"].items()
+            if rel.startswith(agent_rel + ".") or rel == state_rel}
+  shutil.rmtree(target_dir, ignore_errors=True)
+  os.makedirs(target_dir)
+  for rel, entry in sorted(needed.items()):
+    copy = os.path.join(target_dir, os.path.basename(rel))
+    try:
+      shutil.copyfile(os.path.join(root_dir, rel), copy)
+    except FileNotFoundError as e:
+      raise BundleGone(bundle.step) from e
+    problem = file_problem(copy, entry)
+    if problem is not None:
+      if not os.path.isdir(bundle.path):
+        raise BundleGone(bundle.step)
+      raise errors.RunDirError(f"checkpoint bundle {bundle.step} is damaged ({rel} {problem}); "
+                               "export another one with --step=N (trainer.status lists them)")
+  if state_rel not in needed:
+    raise errors.RunDirError(f"checkpoint bundle {bundle.step} lists no {layout.STATE_JSON}; "
+                             "export another one with --step=N")
+  state = fileio.read_json(os.path.join(target_dir, layout.STATE_JSON))
+  return os.path.join(target_dir, os.path.basename(agent_rel)), state
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+  """What an export needs of a bundle, copied aside and verified."""
+
+  step: int
+  agent_prefix: str
+  state: dict
+
+
+def take_snapshots(store: BundleStore, bundles: list[Bundle], step: int | None, every: bool,
+                   workdir: str) -> list[Snapshot]:
+  """Snapshots of the chosen bundles, taken before anything slow (building the
+  agent) so that a running job's retention rarely wins the race; when it does,
+  the latest is chosen again, --all skips the pruned bundle, --step=N fails."""
+  for _ in range(10):
+    taken = []
+    try:
+      for bundle in bundles:
+        target = os.path.join(workdir, layout.step_name(bundle.step))
+        taken.append(Snapshot(bundle.step, *snapshot(store.root_dir, bundle, target)))
+      return taken
+    except BundleGone as gone:
+      (pruned,) = gone.args
+      if step is not None:
+        steps = [b.step for b in store.committed() if b.problem is None]
+        raise errors.RunDirError(
+            f"checkpoint bundle {pruned} was deleted by the running job's retention while "
+            f"being read; committed steps are now {steps}: pass one of them to --step") from gone
+      logging.warning("Checkpoint bundle %d was deleted while being read (the running job "
+                      "keeps its newest); trying again.", pruned)
+      bundles = ([b for b in bundles if b.step > pruned] if every
+                 else choose_bundles(store, None, False))
+  raise errors.RunDirError("the running job deleted every bundle chosen while they were being "
+                           "read; try again, or stop the job first")
+
+
+def export_bundles(run: Run, snapshots: list[Snapshot], policy_dir: str) -> list[str]:
+  """Writes one export per bundle snapshot into `policy_dir`; returns their paths."""
+  if not snapshots:
     return []
-  root_dir, run_config, spec = run.root_dir, run.run_config, run.spec
+  run_config, spec = run.run_config, run.spec
   agent, train_step = run.new_agent("export_train_step")
   shadow, shadow_step = run.new_agent("export_shadow_step")
   checkpoint = tf.train.Checkpoint(agent=agent, train_step=train_step)
@@ -105,14 +196,14 @@ def export_bundles(run: Run, bundles: list[Bundle], policy_dir: str) -> list[str
   exporter = None
   paths = []
   try:
-    for bundle in bundles:
+    for snap in snapshots:
       # Optimizer slots are not built here (no training): restore what exists.
-      checkpoint.read(layout.agent_checkpoint_prefix(root_dir, bundle.step)).expect_partial()
-      state = bundle.state()
+      checkpoint.read(snap.agent_prefix).expect_partial()
+      state = snap.state
       evals = dict((int(s), r) for s, r in state["evals"])
       current["metadata"] = exports.export_metadata(
           env_steps=state["summary"]["env_steps"], episodes=state["summary"]["episodes"],
-          eval_average_return=evals.get(bundle.step), config_text=run_config.text)
+          eval_average_return=evals.get(snap.step), config_text=run_config.text)
       if exporter is None:  # Built from a restored agent: its one-time models hold real weights.
         exporter = exports.PolicyExporter(
             policy_dir, live_agent=agent, shadow_agent=shadow, train_step=train_step,
@@ -122,7 +213,7 @@ def export_bundles(run: Run, bundles: list[Bundle], policy_dir: str) -> list[str
                                              spec.settings.exports_keep_every))
       exporter.export(state["summary"]["env_steps"])
       exporter.wait()
-      paths.append(os.path.join(policy_dir, layout.step_name(bundle.step)))
+      paths.append(os.path.join(policy_dir, layout.step_name(snap.step)))
   finally:
     if exporter is not None:
       exporter.close()
@@ -171,25 +262,70 @@ def add_onnx(run: Run, export_paths: list[str]) -> list[str]:
   return written
 
 
+def run_holding(path: str, root_dir: str) -> str | None:
+  """The run directory that `path` lies in (symlinks resolved), or None."""
+  real, run_root = os.path.realpath(path), os.path.realpath(root_dir)
+  probe = real
+  while True:
+    if probe == run_root or os.path.isfile(os.path.join(probe, layout.CONFIG_FILE)):
+      return probe
+    parent = os.path.dirname(probe)
+    if parent == probe:
+      return None
+    probe = parent
+
+
+@contextlib.contextmanager
+def writing_into(policy_dir: str, root_dir: str):
+  """Holds the lock of the run that `policy_dir` lies in; turns a failed write
+  into one line that names a way out."""
+  run_dir = run_holding(policy_dir, root_dir)
+  lock = RunLock(run_dir) if run_dir else contextlib.nullcontext()
+  try:
+    with lock:
+      yield
+  except OSError as e:
+    raise errors.RunDirError(
+        f"cannot write the exports into {policy_dir} ({fileio.write_error_reason(e)}); free "
+        "space or fix permissions, or pass --output=DIR to write them elsewhere") from e
+  except exports.ExportError as e:
+    raise errors.RunDirError(f"{e}; free space or fix permissions, or pass --output=DIR to "
+                             "write them elsewhere") from e
+  except errors.RunDirError as e:
+    cause = e.__cause__
+    if isinstance(cause, OSError) and cause.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+      raise errors.RunDirError(
+          f"cannot write into the run directory {run_dir} ({cause.strerror}); pass "
+          "--output=DIR to write the exports elsewhere") from e
+    raise
+
+
 def main(argv: list[str]) -> int:
   del argv
   if not FLAGS.root_dir:
     raise errors.ConfigError("--root_dir is required")
   if FLAGS.step is not None and FLAGS.all:
     raise errors.ConfigError("pass --step=N or --all, not both")
+  if not os.path.isfile(os.path.join(FLAGS.root_dir, layout.CONFIG_FILE)):
+    raise errors.ConfigError(f"no run at {FLAGS.root_dir} (no {layout.CONFIG_FILE}); pass the "
+                             "--root_dir of a training run")
   store = BundleStore(FLAGS.root_dir)
-  own_dir = os.path.join(FLAGS.root_dir, layout.POLICY_DIR)
-  policy_dir = FLAGS.output or own_dir
-  same = os.path.abspath(policy_dir) == os.path.abspath(own_dir)
-  with RunLock(FLAGS.root_dir) if same else contextlib.nullcontext():
-    if FLAGS.format == "onnx":
-      bundles, steps = onnx_targets(store, policy_dir, FLAGS.step, FLAGS.all)
-      run = Run.rebuild(FLAGS.root_dir)
-      export_bundles(run, bundles, policy_dir)
-      paths = add_onnx(run, [os.path.join(policy_dir, layout.step_name(s)) for s in steps])
-    else:
-      bundles = choose_bundles(store, FLAGS.step, FLAGS.all)
-      paths = export_bundles(Run.rebuild(FLAGS.root_dir), bundles, policy_dir)
+  policy_dir = FLAGS.output or os.path.join(FLAGS.root_dir, layout.POLICY_DIR)
+  workdir = tempfile.mkdtemp(prefix="trainer-export-")
+  try:
+    with writing_into(policy_dir, FLAGS.root_dir):
+      if FLAGS.format == "onnx":
+        bundles, steps = onnx_targets(store, policy_dir, FLAGS.step, FLAGS.all)
+        snapshots = take_snapshots(store, bundles, FLAGS.step, FLAGS.all, workdir)
+        run = Run.rebuild(FLAGS.root_dir)
+        export_bundles(run, snapshots, policy_dir)
+        paths = add_onnx(run, [os.path.join(policy_dir, layout.step_name(s)) for s in steps])
+      else:
+        bundles = choose_bundles(store, FLAGS.step, FLAGS.all)
+        snapshots = take_snapshots(store, bundles, FLAGS.step, FLAGS.all, workdir)
+        paths = export_bundles(Run.rebuild(FLAGS.root_dir), snapshots, policy_dir)
+  finally:
+    shutil.rmtree(workdir, ignore_errors=True)
   for path in paths:
     print(path)
   return 0

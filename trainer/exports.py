@@ -22,6 +22,9 @@ A SavedModel's graph is the same for every export, so each form's graph is
 written once per process and every export writes only its variables.
 An export is assembled in a hidden `.tmp-*` directory and renamed into place
 before the index names it, so a crash never leaves a partial export visible.
+A failed write is not skipped: `wait()` raises it, and the job waits for the
+exports before it commits a bundle, so every export step at or below the
+committed step has its export.
 """
 
 import collections
@@ -43,6 +46,7 @@ from tf_agents.policies import greedy_policy, policy_saver
 from tf_agents.trajectories import time_step as ts
 
 from trainer import fileio, layout, policy_index
+from trainer.errors import RunDirError
 
 ENV_STEP_METADATA_KEY = "env_step"
 _TMP_PREFIX = policy_index.HIDDEN_PREFIX
@@ -172,6 +176,15 @@ class _Template:
 _MAX_QUEUED = 3  # exports waiting for the writer before export() waits too
 
 
+class ExportError(RunDirError):
+  """A policy export could not be written."""
+
+  def __init__(self, step: int, policy_dir: str, reason: str):
+    super().__init__(f"cannot write the policy export of step {step} in {policy_dir} ({reason}); "
+                     "earlier exports are intact")
+    self.step, self.reason = step, reason
+
+
 class PolicyExporter:
   """Exports the agent's policies without stalling training.
 
@@ -209,6 +222,7 @@ class PolicyExporter:
     self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="export")
     self._pending: collections.deque[concurrent.futures.Future] = collections.deque()
     self._queued: set[int] = set()  # steps whose export is queued or written
+    self._failed: dict[int, str] = {}  # step -> reason, until wait() reports it
 
   def _clean_partial(self) -> None:
     """Removes hidden leftovers of interrupted exports; re-derives the index."""
@@ -216,7 +230,11 @@ class PolicyExporter:
       for path in glob.glob(os.path.join(self._policy_dir, pattern)):
         shutil.rmtree(path, ignore_errors=True)
     if os.path.isdir(self._policy_dir):
+      fileio.remove_stale_temporaries(self._policy_dir)
       policy_index.write_index(self._policy_dir)
+
+  def has_export(self, step: int) -> bool:
+    return os.path.isdir(os.path.join(self._policy_dir, layout.step_name(step)))
 
   def export(self, env_steps: int) -> float:
     """Snapshots the policy and queues its export; returns the stall in seconds.
@@ -228,8 +246,7 @@ class PolicyExporter:
     """
     start = time.monotonic()
     step = int(self._train_step.numpy())
-    if step in self._queued or os.path.isdir(
-        os.path.join(self._policy_dir, layout.step_name(step))):
+    if step in self._queued or self.has_export(step):
       return 0.0
     while len(self._pending) >= _MAX_QUEUED:  # writes that fall behind hold up training
       self._pending.popleft().result()
@@ -274,15 +291,30 @@ class PolicyExporter:
     return self._write_export(step, metadata)
 
   def wait(self) -> None:
-    """Blocks until queued exports are written (failures are logged, not raised)."""
+    """Blocks until queued exports are written.
+
+    Raises:
+      ExportError: an export could not be written (disk full, permissions).
+        A job must not commit a bundle past its step: the rerun then trains
+        through that step again and writes it.
+    """
     while self._pending:
       self._pending[0].result()
       self._pending.popleft()
+    if self._failed:
+      step, reason = min(self._failed.items())
+      self._failed.clear()
+      raise ExportError(step, self._policy_dir, reason)
 
   def close(self) -> None:
-    self.wait()
-    self._pool.shutdown()
-    shutil.rmtree(self._template_root, ignore_errors=True)
+    """Waits for queued exports (failures were reported by `wait`, or are logged)."""
+    try:
+      self.wait()
+    except ExportError:
+      pass  # already logged by the export thread
+    finally:
+      self._pool.shutdown()
+      shutil.rmtree(self._template_root, ignore_errors=True)
 
   def _write_export(self, step: int, metadata: dict[str, Any]) -> str | None:
     final = os.path.join(self._policy_dir, layout.step_name(step))
@@ -303,8 +335,9 @@ class PolicyExporter:
     except (OSError, tf.errors.OpError) as e:
       shutil.rmtree(tmp, ignore_errors=True)
       reason = fileio.write_error_reason(e)
-      logging.error("Policy export at step %d failed (%s); training continues and earlier "
-                    "exports are intact.", step, reason)
+      self._failed[step] = reason
+      logging.error("Policy export at step %d failed (%s); earlier exports are intact, and no "
+                    "checkpoint past it will be committed.", step, reason)
       return None
     logging.info("Exported policies at step %d to %s (%.2f s, in the background).", step, final,
                  time.monotonic() - start)

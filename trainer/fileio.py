@@ -1,17 +1,21 @@
 """Crash-safe file writes: a file is either absent, old, or completely new."""
 
+import glob
 import hashlib
 import json
 import os
+import re
 from typing import Any
 
 
-def write_error_reason(error: Exception) -> str | None:
+def write_error_reason(error: Exception) -> str:
   """The short reason of a failed write: an OSError's strerror ("No space left on
-  device"), or the message of a TensorFlow OpError (which has no strerror)."""
-  if isinstance(error, OSError):
+  device"), the message of a TensorFlow OpError (which has no strerror), or the
+  last clause of another error's message (Reverb's "...; File too large")."""
+  if isinstance(error, OSError) and error.strerror:
     return error.strerror
-  return error.message  # tf.errors.OpError
+  message = getattr(error, "message", None) or str(error)
+  return " ".join(message.split(";")[-1].split())[:200] or type(error).__name__
 
 
 def fsync(path: str) -> None:
@@ -23,8 +27,12 @@ def fsync(path: str) -> None:
     os.close(fd)
 
 
+_TEMPORARY = re.compile(r".+\.tmp-\d+")
+
+
 def atomic_write_text(path: str, text: str) -> None:
-  """Writes `text` to `path` via a temporary file and an atomic rename."""
+  """Writes `text` to `path` via a temporary file (`<path>.tmp-<pid>`) and an
+  atomic rename."""
   tmp = f"{path}.tmp-{os.getpid()}"
   with open(tmp, "w") as f:
     f.write(text)
@@ -50,3 +58,11 @@ def sha256_file(path: str, chunk_size: int = 1 << 20) -> str:
       digest.update(chunk)
   return digest.hexdigest()
 
+
+
+def remove_stale_temporaries(directory: str) -> None:
+  """Deletes the temporary files of atomic writes that a killed process left in
+  `directory` (the caller holds the run's lock: no live writer owns them)."""
+  for path in glob.glob(os.path.join(glob.escape(directory), "*.tmp-*")):
+    if _TEMPORARY.fullmatch(os.path.basename(path)) and os.path.isfile(path):
+      os.remove(path)

@@ -5,12 +5,14 @@ and users find files through these names, so they live in one place.
 
     DIR/
       config.gin                     the run's gin config; resume parses this
+      last_commit.json               the newest bundle step ever committed
       run.lock                       held by the live job (host, pid, since)
       train/                         Learner and collect summaries
         checkpoints/                 agent + train_step (TF-Agents layout)
           ckpt-<N>.index, ckpt-<N>.data-*, checkpoint
         bundles/<N>/                 everything else of checkpoint N
-          replay/  state/  state.json  operative_config.gin  COMMITTED
+          replay/  state.json  operative_config.gin  COMMITTED
+        bundles/<N>.damaged-<time>/  a damaged bundle set aside, every file kept
         reverb/                      Reverb server's scratch checkpoint root
       eval/                          eval summaries; returns.csv
       policies/                      exports (see trainer.exports)
@@ -19,6 +21,7 @@ and users find files through these names, so they live in one place.
 import os
 
 CONFIG_FILE = "config.gin"
+LAST_COMMIT_FILE = "last_commit.json"  # the newest step ever committed: never a new run again
 LOCK_FILE = "run.lock"
 TRAIN_DIR = "train"
 EVAL_DIR = "eval"

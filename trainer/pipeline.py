@@ -31,9 +31,9 @@ from trainer import bundle as bundle_lib
 from trainer import config, envs, exports, fileio, layout, learning, policy_index
 from trainer.bundle import Bundle, BundleStore
 from trainer.collection import Collector
-from trainer.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError, RunDirError
+from trainer.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError, RunDirError, TrainingError
 from trainer.evaluation import Evaluator
-from trainer.replay import Replay, create_uniform_replay
+from trainer.replay import Replay, ReplaySaveError, create_uniform_replay
 from trainer.run_lock import RunLock
 from trainer.run_state import RunState
 from trainer.signals import StopRequest
@@ -63,18 +63,19 @@ class Settings:
   exports_keep_every: int
 
   _MAY_BE_ZERO = ("eval_interval", "initial_collect_steps", "summary_interval",
-                  "exports_keep_best", "exports_keep_every")
+                  "exports_keep_best", "exports_keep_every", "seed")
+  _MAX_SEED = 2**32 - 1  # Gym and NumPy take 32-bit seeds
 
   def __post_init__(self):
     for field in dataclasses.fields(self):
       value = getattr(self, field.name)
       if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"train.{field.name} must be an int, got {value!r}")
-      if field.name == "seed":
-        continue
       if value < 0 or (value == 0 and field.name not in self._MAY_BE_ZERO):
         allowed = ">= 0" if field.name in self._MAY_BE_ZERO else "> 0"
         raise ConfigError(f"train.{field.name} must be {allowed}, got {value}")
+    if self.seed > self._MAX_SEED:
+      raise ConfigError(f"train.seed must be at most {self._MAX_SEED}, got {self.seed}")
     if self.collect_steps_per_iteration % self.collect_envs:
       raise ConfigError(
           f"train.collect_steps_per_iteration={self.collect_steps_per_iteration} must be a "
@@ -177,32 +178,65 @@ def configure_job(
                  environment_fn=environment_fn, agent_fn=agent_fn, replay_fn=replay_fn)
 
 
-def train(root_dir: str, run_config: config.RunConfig) -> int:
-  """Runs (or resumes) the job configured in gin; returns the exit code."""
+def train(root_dir: str, run_config: config.RunConfig, stop: StopRequest | None = None) -> int:
+  """Runs (or resumes) the job configured in gin; returns the exit code.
+
+  `stop` is the process's signal handler when the caller installed one
+  before the slow imports (as `trainer.train` does).
+  """
   spec = configure_job(root_dir, run_config)
-  latest = BundleStore(root_dir).latest()
-  if latest is not None and latest.step >= spec.settings.num_iterations:
-    logging.info("Already complete: the latest checkpoint is at step %d of %d.",
-                 latest.step, spec.settings.num_iterations)
+  if _already_complete(spec):
     return EXIT_OK
-  with open_job(spec) as job:
+  if stop is not None and stop.requested:
+    logging.warning("Stopped before the job started (nothing new to commit); exiting with "
+                    "code %d so the scheduler requeues the job.", EXIT_PREEMPTED)
+    return EXIT_PREEMPTED
+  with open_job(spec, stop) as job:
     return job.run()
 
 
+def _already_complete(spec: JobSpec) -> bool:
+  """True if the newest bundle reached the total, verifies, and its export exists.
+
+  Read only: anything less (a damaged bundle, a missing final export) goes
+  through the job, which takes the lock, falls back or writes the export.
+  """
+  store = BundleStore(spec.root_dir)
+  latest, total = store.latest(), spec.settings.num_iterations
+  if latest is None or latest.step < total:
+    return False
+  problem = store.verify(latest)
+  if problem is not None:
+    logging.error("The newest checkpoint bundle %d is damaged (%s): resuming from an older one "
+                  "to finish the run.", latest.step, problem)
+    return False
+  policy_dir = os.path.join(spec.root_dir, layout.POLICY_DIR)
+  if policy_index.missing_exports(policy_dir, [latest.step]):
+    logging.warning("The final export (step %d) is missing: writing it from checkpoint bundle "
+                    "%d.", latest.step, latest.step)
+    return False
+  logging.info("Already complete: the latest checkpoint is at step %d of %d.", latest.step, total)
+  return True
+
+
 @contextlib.contextmanager
-def open_job(spec: JobSpec) -> Iterator["Job"]:
+def open_job(spec: JobSpec, stop: StopRequest | None = None) -> Iterator["Job"]:
   """Builds the job and holds the run directory's lock while it is open.
 
   The environments and the agent are built (and validated) before anything in
-  the run directory is touched.
+  the run directory is touched. Without a `stop` from the caller, the job
+  installs its own signal handlers for its lifetime.
   """
-  stop = StopRequest()  # From the start: a SIGTERM while building still ends in a clean exit 75.
-  stop.install()
+  own = stop is None
+  if own:
+    stop = StopRequest()  # From the start: a SIGTERM while building still ends in a clean exit 75.
+    stop.install()
   try:
     with _build_job(spec, stop) as job:
       yield job
   finally:
-    stop.uninstall()
+    if own:
+      stop.uninstall()
 
 
 @contextlib.contextmanager
@@ -275,8 +309,9 @@ class Job:
     self._export_agent = export_agent
     self._exporter: exports.PolicyExporter | None = None
     self._store = BundleStore(root_dir, keep=settings.keep_checkpoints)
+    bundle = self._store.latest_valid()  # first: refuses a lost run before anything is cleaned
     self._store.clean_partial()
-    bundle = self._store.latest_valid()
+    self._restored_step = bundle.step if bundle else None
     self._prepare_tf_state(bundle)
     # Eval environments are seeded afresh at each eval; only the collect ones carry state.
     self._run_state = RunState(collect_envs)
@@ -302,6 +337,8 @@ class Job:
                         f"{self._replay.capacity}; raise the capacity or lower the batch size")
     if bundle:
       self._run_state.restore(bundle)
+    self._run_state.follow_export_interval(int(train_step.numpy()) if bundle is None else bundle.step,
+                                           settings.policy_export_interval)
     self._agent_checkpoint = tf.train.Checkpoint(agent=agent, train_step=train_step)
     self._evaluator = Evaluator(root_dir, eval_envs, agent, train_step, self._run_state,
                                 seed=settings.seed + 1)
@@ -385,6 +422,20 @@ class Job:
     stall = self._exporter.export(self._run_state.env_steps)
     self.export_stalls.append(stall)
 
+  def _export_missing_at_resume(self) -> None:
+    """Writes the export of the restored step if it is due and missing: an
+    export lost after its bundle committed (deleted by hand, say) is remade
+    from the bundle that holds exactly that policy."""
+    step = self._restored_step
+    if step is None or step != self.train_step:
+      return
+    grid = policy_index.export_grid(self._run_state.export_schedule, step)
+    policy_dir = os.path.join(self._root, layout.POLICY_DIR)
+    if step in grid and policy_index.missing_exports(policy_dir, [step]):
+      logging.warning("The export of step %d is missing: writing it from checkpoint bundle %d.",
+                      step, step)
+      self._export()
+
   def _export_metadata(self, step: int) -> dict[str, Any]:
     return exports.export_metadata(
         env_steps=self._run_state.env_steps, episodes=self._run_state.episodes,
@@ -401,10 +452,20 @@ class Job:
     latest = self._store.latest()
     if latest is not None and latest.step == step:
       return
+    # The export invariant: every export at or below a committed step is on disk
+    # (an export that failed raises here, and nothing past it commits).
+    try:
+      self._exporter.wait()
+    except exports.ExportError as e:
+      raise RunDirError(
+          f"cannot write the policy export of step {e.step} in {self._root} ({e.reason}); no "
+          f"checkpoint past it was committed (the last is {latest.step if latest else 'none'}) "
+          "and earlier exports are intact. Free space or fix permissions, then run the same "
+          "command: it resumes and writes it") from e
     start = time.monotonic()
     try:
       summary = self._write_bundle(step)
-    except (OSError, tf.errors.OpError) as e:
+    except (OSError, tf.errors.OpError, ReplaySaveError) as e:
       self._store.abandon(step)
       reason = fileio.write_error_reason(e)
       raise RunDirError(
@@ -428,6 +489,7 @@ class Job:
   # --- the loop --------------------------------------------------------------
 
   def run(self) -> int:
+    self._export_missing_at_resume()
     self.initial_collect()
     if not self._stop.requested:
       self._train_loop()
@@ -468,8 +530,23 @@ class Job:
       self._collector.run(s.collect_steps_per_iteration)
       iterations = s.steps_until_next_event(step, until_step)
       self._replay.prepare(iterations)
-      self._learner.run(iterations=iterations, iterator=self._iterator)
+      self._learn(step, iterations)
       step = int(self._train_step.numpy())
+
+  def _learn(self, step: int, iterations: int) -> None:
+    try:
+      self._learner.run(iterations=iterations, iterator=self._iterator)
+    except tf.errors.InvalidArgumentError as e:
+      if "Loss is inf or nan" not in e.message:
+        raise
+      latest = self._store.latest()
+      raise TrainingError(
+          f"training diverged between train steps {step} and {step + iterations}: the loss "
+          f"became inf or nan. Nothing was committed after bundle "
+          f"{latest.step if latest else '(none)'}, which is intact. Lower the agent's learning "
+          "rate or reward scale (e.g. create_dqn_agent.learning_rate, "
+          "create_dqn_agent.reward_scale_factor) and resume with --allow_config_change, or "
+          "start a new --root_dir") from e
 
   def _finish(self) -> None:
     step = int(self._train_step.numpy())
@@ -498,6 +575,8 @@ class Job:
       self._collector.summary_writer.flush()
 
   def close(self) -> None:
-    if self._exporter is not None:
-      self._exporter.close()
-    self._replay.close()
+    try:
+      if self._exporter is not None:
+        self._exporter.close()
+    finally:
+      self._replay.close()

@@ -51,25 +51,72 @@ def list_exports(policy_dir: str) -> list[dict[str, Any]]:
   return exports
 
 
+def read_index(policy_dir: str) -> dict[str, Any]:
+  """index.json as written, or {} if it is absent or unreadable."""
+  try:
+    index = fileio.read_json(os.path.join(policy_dir, layout.EXPORT_INDEX))
+  except (OSError, ValueError):
+    return {}
+  return index if isinstance(index, dict) else {}
+
+
 def write_index(policy_dir: str, retention: Retention | None = None) -> dict[str, Any]:
-  """Applies `retention`, then rewrites index.json and the LATEST/BEST pointers."""
+  """Applies `retention`, rewriting index.json and the LATEST/BEST pointers first.
+
+  The index never names an export that is gone: it is written before the
+  exports that retention drops are deleted (a crash between the two leaves
+  unlisted exports, which the next call drops again). The steps retention
+  dropped are kept in `pruned`, so a missing export can be told from one that
+  was deleted on purpose.
+  """
   exports = list_exports(policy_dir)
+  pruned = {s for s in read_index(policy_dir).get("pruned", []) if isinstance(s, int)}
+  dropped = []
   if retention is not None and exports:
     kept = retention.keep(exports)
-    for export in exports:
-      if export["train_step"] not in kept:
-        _delete(policy_dir, export)
+    dropped = [e for e in exports if e["train_step"] not in kept]
     exports = [e for e in exports if e["train_step"] in kept]
+  pruned = (pruned | {e["train_step"] for e in dropped}) - {e["train_step"] for e in exports}
   scored = [e for e in exports if e.get("eval_average_return") is not None]
   latest = os.path.basename(exports[-1]["path"]) if exports else None
   best = (os.path.basename(max(scored, key=lambda e: e["eval_average_return"])["path"])
           if scored else None)
   index = {"latest": latest, "best": best,
-           "exports": [{**e, "path": os.path.basename(e["path"])} for e in exports]}
+           "exports": [{**e, "path": os.path.basename(e["path"])} for e in exports],
+           "pruned": sorted(pruned)}
   fileio.atomic_write_json(os.path.join(policy_dir, layout.EXPORT_INDEX), index)
   for name, value in ((layout.LATEST_POINTER, latest), (layout.BEST_POINTER, best)):
     fileio.atomic_write_text(os.path.join(policy_dir, name), (value or "") + "\n")
+  for export in dropped:
+    _delete(policy_dir, export)
   return index
+
+
+def export_grid(schedule: list[list[int]], committed_step: int,
+                final_step: int | None = None) -> list[int]:
+  """The export steps at or below `committed_step`.
+
+  `schedule` holds `[start, interval]` segments, oldest first: from `start`
+  on, exports fire at the multiples of `interval` above `start` (a resumed run
+  whose `train.policy_export_interval` changed starts a segment). A complete
+  run also exports its last step, `final_step`.
+  """
+  steps = set()
+  for i, (start, interval) in enumerate(schedule):
+    end = schedule[i + 1][0] if i + 1 < len(schedule) else committed_step
+    end = min(end, committed_step)
+    if interval > 0:
+      steps.update(range((start // interval + 1) * interval, end + 1, interval))
+  if final_step is not None and final_step <= committed_step:
+    steps.add(final_step)
+  return sorted(steps)
+
+
+def missing_exports(policy_dir: str, grid: list[int]) -> list[int]:
+  """The steps of `grid` with neither an export nor a record of its pruning."""
+  present = {e["train_step"] for e in list_exports(policy_dir)}
+  pruned = set(read_index(policy_dir).get("pruned", []))
+  return [s for s in grid if s not in present and s not in pruned]
 
 
 def read_pointer(policy_dir: str, name: str) -> str | None:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gin
+import numpy as np
 import reverb
 import tensorflow as tf
 from absl import logging
@@ -35,6 +36,11 @@ from trainer.errors import ConfigError, RunDirError
 
 _DATASET_PARALLEL_CALLS = 3
 _DATASET_PREFETCH = 3
+_REVERB_MAX_SIZE = 2**31 - 1  # a Reverb table's max_size is a C int
+
+
+class ReplaySaveError(RuntimeError):
+  """The replay could not be written into a bundle (its partial files are gone)."""
 
 
 class Replay(abc.ABC):
@@ -96,10 +102,16 @@ class UniformReplay(Replay):
     self.capacity = capacity
     self.num_envs = num_envs
     self._sequence_length = sequence_length
+    rows = -(-capacity // num_envs)
+    _check_fits_in_memory(data_spec, rows * num_envs)
     # Each environment's steps go to its own row, so sampled sequences never mix
     # environments; the rows share the capacity.
-    self._buffer = tf_uniform_replay_buffer.TFUniformReplayBuffer(
-        data_spec, batch_size=num_envs, max_length=-(-capacity // num_envs))
+    try:
+      self._buffer = tf_uniform_replay_buffer.TFUniformReplayBuffer(
+          data_spec, batch_size=num_envs, max_length=rows)
+    except tf.errors.ResourceExhaustedError as e:
+      raise ConfigError(f"create_uniform_replay.capacity={capacity} does not fit in memory "
+                        f"({' '.join(e.message.split())[:120]}); lower the capacity") from e
     self._pending: list[Any] = []
     self._chunk_spec = tensor_spec.add_outer_dim(tensor_spec.add_outer_dim(data_spec, num_envs),
                                                  None)
@@ -283,6 +295,9 @@ class ReverbReplay(Replay):
     try:
       return reverb.Server([self._table()], port=None, checkpointer=checkpointer)
     except Exception as e:
+      if restore_dir is None:
+        raise ConfigError(f"Reverb cannot start the replay table (capacity {self.capacity}): "
+                          f"{' '.join(str(e).split())[:200]}; check create_reverb_replay") from e
       raise RunDirError(f"Reverb cannot load the saved replay in {restore_dir}: {e}") from e
 
   def _check_table(self, restore_dir: str | None) -> None:
@@ -315,7 +330,14 @@ class ReverbReplay(Replay):
 
   def save(self, target_dir: str) -> None:
     self._observer.flush()
-    path = self._client.checkpoint()
+    try:
+      path = self._client.checkpoint()
+    except RuntimeError as e:  # Reverb reports a failed write (no space, ...) so
+      if self._server is not None:
+        # What the server wrote of it; its earlier checkpoints were moved into bundles.
+        for name in os.listdir(self._scratch_dir):
+          shutil.rmtree(os.path.join(self._scratch_dir, name), ignore_errors=True)
+      raise ReplaySaveError(f"the Reverb checkpoint failed: {' '.join(str(e).split())}") from e
     if self._server is None:
       # A remote server owns its checkpoints (and keeps only the latest).
       os.makedirs(target_dir)
@@ -359,10 +381,25 @@ def _same_specs(a, b) -> bool:
       x.shape == y.shape and x.dtype == y.dtype for x, y in zip(flat_a, flat_b, strict=True))
 
 
-def _check_capacity(name: str, capacity: Any) -> int:
+def _check_capacity(name: str, capacity: Any, maximum: int | None = None) -> int:
   if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0:
     raise ConfigError(f"{name}.capacity must be a positive int (transitions), got {capacity!r}")
+  if maximum is not None and capacity > maximum:
+    raise ConfigError(f"{name}.capacity must be at most {maximum}, got {capacity}")
   return capacity
+
+
+def _check_fits_in_memory(data_spec, items: int) -> None:
+  """Refuses a buffer whose items alone exceed the machine's memory: TF would
+  fail to allocate it with a long traceback."""
+  item_bytes = sum(int(np.prod(spec.shape)) * spec.dtype.size
+                   for spec in tf.nest.flatten(data_spec))
+  memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  if items * item_bytes > memory:
+    raise ConfigError(
+        f"create_uniform_replay.capacity={items} needs {items * item_bytes / 2**30:.1f} GiB "
+        f"({item_bytes} bytes an item) but this machine has {memory / 2**30:.1f} GiB of "
+        "memory; lower the capacity")
 
 
 @gin.configurable
@@ -404,7 +441,7 @@ def create_reverb_replay(
     logging.info("Replay lives on the Reverb server at %s; it restores its own checkpoint.", address)
     restore_dir = None
   return ReverbReplay(
-      data_spec, capacity=_check_capacity("create_reverb_replay", capacity),
+      data_spec, capacity=_check_capacity("create_reverb_replay", capacity, _REVERB_MAX_SIZE),
       sequence_length=sequence_length, table_name=table_name,
       scratch_dir=os.path.join(root_dir, layout.REVERB_SCRATCH_DIR), address=address,
       restore_dir=restore_dir, num_envs=num_envs)

@@ -31,17 +31,22 @@ class RunLock:
     self._fd = None
 
   def acquire(self) -> None:
-    fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+    root = os.path.dirname(self._path)
+    try:
+      # O_NOFOLLOW: a lock file that is a symlink would have its target overwritten.
+      fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as e:
+      raise RunDirError(self._open_problem(e)) from e
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
       os.close(fd)
       if e.errno in (errno.EAGAIN, errno.EACCES):
         raise RunDirError(
-            f"run directory {os.path.dirname(self._path)} is in use by "
+            f"run directory {root} is in use by "
             f"{describe_holder(self._path)}; stop that job first, or use "
             "another --root_dir") from e
-      raise
+      raise RunDirError(f"cannot lock {self._path} ({e.strerror})") from e
     holder = {
         "host": socket.gethostname(),
         "pid": os.getpid(),
@@ -50,6 +55,16 @@ class RunLock:
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(holder).encode(), 0)
     self._fd = fd
+
+  def _open_problem(self, error: OSError) -> str:
+    if error.errno == errno.ELOOP or os.path.islink(self._path):
+      return (f"{self._path} is a symbolic link; the lock must be a plain file: remove the "
+              "link and run the same command again")
+    if error.errno == errno.EISDIR or os.path.isdir(self._path):
+      return (f"{self._path} is a directory; the lock must be a plain file: remove it and run "
+              "the same command again")
+    return (f"cannot open the lock file {self._path} ({error.strerror}); fix its permissions, "
+            "or use another --root_dir")
 
   def release(self) -> None:
     if self._fd is not None:

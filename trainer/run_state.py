@@ -98,6 +98,9 @@ class RunState:
     self._environments = list(environments)
     self.collect_stats = CollectStats(len(self._environments))
     self.evals: list[tuple[int, float]] = []
+    # [start, interval] segments of train.policy_export_interval over the run:
+    # which steps must have an export (see policy_index.export_grid).
+    self.export_schedule: list[list[int]] = []
 
   @property
   def env_steps(self) -> int:
@@ -111,6 +114,11 @@ class RunState:
   def last_eval_return(self) -> float | None:
     return self.evals[-1][1] if self.evals else None
 
+  def follow_export_interval(self, step: int, interval: int) -> None:
+    """Starts a schedule segment at `step` if the export interval changed."""
+    if not self.export_schedule or self.export_schedule[-1][1] != interval:
+      self.export_schedule.append([step, interval])
+
   def eval_return_at(self, step: int) -> float | None:
     return next((r for s, r in reversed(self.evals) if s == step), None)
 
@@ -122,6 +130,7 @@ class RunState:
         "replay_size": replay_size,
         "num_iterations": num_iterations,
         "last_eval_return": self.last_eval_return,
+        "export_schedule": [list(segment) for segment in self.export_schedule],
     }
 
   def save(self, bundle_dir: str, summary: dict[str, Any]) -> None:
@@ -139,6 +148,10 @@ class RunState:
     else:
       self.collect_stats.restore_legacy(bundle.state_ckpt_prefix)
     self.evals = [(int(s), float(r)) for s, r in state["evals"]]
+    # Bundles from before the schedule was recorded: their interval is unknown
+    # and the job's current one starts from the restored step.
+    self.export_schedule = [list(map(int, seg)) for seg in
+                            state["summary"].get("export_schedule", [])]
     self._set_rng_state(state["rng"])
 
   def _rng_state(self) -> dict[str, Any]:

@@ -1,6 +1,13 @@
-r"""Summarises a run directory without touching it (and without loading TensorFlow).
+r"""Summarises a run directory without changing it (and without loading TensorFlow).
 
   python -m trainer.status --root_dir=DIR [--json]
+
+The figures are those of the newest checkpoint bundle that verifies (every
+file's checksum checked); newer damaged bundles are listed as such. Exports
+missing are export steps at or below that bundle with no export in
+`policies/` and no record of retention deleting it.
+
+Exit codes: 0, or 2 when DIR holds no run.
 """
 
 import json
@@ -12,18 +19,35 @@ from absl import app, flags
 
 from trainer import layout, policy_index
 from trainer.bundle import BundleStore
+from trainer.errors import EXIT_USAGE
 
 flags.DEFINE_string("root_dir", None, "Run directory to summarise.")
 flags.DEFINE_bool("json", False, "Print JSON instead of text.")
 FLAGS = flags.FLAGS
 
 
+def no_run_reason(root_dir: str) -> str | None:
+  """Why `root_dir` is not a run directory, or None if it is one."""
+  if not os.path.isdir(root_dir):
+    return "no such directory"
+  if not (os.path.isfile(os.path.join(root_dir, layout.CONFIG_FILE))
+          or os.path.isdir(os.path.join(root_dir, layout.BUNDLE_DIR))):
+    return f"it holds no {layout.CONFIG_FILE} and no checkpoint bundles"
+  return None
+
+
 def run_status(root_dir: str) -> dict[str, Any]:
-  """The run's state as of its latest committed bundle."""
-  bundles = BundleStore(root_dir).committed()
-  summary = bundles[-1].manifest.get("summary", {}) if bundles else {}
+  """The run's state as of its newest checkpoint bundle that verifies."""
+  store = BundleStore(root_dir)
+  bundles = store.committed()
+  bundle, damaged = store.newest_verified()
+  summary = bundle.summary if bundle else {}
   train_step = summary.get("train_step", 0)
   num_iterations = summary.get("num_iterations")
+  complete = bool(num_iterations) and train_step >= num_iterations
+  policy_dir = os.path.join(root_dir, layout.POLICY_DIR)
+  grid = policy_index.export_grid(summary.get("export_schedule", []), train_step,
+                                  train_step if complete else None) if bundle else []
   return {
       "root_dir": root_dir,
       "train_step": train_step,
@@ -31,11 +55,13 @@ def run_status(root_dir: str) -> dict[str, Any]:
       "env_steps": summary.get("env_steps", 0),
       "episodes": summary.get("episodes", 0),
       "replay_size": summary.get("replay_size", 0),
-      "checkpoints": [b.step for b in bundles],
+      "checkpoints": [b.step for b in bundles if b.problem is None],
+      "damaged_checkpoints": [{"step": b.step, "problem": problem} for b, problem in damaged],
       "exports": [{"train_step": e["train_step"], "path": e["path"]}
-                  for e in policy_index.list_exports(os.path.join(root_dir, layout.POLICY_DIR))],
+                  for e in policy_index.list_exports(policy_dir)],
+      "exports_missing": policy_index.missing_exports(policy_dir, grid),
       "last_eval_return": summary.get("last_eval_return"),
-      "complete": bool(num_iterations) and train_step >= num_iterations,
+      "complete": complete,
   }
 
 
@@ -43,7 +69,12 @@ def main(argv: list[str]) -> int:
   del argv
   if not FLAGS.root_dir:
     sys.stderr.write("trainer.status: error: --root_dir is required\n")
-    return 2
+    return EXIT_USAGE
+  reason = no_run_reason(FLAGS.root_dir)
+  if reason is not None:
+    sys.stderr.write(f"trainer.status: error: no run at {FLAGS.root_dir} ({reason}); pass the "
+                     "--root_dir of a training run\n")
+    return EXIT_USAGE
   status = run_status(FLAGS.root_dir)
   if FLAGS.json:
     print(json.dumps(status, indent=2))
@@ -57,7 +88,12 @@ def main(argv: list[str]) -> int:
   print(f"replay size     {status['replay_size']}")
   print(f"last eval       {'n/a' if last_eval is None else f'{last_eval:.2f}'}")
   print(f"checkpoints     {status['checkpoints']}")
+  for damaged in status["damaged_checkpoints"]:
+    print(f"damaged         bundle {damaged['step']}: {damaged['problem']}")
   print(f"exports         {[e['train_step'] for e in status['exports']]}")
+  if status["exports_missing"]:
+    print(f"exports missing {status['exports_missing']} (trainer.export --step=N remakes one "
+          "whose checkpoint bundle is still kept)")
   return 0
 
 

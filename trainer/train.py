@@ -9,6 +9,14 @@ with the run's saved config. Exit codes are listed in `trainer.errors`.
 
 import os
 
+from trainer.signals import StopRequest
+
+# First of all, before the imports that take seconds (TensorFlow): a SIGTERM at
+# any moment of start-up is a stop request, and the job exits 75, not 143.
+STOP = StopRequest()
+if __name__ == "__main__":
+  STOP.install()
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Before TensorFlow loads: quiet C++ start-up noise.
 
 from absl import flags, logging  # noqa: E402
@@ -30,7 +38,7 @@ def main(argv: list[str]) -> int:
                            allow_config_change=FLAGS.allow_config_change)
   for change in run_config.changes:
     logging.info("Config change accepted: %s", change)
-  return configurables.pipeline.train(FLAGS.root_dir, run_config)
+  return configurables.pipeline.train(FLAGS.root_dir, run_config, stop=STOP)
 
 
 if __name__ == "__main__":
