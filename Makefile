@@ -19,7 +19,7 @@ train: $(STAMP)
 	$(BIN)/python -m trainer.train --root_dir=runs/dqn_cartpole --gin_file=configs/dqn_cartpole.gin
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 tests
 
 # Kill-and-resume chaos suite: >= 30 SIGKILLs per replay backend (about 15 minutes).
 chaos: $(STAMP)
