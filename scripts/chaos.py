@@ -214,8 +214,8 @@ class Chaos:
 
   def count_partial_writes(self) -> None:
     bundles = self.root / "train" / "bundles"
-    if bundles.exists() and any(p.name.isdigit() and not (p / "COMMITTED").exists()
-                                for p in bundles.iterdir()):
+    # A bundle being written is `.tmp-<step>` until its commit renames it.
+    if bundles.exists() and any(re.fullmatch(r"\.tmp-\d{10}", p.name) for p in bundles.iterdir()):
       self.mid_bundle += 1
     policies = self.root / "policies"
     # An export being assembled is `.tmp-<step>`; `.tmp-templates-<pid>` lives as long as a job.

@@ -193,3 +193,9 @@ def test_diverging_training_names_the_setting_and_keeps_the_bundle(existing_run,
   assert "Traceback" not in result.stderr
   assert sorted(p.name for p in (root / "train/bundles").iterdir()) == ["0000000020"]
   assert marker.read_text() == manifest
+  # The way out the line names works: a sane setting, resumed with --allow_config_change.
+  fixed = run_train(root, gin_bindings=bindings(
+      TINY_DQN, train__num_iterations=60, create_dqn_agent__reward_scale_factor=1.0),
+      extra=["--allow_config_change"])
+  assert fixed.returncode == 0, fixed.stderr[-3000:]
+  assert "Resumed from step 20" in fixed.stderr

@@ -88,12 +88,21 @@ class Settings:
                         self.eval_interval, self.log_interval) if i > 0]
 
   def steps_until_next_event(self, step: int, end: int) -> int:
-    """Train steps for the next Learner.run call: the configured chunk, cut
-    short so that the call ends exactly on the next interval or on `end`."""
-    steps = min(self.train_steps_per_iteration, end - step)
+    """Train steps for the next Learner.run call: to the end of the current
+    chunk (chunks are the multiples of `train_steps_per_iteration`), cut short
+    so that the call ends exactly on the next interval or on `end`."""
+    chunk = self.train_steps_per_iteration
+    steps = min(chunk - step % chunk, end - step)
     for interval in self.intervals:
       steps = min(steps, interval - step % interval)
     return steps
+
+  def collects_before(self, step: int) -> bool:
+    """Whether `collect_steps_per_iteration` env steps are collected before
+    training from `step`: once per chunk, at its start, so the collect:train
+    ratio is exact whatever the intervals that cut a chunk into calls (and
+    after a resume mid-chunk, that chunk's collect is already in the replay)."""
+    return step % self.train_steps_per_iteration == 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -527,7 +536,8 @@ class Job:
       self._iterator = self._replay.iterator(s.batch_size)
     step = int(self._train_step.numpy())
     while step < until_step and not self._stop.requested:
-      self._collector.run(s.collect_steps_per_iteration)
+      if s.collects_before(step):
+        self._collector.run(s.collect_steps_per_iteration)
       iterations = s.steps_until_next_event(step, until_step)
       self._replay.prepare(iterations)
       self._learn(step, iterations)
