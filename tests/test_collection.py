@@ -51,21 +51,6 @@ def test_collect_stats_agree_with_tf_agents_py_metrics(tmp_path):
   assert restored.results() == results
 
 
-def test_collect_stats_read_a_bundle_written_with_py_metrics(tmp_path):
-  """Bundles from before CollectStats hold TF-Agents py metrics in a TF checkpoint."""
-  reference = _tf_agents_metrics()
-  _collector(CollectStats(NUM_ENVS), reference, str(tmp_path)).run(steps=400)
-  prefix = str(tmp_path / "state" / "state")
-  tf.train.Checkpoint(metrics=reference).write(prefix)
-  stats = CollectStats(NUM_ENVS)
-  stats.restore_legacy(prefix)
-  results = stats.results()
-  assert results["NumberOfEpisodes"] == int(reference[0].result())
-  assert results["EnvironmentSteps"] == int(reference[1].result())
-  np.testing.assert_allclose(results["AverageReturn"], reference[2].result(), rtol=1e-6)
-  np.testing.assert_allclose(results["AverageEpisodeLength"], reference[3].result(), rtol=1e-6)
-
-
 def test_each_environment_fills_its_own_replay_row(tmp_path):
   """Sequences sampled for training never join steps of two environments."""
   env = envs.create_gym_environment("CartPole-v0", max_episode_steps=30)

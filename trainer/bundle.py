@@ -55,10 +55,6 @@ class Bundle:
     return os.path.join(self.path, layout.REPLAY_SUBDIR)
 
   @property
-  def state_ckpt_prefix(self) -> str:
-    return os.path.join(self.path, layout.STATE_CKPT_DIR, "state")
-
-  @property
   def summary(self) -> dict[str, Any]:
     return self.manifest.get("summary", {}) if self.problem is None else {}
 

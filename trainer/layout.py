@@ -34,7 +34,6 @@ EVAL_RETURNS_FILE = os.path.join(EVAL_DIR, "returns.csv")
 # Inside a bundle.
 COMMIT_MARKER = "COMMITTED"
 STATE_JSON = "state.json"
-STATE_CKPT_DIR = "state"
 REPLAY_SUBDIR = "replay"
 OPERATIVE_CONFIG = "operative_config.gin"
 

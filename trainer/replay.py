@@ -324,6 +324,10 @@ class ReverbReplay(Replay):
   def observer(self) -> Callable[[Any], None]:
     return self._observer
 
+  def flush(self) -> None:
+    """Sends what the writers hold to the table."""
+    self._observer.flush()
+
   def size(self) -> int:
     self._observer.flush()  # Items still in the writer are not in the table yet.
     return int(self._client.server_info()[self._table_name].current_size)

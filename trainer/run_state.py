@@ -17,9 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 from tf_agents.environments import py_environment
-from tf_agents.metrics import py_metrics
 from tf_agents.trajectories import time_step as ts
 
 from trainer import envs, fileio, layout
@@ -77,19 +75,6 @@ class CollectStats:
     self._lengths.clear()
     self._lengths.extend(state["lengths"])
 
-  def restore_legacy(self, checkpoint_prefix: str) -> None:
-    """Reads a bundle written when these were TF-Agents py metrics (a TF checkpoint)."""
-    metrics = [py_metrics.NumberOfEpisodes(), py_metrics.EnvironmentSteps(),
-               py_metrics.AverageReturnMetric(buffer_size=_RETURN_WINDOW),
-               py_metrics.AverageEpisodeLengthMetric(buffer_size=_RETURN_WINDOW)]
-    tf.train.Checkpoint(metrics=metrics).read(checkpoint_prefix).assert_existing_objects_matched()
-    self.episodes, self.env_steps = int(metrics[0].result()), int(metrics[1].result())
-    for window, metric in ((self._returns, metrics[2]), (self._lengths, metrics[3])):
-      saved = metric._buffer  # noqa: SLF001  (a NumpyDeque: a ring from _start_index)
-      order = (saved._start_index + np.arange(int(saved._len))) % saved._buffer.shape[0]  # noqa: SLF001
-      window.clear()
-      window.extend(saved._buffer[order].tolist())  # noqa: SLF001
-
 
 class RunState:
   """Counters, metrics, eval history and RNG of one job."""
@@ -143,10 +128,7 @@ class RunState:
 
   def restore(self, bundle: Bundle) -> None:
     state = bundle.state()
-    if "collect" in state:
-      self.collect_stats.set_state(state["collect"])
-    else:
-      self.collect_stats.restore_legacy(bundle.state_ckpt_prefix)
+    self.collect_stats.set_state(state["collect"])
     self.evals = [(int(s), float(r)) for s, r in state["evals"]]
     # Bundles from before the schedule was recorded: their interval is unknown
     # and the job's current one starts from the restored step.
