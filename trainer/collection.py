@@ -4,10 +4,11 @@ What TF-Agents' `Actor` with a `PyTFEagerPolicy` over a `BatchedPyEnvironment`
 does (the same batched transitions to the same observers, metrics summarized
 against the train step), in a lean loop. A step costs one policy call for all
 environments: a TF policy is one concrete `tf.function` with a fixed input
-signature called with flat tensors, about 0.45 ms a call where
-`PyTFEagerPolicy` spends 1.3-1.7 ms matching arguments and converting nests
-(measured on a 2-core machine), so with several environments the call is
-shared. A Python policy (the initial collect's random one) is called directly.
+signature called with flat tensors, which skips the argument matching and
+nest conversion that dominate a `PyTFEagerPolicy` call on a small network
+(figures in docs/benchmarks_notes.md), and with several environments the call
+is shared. A Python policy (the initial collect's random one) is called
+directly.
 
 Each environment resets itself after its last step (TF-Agents' auto-reset), so
 the environments' episodes end and begin independently.
@@ -32,7 +33,7 @@ def batched_action_function(policy: tf_policy.TFPolicy, batch_size: int):
   """`(time_step, state) -> (action, state, info)` of `policy` for `batch_size`
   environments: a concrete function called with flat tensors
   (`graphs.flat_call`), so a call skips `tf.function`'s argument matching
-  (~0.5 ms) and the signature binding (~0.35 ms). Traced without autograph:
+  and the signature binding. Traced without autograph:
   TF-Agents policies are graph code already, and converting them (as
   TF-Agents' own `common.function` also declines to) costs seconds."""
 

@@ -29,8 +29,8 @@ class Evaluator:
   The episodes run side by side, one environment each, around one
   `tf.function` with a fixed input signature: one policy call per step for
   all episodes, where TF-Agents' Actor with a `PyTFEagerPolicy` makes one per
-  episode step at about 2 ms each (an eval of 10 CartPole episodes took 4-5 s
-  of training time; now under half a second).
+  episode step, each paying the eager call's overhead: an evaluation holds
+  up training, so its cost is kept to the episodes' steps.
   """
 
   def __init__(self, root_dir: str, envs: Sequence[py_environment.PyEnvironment],

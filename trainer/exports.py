@@ -103,7 +103,7 @@ def on_observations(time_step_spec, act: Callable[[ts.TimeStep], dict[str, tf.Te
   observation_spec = time_step_spec.observation
 
   # autograph=False: policies are graph code already, and converting TF-Agents'
-  # policy code cost ~4 s of CPU (most of an export's one-time cost).
+  # policy code was most of an export's one-time cost.
   @tf.function(input_signature=[tf.TensorSpec([None, *observation_spec.shape],
                                               observation_spec.dtype, name="observation")],
                autograph=False)

@@ -2,8 +2,8 @@
 
 A `ConcreteFunction` called with structured arguments binds them to its
 signature on every call, checking each one against its spec (runtime
-`Protocol` checks among them): ~0.35 ms a call on a 2-core machine, about as
-much as running a small policy's graph. The training loop calls its graphs
+`Protocol` checks among them), about as much as running a small policy's
+graph (docs/benchmarks_notes.md). The training loop calls its graphs
 (the collect and eval policies, the replay's prepare, the Learner's loop)
 thousands of times with the structure they were traced with, so `flat_call`
 converts the arguments to tensors of the traced dtypes and runs the graph

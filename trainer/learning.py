@@ -11,11 +11,11 @@ on the default DQN job (`docs/benchmarks.md`):
   steps where a summary is due (those that begin at a multiple of the
   interval, as in the base class) run in a graph traced with summaries
   recorded, and all the others in a graph traced without summary ops: a
-  call that reaches such a step is split around it. That was 13-19 % of the
-  step rate at 100 steps per call.
+  call that reaches such a step is split around it (the cost it removes is
+  in docs/benchmarks_notes.md).
 - Dispatch. Each (iterator, summaries) pair gets one concrete function, called
   with flat tensors (`graphs.flat_call`), so a call skips `tf.function`'s
-  matching of its arguments (~0.6 ms a call).
+  matching of its arguments.
 """
 
 from typing import Any

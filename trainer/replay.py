@@ -217,8 +217,8 @@ class _BlockSampler:
   draws as sampling step by step. A call of more steps than were filled fails
   (the gather's index is out of range) instead of reusing a batch.
 
-  Memory: k batches of the sampled sequences (default job: 20 x 64 x 2
-  CartPole steps, ~100 KB).
+  Memory: k batches of the sampled sequences (k x batch size x sequence
+  length steps).
   """
 
   def __init__(self, buffer, batch_size: int, num_steps: int | None):
