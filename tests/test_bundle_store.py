@@ -7,6 +7,7 @@ import pytest
 
 from trainer import errors, layout
 from trainer.bundle import BundleStore
+from trainer.run_lock import run_dir_holding
 
 
 def _commit(root, step: int, store: BundleStore | None = None) -> BundleStore:
@@ -110,3 +111,33 @@ def test_retention_keeps_the_newest_and_hides_before_deleting(tmp_path):
   assert not list((tmp_path / "train/checkpoints").glob("ckpt-10.*"))
   state = (tmp_path / "train/checkpoints/checkpoint").read_text()
   assert 'model_checkpoint_path: "ckpt-40"' in state
+
+
+@pytest.mark.parametrize("summary", [{"train_step": "30"}, {"train_step": 30, "env_steps": "1"},
+                                     {"train_step": 30, "export_schedule": [[0]]},
+                                     {"train_step": 30, "last_eval_return": "high"}])
+def test_malformed_summary_is_damage(tmp_path, summary):
+  store = _commit(tmp_path, 10)
+  _commit(tmp_path, 30, store)
+  manifest = json.loads(_marker(tmp_path, 30).read_text())
+  _marker(tmp_path, 30).write_text(json.dumps({**manifest, "summary": summary}))
+  bundle, damaged = store.newest_verified()
+  assert bundle.step == 10 and [b.step for b, _ in damaged] == [30]
+
+
+def test_a_file_where_a_bundle_should_be_is_set_aside(tmp_path):
+  store = _commit(tmp_path, 10)
+  (tmp_path / layout.BUNDLE_DIR / layout.step_name(20)).write_text("not a bundle")
+  assert store.latest_valid().step == 10
+  (aside,) = [p for p in (tmp_path / layout.BUNDLE_DIR).iterdir() if ".damaged-" in p.name]
+  assert (aside / layout.step_name(20)).read_text() == "not a bundle"
+
+
+def test_a_run_is_found_by_its_config_or_its_lock(tmp_path):
+  run = tmp_path / "run"
+  (run / "policies").mkdir(parents=True)
+  (run / "run.lock").write_text("{}")  # a new job: lock taken, config not written yet
+  link = tmp_path / "link"
+  link.symlink_to(run / "policies")
+  assert run_dir_holding(str(link), str(tmp_path / "other")) == str(run.resolve())
+  assert run_dir_holding(str(tmp_path / "elsewhere"), str(run)) is None

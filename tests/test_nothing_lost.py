@@ -65,9 +65,9 @@ def run(finished, tmp_path):
 
 
 def test_rerun_of_a_complete_run_writes_a_missing_final_export(run):
-  # As a kill right after the final bundle's commit left it with the old loop.
+  # As a kill right after the final bundle's commit left it with the old loop, or a
+  # hand or a crash in retention took the export (TF-Agents' checkpoint of it stays).
   shutil.rmtree(run / "policies" / "0000000060")
-  shutil.rmtree(run / "policies" / "checkpoints" / "policy_checkpoint_0000000060")
   assert status(run)["exports_missing"] == [60]
   result = run_train(run, gin_bindings=FINISHED)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -148,7 +148,12 @@ def test_damaged_commit_marker_is_set_aside_never_deleted(run, finished):
   assert len(aside) == 1 and aside[0].name.startswith("0000000060")
   kept = {p.name for p in aside[0].iterdir()}
   assert files_of_60 <= kept and {"ckpt-60.index"} <= kept  # every file, agent included
+  assert "Removed exports [60]" in result.stderr  # made by the training now redone
   assert status(run)["train_step"] == 80
+  # The export of step 60 is the new bundle 60's policy, not the set-aside one's.
+  bundle_60 = json.loads(_marker(run, 60).read_text())["summary"]
+  export_60 = json.loads((run / "policies/0000000060/metadata.json").read_text())
+  assert export_60["env_steps"] == bundle_60["env_steps"]
 
 
 def test_every_marker_damaged_is_exit_3_and_nothing_is_touched(run):
@@ -161,6 +166,17 @@ def test_every_marker_damaged_is_exit_3_and_nothing_is_touched(run):
   assert "no checkpoint bundle" in line and "new --root_dir" in line
   assert "Training from step 0" not in result.stderr
   assert _tree(run) == before
+
+
+def test_a_bad_config_on_a_damaged_run_changes_nothing(run):
+  _marker(run, 60).write_text("garbage")
+  before = _tree(run)
+  result = run_train(run, gin_bindings=bindings(TINY_DQN, train__batch_size=5000),
+                     extra=["--allow_config_change"])
+  assert result.returncode == errors.EXIT_USAGE, result.stderr[-3000:]
+  (line,) = _error_lines(result.stderr)
+  assert "exceeds the replay capacity" in line
+  assert _tree(run) == before  # bundle 60 not yet set aside, TF's state file untouched
 
 
 def test_marker_that_is_not_a_manifest(run):

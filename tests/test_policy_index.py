@@ -65,6 +65,9 @@ def test_missing_exports_tell_pruned_from_lost(tmp_path):
   shutil.rmtree(tmp_path / "0000000040")  # lost, not pruned
   policy_index.write_index(str(tmp_path))
   assert policy_index.missing_exports(str(tmp_path), [10, 20, 30, 40, 50]) == [40, 50]
+  (tmp_path / "index.json").write_text('{"pruned": 5}')  # hand-edited: no traceback
+  assert policy_index.missing_exports(str(tmp_path), [10, 30]) == [10]
+  assert policy_index.write_index(str(tmp_path))["pruned"] == []
 
 
 KILL_DURING_RETENTION = r"""

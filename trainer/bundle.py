@@ -76,9 +76,28 @@ def manifest_problem(manifest: Any, step: int) -> str | None:
       return f"its commit marker's entry for {rel} is malformed"
   if manifest.get("step") != step:
     return f"its commit marker is for step {manifest.get('step')!r}"
-  if not isinstance(manifest.get("summary"), dict):
+  summary = manifest.get("summary")
+  if not isinstance(summary, dict):
     return "its commit marker has no summary"
+  if summary.get("train_step") != step:
+    return "its commit marker's summary is for another step"
+  for key in ("env_steps", "episodes", "replay_size", "num_iterations"):
+    if key in summary and not _is_int(summary[key]):
+      return f"its commit marker's summary has a malformed {key}"
+  schedule = summary.get("export_schedule", [])
+  if not (isinstance(schedule, list) and all(
+      isinstance(seg, list) and len(seg) == 2 and all(_is_int(x) for x in seg)
+      for seg in schedule)):
+    return "its commit marker's summary has a malformed export_schedule"
+  last_eval = summary.get("last_eval_return")
+  if last_eval is not None and (isinstance(last_eval, bool)
+                                or not isinstance(last_eval, (int, float))):
+    return "its commit marker's summary has a malformed last_eval_return"
   return None
+
+
+def _is_int(value: Any) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
 
 
 class BundleStore:
@@ -160,7 +179,14 @@ class BundleStore:
 
   def latest_valid(self) -> Bundle | None:
     """The newest bundle that verifies, falling back past damaged ones, which
-    are set aside (`<N>.damaged-<time>/`, every file kept).
+    are set aside (`<N>.damaged-<time>/`, every file kept), and leftovers of
+    interrupted writes removed: `resume_point` then `settle`."""
+    bundle, damaged = self.resume_point()
+    self.settle(damaged)
+    return bundle
+
+  def resume_point(self) -> tuple[Bundle | None, list[Bundle]]:
+    """(the bundle to resume from, the damaged ones newer than it); changes nothing.
 
     Raises:
       RunDirError: the run directory committed before, but no bundle verifies
@@ -183,13 +209,18 @@ class BundleStore:
             f"before ({layout.LAST_COMMIT_FILE}) but holds no bundle now; restore "
             f"{self._bundle_root} from a backup, or start afresh with a new --root_dir "
             "(or delete the directory first)")
-      return None
-    for bad, _ in damaged:
-      self._set_aside(bad)
+      return None, []
     if last is not None and last > bundle.step and not damaged:
       logging.error("Checkpoint bundle %d (the newest this run committed) is gone; resuming "
                     "from bundle %d.", last, bundle.step)
-    return bundle
+    return bundle, [bad for bad, _ in damaged]
+
+  def settle(self, damaged: list[Bundle]) -> None:
+    """Sets the damaged bundles aside and removes leftovers of interrupted writes
+    (under the run's lock, once the job is known to start)."""
+    for bad in damaged:
+      self._set_aside(bad)
+    self.clean_partial()
 
   def _set_aside(self, bundle: Bundle) -> None:
     """Moves a damaged bundle out of the way, keeping its files for inspection.
@@ -198,10 +229,18 @@ class BundleStore:
     which no longer counts as committed, so training past step N commits anew.
     """
     stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
-    for path in glob.glob(layout.agent_checkpoint_prefix(self._root, bundle.step) + ".*"):
-      os.replace(path, os.path.join(bundle.path, os.path.basename(path)))
     target = f"{bundle.path}{DAMAGED_SUFFIX}{stamp}"
-    os.rename(bundle.path, target)
+    for i in range(1, 1000):
+      if not os.path.lexists(target):
+        break
+      target = f"{bundle.path}{DAMAGED_SUFFIX}{stamp}-{i}"
+    if os.path.isdir(bundle.path) and not os.path.islink(bundle.path):
+      os.rename(bundle.path, target)
+    else:  # a file (or link) where the bundle directory should be: kept inside
+      os.makedirs(target)
+      os.rename(bundle.path, os.path.join(target, os.path.basename(bundle.path)))
+    for path in glob.glob(layout.agent_checkpoint_prefix(self._root, bundle.step) + ".*"):
+      os.replace(path, os.path.join(target, os.path.basename(path)))
     logging.warning("Moved damaged bundle %d aside to %s (every file kept).", bundle.step, target)
 
   def clean_partial(self) -> None:

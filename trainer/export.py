@@ -52,7 +52,7 @@ from trainer import (  # noqa: E402
   policy_index,
 )
 from trainer.bundle import Bundle, BundleStore, file_problem  # noqa: E402
-from trainer.run_lock import RunLock  # noqa: E402
+from trainer.run_lock import RunLock, run_dir_holding  # noqa: E402
 
 flags.DEFINE_string("root_dir", None, "Run directory whose bundles to export.")
 flags.DEFINE_integer("step", None, "Export the bundle of this train step.")
@@ -188,7 +188,7 @@ def export_bundles(run: Run, snapshots: list[Snapshot], policy_dir: str) -> list
   """Writes one export per bundle snapshot into `policy_dir`; returns their paths."""
   if not snapshots:
     return []
-  run_config, spec = run.run_config, run.spec
+  run_config = run.run_config
   agent, train_step = run.new_agent("export_train_step")
   shadow, shadow_step = run.new_agent("export_shadow_step")
   checkpoint = tf.train.Checkpoint(agent=agent, train_step=train_step)
@@ -208,9 +208,7 @@ def export_bundles(run: Run, snapshots: list[Snapshot], policy_dir: str) -> list
         exporter = exports.PolicyExporter(
             policy_dir, live_agent=agent, shadow_agent=shadow, train_step=train_step,
             shadow_train_step=shadow_step, metadata_fn=lambda step: current["metadata"],
-            retention=policy_index.Retention(spec.settings.exports_keep_last,
-                                             spec.settings.exports_keep_best,
-                                             spec.settings.exports_keep_every))
+            retention=None)  # asked for by name: never deleted on the spot
       exporter.export(state["summary"]["env_steps"])
       exporter.wait()
       paths.append(os.path.join(policy_dir, layout.step_name(snap.step)))
@@ -262,24 +260,11 @@ def add_onnx(run: Run, export_paths: list[str]) -> list[str]:
   return written
 
 
-def run_holding(path: str, root_dir: str) -> str | None:
-  """The run directory that `path` lies in (symlinks resolved), or None."""
-  real, run_root = os.path.realpath(path), os.path.realpath(root_dir)
-  probe = real
-  while True:
-    if probe == run_root or os.path.isfile(os.path.join(probe, layout.CONFIG_FILE)):
-      return probe
-    parent = os.path.dirname(probe)
-    if parent == probe:
-      return None
-    probe = parent
-
-
 @contextlib.contextmanager
 def writing_into(policy_dir: str, root_dir: str):
   """Holds the lock of the run that `policy_dir` lies in; turns a failed write
   into one line that names a way out."""
-  run_dir = run_holding(policy_dir, root_dir)
+  run_dir = run_dir_holding(policy_dir, root_dir)
   lock = RunLock(run_dir) if run_dir else contextlib.nullcontext()
   try:
     with lock:

@@ -232,9 +232,25 @@ class PolicyExporter:
     if os.path.isdir(self._policy_dir):
       fileio.remove_stale_temporaries(self._policy_dir)
       policy_index.write_index(self._policy_dir)
+      # TF-Agents' checkpoint of an export that is gone (a crash in retention).
+      exported = {e["train_step"] for e in policy_index.list_exports(self._policy_dir)}
+      for path in glob.glob(os.path.join(self._policy_dir, layout.TFA_CHECKPOINTS,
+                                         layout.tfa_policy_checkpoint(0)[:-10] + "*")):
+        step_text = path[-10:]
+        if step_text.isdigit() and int(step_text) not in exported:
+          shutil.rmtree(path, ignore_errors=True)
 
   def has_export(self, step: int) -> bool:
     return os.path.isdir(os.path.join(self._policy_dir, layout.step_name(step)))
+
+  def supersede_after(self, step: int) -> None:
+    """Removes the exports above `step`, the step a job resumes from: they came
+    from training after its last bundle, which the job does again (and exports
+    again, from the policy it then has)."""
+    removed = policy_index.remove_exports_after(self._policy_dir, step)
+    if removed:
+      logging.warning("Removed exports %s: they were made after checkpoint %d by training that "
+                      "is done again from it, and are exported again on the way.", removed, step)
 
   def export(self, env_steps: int) -> float:
     """Snapshots the policy and queues its export; returns the stall in seconds.
@@ -370,7 +386,9 @@ class PolicyExporter:
     tmp = os.path.join(checkpoints, f"{_TMP_PREFIX}{step:010d}")
     shutil.rmtree(tmp, ignore_errors=True)
     self._raw_saver.save_checkpoint(tmp)
-    os.rename(tmp, os.path.join(checkpoints, layout.tfa_policy_checkpoint(step)))
+    target = os.path.join(checkpoints, layout.tfa_policy_checkpoint(step))
+    shutil.rmtree(target, ignore_errors=True)  # left by a crash in retention
+    os.rename(tmp, target)
 
 
 def _policy_variables(agent: tf_agent.TFAgent) -> list[tf.Variable]:

@@ -318,10 +318,10 @@ class Job:
     self._export_agent = export_agent
     self._exporter: exports.PolicyExporter | None = None
     self._store = BundleStore(root_dir, keep=settings.keep_checkpoints)
-    bundle = self._store.latest_valid()  # first: refuses a lost run before anything is cleaned
-    self._store.clean_partial()
+    # Read only: a lost run is refused, and a bad config found while building
+    # the replay leaves the run directory as it was.
+    bundle, damaged = self._store.resume_point()
     self._restored_step = bundle.step if bundle else None
-    self._prepare_tf_state(bundle)
     # Eval environments are seeded afresh at each eval; only the collect ones carry state.
     self._run_state = RunState(collect_envs)
     self._collector: Collector | None = None
@@ -332,6 +332,12 @@ class Job:
         root_dir=root_dir, restore_dir=bundle.replay_dir if bundle else None,
         num_envs=len(collect_envs))
     try:
+      if settings.batch_size > self._replay.capacity:
+        raise ConfigError(f"train.batch_size={settings.batch_size} exceeds the replay capacity "
+                          f"{self._replay.capacity}; raise the capacity or lower the batch size")
+      # The first writes: damaged bundles aside, leftovers of crashes removed.
+      self._store.settle(damaged)
+      self._prepare_tf_state(bundle)
       self._build(bundle, eval_envs)
     except BaseException:
       self.close()  # stops an in-process Reverb server and the export thread
@@ -341,9 +347,6 @@ class Job:
     """Builds and restores everything that stands on the replay."""
     settings, root_dir, agent, train_step = (
         self._settings, self._root, self._agent, self._train_step)
-    if settings.batch_size > self._replay.capacity:
-      raise ConfigError(f"train.batch_size={settings.batch_size} exceeds the replay capacity "
-                        f"{self._replay.capacity}; raise the capacity or lower the batch size")
     if bundle:
       self._run_state.restore(bundle)
     self._run_state.follow_export_interval(int(train_step.numpy()) if bundle is None else bundle.step,
@@ -369,6 +372,8 @@ class Job:
         train_step=train_step, shadow_train_step=shadow_step, metadata_fn=self._export_metadata,
         retention=policy_index.Retention(settings.exports_keep_last, settings.exports_keep_best,
                                          settings.exports_keep_every))
+    # Exports above the resumed step came from training that is now redone.
+    self._exporter.supersede_after(self._restored_step or 0)
 
   @property
   def agent(self) -> tf_agent.TFAgent:

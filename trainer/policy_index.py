@@ -60,7 +60,27 @@ def read_index(policy_dir: str) -> dict[str, Any]:
   return index if isinstance(index, dict) else {}
 
 
-def write_index(policy_dir: str, retention: Retention | None = None) -> dict[str, Any]:
+def pruned_steps(policy_dir: str) -> set[int]:
+  """The steps whose exports retention deleted, as index.json records them."""
+  pruned = read_index(policy_dir).get("pruned", [])
+  if not isinstance(pruned, list):
+    return set()
+  return {s for s in pruned if isinstance(s, int) and not isinstance(s, bool)}
+
+
+def remove_exports_after(policy_dir: str, step: int) -> list[int]:
+  """Deletes the exports above `step` (hidden first, then gone), and rewrites
+  the index; returns their steps."""
+  removed = [e for e in list_exports(policy_dir) if e["train_step"] > step]
+  if removed:
+    write_index(policy_dir, exclude={e["train_step"] for e in removed})
+  for export in removed:
+    _delete(policy_dir, export)
+  return [e["train_step"] for e in removed]
+
+
+def write_index(policy_dir: str, retention: Retention | None = None, *,
+                exclude: set[int] = frozenset()) -> dict[str, Any]:
   """Applies `retention`, rewriting index.json and the LATEST/BEST pointers first.
 
   The index never names an export that is gone: it is written before the
@@ -69,8 +89,8 @@ def write_index(policy_dir: str, retention: Retention | None = None) -> dict[str
   dropped are kept in `pruned`, so a missing export can be told from one that
   was deleted on purpose.
   """
-  exports = list_exports(policy_dir)
-  pruned = {s for s in read_index(policy_dir).get("pruned", []) if isinstance(s, int)}
+  exports = [e for e in list_exports(policy_dir) if e["train_step"] not in exclude]
+  pruned = pruned_steps(policy_dir)
   dropped = []
   if retention is not None and exports:
     kept = retention.keep(exports)
@@ -115,7 +135,7 @@ def export_grid(schedule: list[list[int]], committed_step: int,
 def missing_exports(policy_dir: str, grid: list[int]) -> list[int]:
   """The steps of `grid` with neither an export nor a record of its pruning."""
   present = {e["train_step"] for e in list_exports(policy_dir)}
-  pruned = set(read_index(policy_dir).get("pruned", []))
+  pruned = pruned_steps(policy_dir)
   return [s for s in grid if s not in present and s not in pruned]
 
 

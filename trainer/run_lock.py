@@ -87,3 +87,19 @@ def describe_holder(lock_path: str) -> str:
     return f"host {holder['host']}, pid {holder['pid']}, since {holder['since']}"
   except (OSError, ValueError, KeyError):
     return "another job (holder unknown)"
+
+
+def run_dir_holding(path: str, root_dir: str) -> str | None:
+  """The run directory that `path` lies in (symlinks resolved), or None: the
+  run `root_dir`, or any directory above `path` holding a config or a lock (a
+  new job holds its lock before it writes its config)."""
+  real, run_root = os.path.realpath(path), os.path.realpath(root_dir)
+  probe = real
+  while True:
+    if probe == run_root or any(os.path.isfile(os.path.join(probe, name))
+                                for name in (layout.CONFIG_FILE, layout.LOCK_FILE)):
+      return probe
+    parent = os.path.dirname(probe)
+    if parent == probe:
+      return None
+    probe = parent

@@ -22,6 +22,7 @@ from tf_agents.trajectories import time_step as ts
 
 from trainer import envs, fileio, layout
 from trainer.bundle import Bundle
+from trainer.errors import RunDirError
 
 _RETURN_WINDOW = 10  # episodes in the collect AverageReturn metric
 
@@ -129,6 +130,11 @@ class RunState:
 
   def restore(self, bundle: Bundle) -> None:
     state = bundle.state()
+    if not isinstance(state, dict) or not {"collect", "evals", "rng", "summary"} <= state.keys():
+      raise RunDirError(
+          f"checkpoint bundle {bundle.step} has a {layout.STATE_JSON} without counters (written "
+          "by a trainer from before CollectStats, which this version does not read); resume it "
+          "with the trainer that wrote it, or start a new --root_dir")
     self.collect_stats.set_state(state["collect"])
     self.evals = [(int(s), float(r)) for s, r in state["evals"]]
     # Bundles from before the schedule was recorded: their interval is unknown
