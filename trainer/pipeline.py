@@ -466,19 +466,16 @@ class Job:
     latest = self._store.latest()
     if latest is not None and latest.step == step:
       return
-    # The export invariant: every export at or below a committed step is on disk
-    # (an export that failed raises here, and nothing past it commits).
+    start = time.monotonic()
     try:
-      self._exporter.wait()
+      summary = self._write_bundle(step)
     except exports.ExportError as e:
+      self._store.abandon(step)
       raise RunDirError(
           f"cannot write the policy export of step {e.step} in {self._root} ({e.reason}); no "
           f"checkpoint past it was committed (the last is {latest.step if latest else 'none'}) "
           "and earlier exports are intact. Free space or fix permissions, then run the same "
           "command: it resumes and writes it") from e
-    start = time.monotonic()
-    try:
-      summary = self._write_bundle(step)
     except (OSError, tf.errors.OpError, ReplaySaveError) as e:
       self._store.abandon(step)
       reason = fileio.write_error_reason(e)
@@ -497,6 +494,10 @@ class Job:
     self._run_state.save(path, summary)
     with open(os.path.join(path, layout.OPERATIVE_CONFIG), "w") as f:
       f.write(gin.operative_config_str())
+    # The export invariant: every export at or below a committed step is on disk.
+    # The parts above were written while the export thread worked; an export that
+    # failed raises here, and nothing past it commits.
+    self._exporter.wait()
     self._store.commit(step, summary)
     return summary
 
