@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test lint chaos bench clean
+.PHONY: install train test test-fast lint chaos bench clean
 
 install: $(STAMP)
 
@@ -20,6 +20,10 @@ train: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 tests
+
+# Pure-logic tests only (bundle store, export index and grid, triggers, config diff): seconds.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m fast tests
 
 # Kill-and-resume chaos suite: >= 30 SIGKILLs per replay backend (about 15 minutes).
 chaos: $(STAMP)

@@ -9,6 +9,8 @@ from trainer import errors, layout
 from trainer.bundle import BundleStore
 from trainer.run_lock import run_dir_holding
 
+pytestmark = pytest.mark.fast
+
 
 def _commit(root, step: int, store: BundleStore | None = None) -> BundleStore:
   """Writes bundle `step` as a job does: agent checkpoint files, then parts, then commit."""

@@ -7,8 +7,12 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO, cli_env
 from trainer import policy_index
+
+pytestmark = pytest.mark.fast
 
 
 def _make_exports(policy_dir, returns: dict[int, float | None]):

@@ -156,11 +156,6 @@ class _Template:
         raise
       os.rename(partial, self._dir)
 
-  def copy_whole(self, target_dir: str) -> None:
-    """Copies the template as it was written: a complete SavedModel."""
-    self.ensure()
-    shutil.copytree(self._dir, target_dir)
-
   def write(self, export_dir: str) -> None:
     self.ensure()
     os.makedirs(export_dir)
@@ -216,9 +211,8 @@ class PolicyExporter:
     self._forms: dict[str, _Template] | None = None  # made by the first write
     os.makedirs(policy_dir, exist_ok=True)
     self._clean_partial()
-    # The one-time work (the savers, each form's graph, TF-Agents' SavedModels) is done
-    # by the first export's background write, not at start-up, where it would delay
-    # training and share the CPU (and the GIL) with tracing the Learner's graphs.
+    # The one-time work (the savers, each form's graph) is done in the background
+    # thread: by `prebuild()`, or else by the first export's write.
     self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="export")
     self._pending: collections.deque[concurrent.futures.Future] = collections.deque()
     self._queued: set[int] = set()  # steps whose export is queued or written
@@ -285,15 +279,36 @@ class PolicyExporter:
     greedy = greedy_policy.GreedyPolicy(agent.policy)
     self._raw_saver = saver(agent.policy)
     greedy_saver, collect_saver = saver(greedy), saver(agent.collect_policy)
-    self._tfa_savers = {layout.TFA_RAW_POLICY: self._raw_saver,
-                        layout.TFA_GREEDY_POLICY: greedy_saver,
-                        layout.TFA_COLLECT_POLICY: collect_saver}
     self._forms = {
         name: _Template(form, os.path.join(self._template_root, name))
         for name, form in ((layout.GREEDY_POLICY, greedy_saver),
                            (layout.COLLECT_POLICY, collect_saver),
                            (layout.SERVING_POLICY, _ServingModule(greedy)))
     }
+    # TF-Agents' full SavedModels: the same graphs (the raw policy's of its own),
+    # written with the variables of the export that first needs them.
+    self._tfa_templates = {
+        layout.TFA_RAW_POLICY: _Template(self._raw_saver,
+                                         os.path.join(self._template_root, layout.TFA_RAW_POLICY)),
+        layout.TFA_GREEDY_POLICY: self._forms[layout.GREEDY_POLICY],
+        layout.TFA_COLLECT_POLICY: self._forms[layout.COLLECT_POLICY],
+    }
+
+  def prebuild(self) -> None:
+    """Starts the one-time work in the background now. A job calls it at
+    start-up: its first checkpoint waits for the exports before it, and would
+    otherwise wait for this work too (seconds of CPU)."""
+    self._pool.submit(self._build_templates)
+
+  def _build_templates(self) -> None:
+    try:
+      if self._forms is None:
+        self._make_forms()
+      for template in {**self._forms, **self._tfa_templates}.values():
+        template.ensure()
+    except (OSError, tf.errors.OpError) as e:  # the first export tries again and reports it
+      logging.warning("Preparing the export templates failed (%s); the first export retries.",
+                      fileio.write_error_reason(e))
 
   def _write_snapshot(self, step: int, env_steps: int, values: list[tf.Tensor],
                       metadata: dict[str, Any]) -> str | None:
@@ -360,22 +375,14 @@ class PolicyExporter:
     return final
 
   def _ensure_tf_agents_models(self) -> None:
-    """TF-Agents' full SavedModels, written once per run (as its trigger does).
-
-    Where a form's template holds the same saver's SavedModel (greedy,
-    collect), it is copied: the template was written by this process's first
-    export, from the same variables, and saving it again cost a second of CPU.
-    """
-    templates = {form.saver: form for form in self._forms.values()}
-    for name, saver in self._tfa_savers.items():
+    """TF-Agents' full SavedModels, written once per run (as its trigger does):
+    the template's graph and the variables of the export being written."""
+    for name, template in self._tfa_templates.items():
       path = os.path.join(self._policy_dir, name)
       if not os.path.isfile(os.path.join(path, policy_saver.POLICY_SPECS_PBTXT)):
         tmp = os.path.join(self._policy_dir, f"{_TMP_PREFIX}{name}")
         shutil.rmtree(tmp, ignore_errors=True)
-        if saver in templates:
-          templates[saver].copy_whole(tmp)
-        else:
-          saver.save(tmp)
+        template.write(tmp)
         shutil.rmtree(path, ignore_errors=True)
         os.rename(tmp, path)
 

@@ -374,6 +374,7 @@ class Job:
                                          settings.exports_keep_every))
     # Exports above the resumed step came from training that is now redone.
     self._exporter.supersede_after(self._restored_step or 0)
+    self._exporter.prebuild()
 
   @property
   def agent(self) -> tf_agent.TFAgent:
