@@ -1,15 +1,25 @@
 """SIGTERM/SIGINT: stop at the next safe point; a second signal exits at once."""
 
-import logging
 import os
 import signal
 import sys
 import time
 
-# Not absl's logging module: this one is imported first thing in a process, and
-# absl's import would delay the handlers by tens of milliseconds. The messages
-# go to absl's logger all the same.
-_log = logging.getLogger("absl")
+
+def _warn(message: str) -> None:
+  """absl's warning when absl is loaded, else a plain stderr line.
+
+  This module is imported first thing in a process, before absl (whose import
+  would delay the handlers by tens of milliseconds); asking the `logging`
+  module for absl's logger before absl sets its logger class would also strip
+  every later absl line of its source location.
+  """
+  absl_logging = sys.modules.get("absl.logging")
+  if absl_logging is not None and hasattr(absl_logging, "warning"):
+    absl_logging.warning(message)
+  else:
+    sys.stderr.write(f"trainer: {message}\n")
+    sys.stderr.flush()
 
 _HANDLED = (signal.SIGTERM, signal.SIGINT)
 
@@ -62,5 +72,5 @@ class StopRequest:
       os._exit(128 + signum)
     self.signum = signum
     self._first_at = now
-    _log.warning("Received %s: finishing this iteration, then committing a checkpoint "
-                    "and exiting (send it again to exit at once).", name)
+    _warn(f"Received {name}: finishing this iteration, then committing a checkpoint and "
+          "exiting (send it again to exit at once).")
