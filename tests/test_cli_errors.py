@@ -69,13 +69,17 @@ def test_root_dir_that_is_a_file(tmp_path):
   assert target.read_text() == "not a directory"
 
 
-def test_unwritable_root_dir(tmp_path):
+def _unwritable(tmp_path, name: str) -> pathlib.Path:
+  """A path nobody may create, root included."""
   if os.geteuid() == 0:
-    target = pathlib.Path("/sys/trainer-test-run")  # sysfs refuses new entries even to root
-  else:
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
-    target = locked / "run"
+    return pathlib.Path(f"/sys/trainer-test-{name}")  # sysfs refuses new entries even to root
+  locked = tmp_path / "locked"
+  locked.mkdir(mode=0o500)
+  return locked / name
+
+
+def test_unwritable_root_dir(tmp_path):
+  target = _unwritable(tmp_path, "run")
   result = run_train(target)
   assert result.returncode == errors.EXIT_USAGE
   assert "is not writable" in _error_line(result.stderr)
@@ -162,12 +166,7 @@ def test_status_of_a_directory_without_a_run(tmp_path):
 
 
 def test_export_into_an_unwritable_place_is_one_line(existing_run, tmp_path):
-  if os.geteuid() == 0:
-    target = pathlib.Path("/sys/trainer-test-export")  # sysfs refuses new entries even to root
-  else:
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
-    target = locked / "policies"
+  target = _unwritable(tmp_path, "policies")
   before = _tree(existing_run)
   out = subprocess.run([sys.executable, "-m", "trainer.export", f"--root_dir={existing_run}",
                         f"--output={target}"], cwd=REPO, env=cli_env(), capture_output=True,
