@@ -317,12 +317,14 @@ class BundleStore:
     return bundle
 
   def point_tf_state_at(self, step: int) -> None:
-    """Makes `tf.train.latest_checkpoint` name ckpt-`step` (and list the rest)."""
+    """Makes `tf.train.latest_checkpoint` name ckpt-`step` (and list the rest),
+    for users and TF-Agents' tools; the job itself never reads it."""
+    import tensorflow as tf  # Here only: status and the store's readers load no TensorFlow.
+
     steps = [b.step for b in self.committed() if b.step <= step and b.problem is None]
-    # TF's CheckpointState text proto; relative paths resolve against the dir.
-    lines = [f'model_checkpoint_path: "ckpt-{step}"']
-    lines += [f'all_model_checkpoint_paths: "ckpt-{s}"' for s in steps]
-    fileio.atomic_write_text(os.path.join(self._ckpt_dir, TF_STATE_FILE), "\n".join(lines) + "\n")
+    # Relative paths resolve against the directory, which may move.
+    tf.compat.v1.train.update_checkpoint_state(
+        self._ckpt_dir, f"ckpt-{step}", all_model_checkpoint_paths=[f"ckpt-{s}" for s in steps])
 
   def _prune(self) -> None:
     bundles = [b for b in self.committed() if b.problem is None]

@@ -14,6 +14,7 @@ and users find files through these names, so they live in one place.
           replay/  state.json  operative_config.gin  COMMITTED
         bundles/<N>.damaged-<time>/  a damaged bundle set aside, every file kept
         reverb/                      Reverb server's scratch checkpoint root
+        learner/                     TF-Agents' Learner's root; its checkpoints/ stays empty
       eval/                          eval summaries; returns.csv
       policies/                      exports (see trainer.exports)
 """
@@ -28,6 +29,9 @@ EVAL_DIR = "eval"
 CHECKPOINT_DIR = os.path.join(TRAIN_DIR, "checkpoints")
 BUNDLE_DIR = os.path.join(TRAIN_DIR, "bundles")
 REVERB_SCRATCH_DIR = os.path.join(TRAIN_DIR, "reverb")
+# Root of TF-Agents' Learner, whose own checkpoint directory (under it) stays
+# empty: the bundle restores the agent, once, before the Learner is built.
+LEARNER_DIR = os.path.join(TRAIN_DIR, "learner")
 POLICY_DIR = "policies"
 EVAL_RETURNS_FILE = os.path.join(EVAL_DIR, "returns.csv")
 

@@ -27,7 +27,6 @@ from tf_agents.environments import py_environment
 from tf_agents.policies import random_py_policy
 from tf_agents.train.utils import train_utils
 
-from trainer import bundle as bundle_lib
 from trainer import config, envs, exports, fileio, layout, learning, policy_index
 from trainer.bundle import Bundle, BundleStore
 from trainer.collection import Collector
@@ -337,7 +336,8 @@ class Job:
                           f"{self._replay.capacity}; raise the capacity or lower the batch size")
       # The first writes: damaged bundles aside, leftovers of crashes removed.
       self._store.settle(damaged)
-      self._prepare_tf_state(bundle)
+      if bundle and damaged:  # TF's pointer named a bundle now set aside
+        self._store.point_tf_state_at(bundle.step)
       self._build(bundle, eval_envs)
     except BaseException:
       self.close()  # stops an in-process Reverb server and the export thread
@@ -354,10 +354,14 @@ class Job:
     self._agent_checkpoint = tf.train.Checkpoint(agent=agent, train_step=train_step)
     self._evaluator = Evaluator(root_dir, eval_envs, agent, train_step, self._run_state,
                                 seed=settings.seed + 1)
+    # TF-Agents' Learner restores the newest checkpoint of its own directory;
+    # given one that never holds any, it restores nothing. Summaries go to the
+    # run's train/ as before.
     self._learner = learning.Learner(
-        root_dir, train_step, agent, experience_dataset_fn=None,
-        triggers=self._triggers(), checkpoint_interval=0,
-        summary_interval=settings.summary_interval, run_optimizer_variable_init=True)
+        os.path.join(root_dir, layout.LEARNER_DIR), train_step, agent,
+        experience_dataset_fn=None, triggers=self._triggers(), checkpoint_interval=0,
+        summary_interval=settings.summary_interval, run_optimizer_variable_init=True,
+        summary_root_dir=root_dir)
     if bundle:
       self._restore_agent(bundle)
     # After the restore: summaries continue from the restored train step.
@@ -394,16 +398,11 @@ class Job:
 
   # --- restore ---------------------------------------------------------------
 
-  def _prepare_tf_state(self, bundle: Bundle | None) -> None:
-    """Points TF's checkpoint state file at the bundle the Learner restores."""
-    if bundle:
-      self._store.point_tf_state_at(bundle.step)
-      return
-    state_file = os.path.join(self._root, layout.CHECKPOINT_DIR, bundle_lib.TF_STATE_FILE)
-    if os.path.exists(state_file):
-      os.remove(state_file)
-
   def _restore_agent(self, bundle: Bundle) -> None:
+    """The one restore of the agent, from the bundle. After the Learner is
+    built: the Learner creates the optimizer's slot variables, and its
+    `agent.initialize()` copies the online network into the target network,
+    which would overwrite a restored target."""
     prefix = layout.agent_checkpoint_prefix(self._root, bundle.step)
     self._agent_checkpoint.read(prefix).assert_existing_objects_matched()
     step = int(self._train_step.numpy())

@@ -290,7 +290,7 @@ class ReverbReplay(Replay):
     # instead of the bundle's checkpoint.
     shutil.rmtree(self._scratch_dir, ignore_errors=True)
     os.makedirs(self._scratch_dir)
-    checkpointer = reverb.platform.checkpointers_lib.DefaultCheckpointer(
+    checkpointer = reverb.checkpointers.DefaultCheckpointer(
         path=self._scratch_dir, fallback_checkpoint_path=restore_dir)
     try:
       return reverb.Server([self._table()], port=None, checkpointer=checkpointer)
