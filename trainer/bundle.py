@@ -105,7 +105,6 @@ class BundleStore:
 
   def __init__(self, root_dir: str, *, keep: int = 3):
     self.root_dir = root_dir
-    self._root = root_dir
     self._keep = keep
     self._bundle_root = os.path.join(root_dir, layout.BUNDLE_DIR)
     self._ckpt_dir = os.path.join(root_dir, layout.CHECKPOINT_DIR)
@@ -142,7 +141,7 @@ class BundleStore:
     A journal that exists but cannot be read counts as "committed before":
     the caller must not treat the directory as new.
     """
-    path = os.path.join(self._root, layout.LAST_COMMIT_FILE)
+    path = os.path.join(self.root_dir, layout.LAST_COMMIT_FILE)
     try:
       record = fileio.read_json(path)
     except FileNotFoundError:
@@ -152,23 +151,22 @@ class BundleStore:
     step = record.get("step") if isinstance(record, dict) else None
     return step if isinstance(step, int) else -1
 
-  def verify(self, bundle: Bundle, *, only: set[str] | None = None) -> str | None:
-    """None if every file of `bundle` (or those of `only`, paths relative to the
-    run directory) is present and intact, else the reason."""
+  def verify(self, bundle: Bundle) -> str | None:
+    """None if every file of `bundle` is present and intact, else the reason."""
     if bundle.problem is not None:
       return bundle.problem
     for rel, expected in sorted(bundle.manifest["files"].items()):
-      if only is not None and rel not in only:
-        continue
-      problem = file_problem(os.path.join(self._root, rel), expected)
+      problem = file_problem(os.path.join(self.root_dir, rel), expected)
       if problem is not None:
         return f"{rel} {problem}"
     return None
 
-  def newest_verified(self) -> tuple[Bundle | None, list[tuple[Bundle, str]]]:
-    """(the newest bundle that verifies, the damaged ones newer than it), read only."""
+  def newest_verified(self, bundles: list[Bundle] | None = None
+                      ) -> tuple[Bundle | None, list[tuple[Bundle, str]]]:
+    """(the newest bundle that verifies, the damaged ones newer than it), read
+    only; `bundles` is `committed()` when the caller has listed them already."""
     damaged = []
-    for bundle in reversed(self.committed()):
+    for bundle in reversed(self.committed() if bundles is None else bundles):
       problem = self.verify(bundle)
       if problem is None:
         return bundle, damaged
@@ -205,7 +203,7 @@ class BundleStore:
             "restore the directory from a backup, or start afresh with a new --root_dir")
       if last is not None:
         raise RunDirError(
-            f"{self._root} committed checkpoint bundle {last if last >= 0 else '(unknown)'} "
+            f"{self.root_dir} committed checkpoint bundle {last if last >= 0 else '(unknown)'} "
             f"before ({layout.LAST_COMMIT_FILE}) but holds no bundle now; restore "
             f"{self._bundle_root} from a backup, or start afresh with a new --root_dir "
             "(or delete the directory first)")
@@ -239,7 +237,7 @@ class BundleStore:
     else:  # a file (or link) where the bundle directory should be: kept inside
       os.makedirs(target)
       os.rename(bundle.path, os.path.join(target, os.path.basename(bundle.path)))
-    for path in glob.glob(layout.agent_checkpoint_prefix(self._root, bundle.step) + ".*"):
+    for path in glob.glob(layout.agent_checkpoint_prefix(self.root_dir, bundle.step) + ".*"):
       os.replace(path, os.path.join(target, os.path.basename(path)))
     logging.warning("Moved damaged bundle %d aside to %s (every file kept).", bundle.step, target)
 
@@ -254,7 +252,7 @@ class BundleStore:
       step_text = os.path.basename(path)[len("ckpt-"):].split(".")[0]
       if not step_text.isdigit() or int(step_text) not in steps:
         _remove(path)
-    for directory in (self._root, self._ckpt_dir):
+    for directory in (self.root_dir, self._ckpt_dir):
       fileio.remove_stale_temporaries(directory)
 
   # --- writing -----------------------------------------------------------------
@@ -281,13 +279,13 @@ class BundleStore:
     if os.path.isdir(self._final_path(step)):
       return  # Committed: the failure came after the commit point; keep it.
     _remove(self._tmp_path(step))
-    for ckpt in glob.glob(layout.agent_checkpoint_prefix(self._root, step) + ".*"):
+    for ckpt in glob.glob(layout.agent_checkpoint_prefix(self.root_dir, step) + ".*"):
       _remove(ckpt)
 
   def commit(self, step: int, summary: dict[str, Any]) -> Bundle:
     """Seals bundle `step`: manifest, rename into place, journal, TF state, retention."""
     tmp, final = self._tmp_path(step), self._final_path(step)
-    part_files = glob.glob(layout.agent_checkpoint_prefix(self._root, step) + ".*")
+    part_files = glob.glob(layout.agent_checkpoint_prefix(self.root_dir, step) + ".*")
     if not part_files:
       raise RunDirError(f"agent checkpoint for step {step} is missing; cannot commit")
     for dirpath, _, names in os.walk(tmp):
@@ -296,8 +294,8 @@ class BundleStore:
     for file_path in sorted(part_files):
       fileio.fsync(file_path)
       # Listed under the name it has once the directory is renamed into place.
-      rel = os.path.relpath(file_path, self._root).replace(
-          os.path.relpath(tmp, self._root), os.path.relpath(final, self._root), 1)
+      rel = os.path.relpath(file_path, self.root_dir).replace(
+          os.path.relpath(tmp, self.root_dir), os.path.relpath(final, self.root_dir), 1)
       files[rel] = {"size": os.path.getsize(file_path), "sha256": fileio.sha256_file(file_path)}
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -310,7 +308,7 @@ class BundleStore:
     fileio.fsync(self._ckpt_dir)
     os.rename(tmp, final)  # The commit point.
     fileio.fsync(self._bundle_root)
-    fileio.atomic_write_json(os.path.join(self._root, layout.LAST_COMMIT_FILE),
+    fileio.atomic_write_json(os.path.join(self.root_dir, layout.LAST_COMMIT_FILE),
                              {"step": step, "committed_at": manifest["committed_at"]})
     bundle = Bundle(step=step, path=final, manifest=manifest)
     self._prune()
@@ -337,7 +335,7 @@ class BundleStore:
     numbered directory that would read as damage; the rest is leftovers."""
     hidden = os.path.join(self._bundle_root, f"{HIDDEN_PREFIX}deleting-{layout.step_name(bundle.step)}")
     os.rename(bundle.path, hidden)
-    for path in glob.glob(layout.agent_checkpoint_prefix(self._root, bundle.step) + ".*"):
+    for path in glob.glob(layout.agent_checkpoint_prefix(self.root_dir, bundle.step) + ".*"):
       os.remove(path)
     shutil.rmtree(hidden, ignore_errors=True)
 

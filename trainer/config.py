@@ -18,7 +18,7 @@ import gin
 from gin import config_parser
 
 from trainer import fileio, layout
-from trainer.errors import ConfigError, RunDirError
+from trainer.errors import ConfigError, RunDirError, one_line
 
 # Bindings that may change between runs of one experiment: run length,
 # schedules and logging. Everything else is part of the experiment.
@@ -149,12 +149,6 @@ def diff(old_text: str, new_text: str) -> list[str]:
     if before != after:
       changes.append(f"{key}: {before} -> {after}")
   return changes
-
-
-def one_line(error: BaseException) -> str:
-  """Squeezes a (gin) error message onto one line."""
-  text = " ".join(str(error).split())
-  return text or type(error).__name__
 
 
 def _read(path: str) -> str:

@@ -31,3 +31,10 @@ class RunDirError(TrainerError):
   """The run directory is unusable: unwritable, locked, or damaged."""
 
   exit_code = EXIT_RUN_DIR
+
+
+def one_line(error: BaseException, limit: int | None = None) -> str:
+  """An error's message squeezed onto one line (gin's and TensorFlow's span
+  several), cut to `limit` characters."""
+  text = " ".join(str(error).split())[:limit]
+  return text or type(error).__name__

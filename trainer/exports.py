@@ -228,10 +228,9 @@ class PolicyExporter:
       policy_index.write_index(self._policy_dir)
       # TF-Agents' checkpoint of an export that is gone (a crash in retention).
       exported = {e["train_step"] for e in policy_index.list_exports(self._policy_dir)}
-      for path in glob.glob(os.path.join(self._policy_dir, layout.TFA_CHECKPOINTS,
-                                         layout.tfa_policy_checkpoint(0)[:-10] + "*")):
-        step_text = path[-10:]
-        if step_text.isdigit() and int(step_text) not in exported:
+      pattern = layout.TFA_POLICY_CHECKPOINT_PREFIX + "[0-9]" * layout.STEP_DIGITS
+      for path in glob.glob(os.path.join(self._policy_dir, layout.TFA_CHECKPOINTS, pattern)):
+        if int(path[-layout.STEP_DIGITS:]) not in exported:
           shutil.rmtree(path, ignore_errors=True)
 
   def has_export(self, step: int) -> bool:

@@ -59,7 +59,6 @@ def sha256_file(path: str, chunk_size: int = 1 << 20) -> str:
   return digest.hexdigest()
 
 
-
 def remove_stale_temporaries(directory: str) -> None:
   """Deletes the temporary files of atomic writes that a killed process left in
   `directory` (the caller holds the run's lock: no live writer owns them)."""

@@ -30,7 +30,7 @@ CHECKPOINT_DIR = os.path.join(TRAIN_DIR, "checkpoints")
 BUNDLE_DIR = os.path.join(TRAIN_DIR, "bundles")
 REVERB_SCRATCH_DIR = os.path.join(TRAIN_DIR, "reverb")
 # Root of TF-Agents' Learner, whose own checkpoint directory (under it) stays
-# empty: the bundle restores the agent, once, before the Learner is built.
+# empty, so the Learner restores nothing: the bundle restores the agent, once.
 LEARNER_DIR = os.path.join(TRAIN_DIR, "learner")
 POLICY_DIR = "policies"
 EVAL_RETURNS_FILE = os.path.join(EVAL_DIR, "returns.csv")
@@ -66,9 +66,12 @@ def step_name(step: int) -> str:
   return f"{step:0{STEP_DIGITS}d}"
 
 
+TFA_POLICY_CHECKPOINT_PREFIX = "policy_checkpoint_"
+
+
 def tfa_policy_checkpoint(step: int) -> str:
   """TF-Agents' name of the policy checkpoint of `step` (under checkpoints/)."""
-  return f"policy_checkpoint_{step:010d}"
+  return f"{TFA_POLICY_CHECKPOINT_PREFIX}{step:010d}"
 
 
 def agent_checkpoint_prefix(root_dir: str, step: int) -> str:

@@ -32,7 +32,7 @@ from tf_agents.specs import tensor_spec
 from tf_agents.utils import nest_utils
 
 from trainer import graphs, layout
-from trainer.errors import ConfigError, RunDirError
+from trainer.errors import ConfigError, RunDirError, one_line
 
 _DATASET_PARALLEL_CALLS = 3
 _DATASET_PREFETCH = 3
@@ -111,7 +111,7 @@ class UniformReplay(Replay):
           data_spec, batch_size=num_envs, max_length=rows)
     except tf.errors.ResourceExhaustedError as e:
       raise ConfigError(f"create_uniform_replay.capacity={capacity} does not fit in memory "
-                        f"({' '.join(e.message.split())[:120]}); lower the capacity") from e
+                        f"({one_line(e, 120)}); lower the capacity") from e
     self._pending: list[Any] = []
     self._chunk_spec = tensor_spec.add_outer_dim(tensor_spec.add_outer_dim(data_spec, num_envs),
                                                  None)
@@ -200,7 +200,7 @@ class UniformReplay(Replay):
           f"the saved replay buffer in {source_dir} does not fit the configured "
           f"one (capacity {self.capacity}, train.collect_envs {self.num_envs}, or the "
           f"environment's specs changed): "
-          f"{' '.join(str(e).split())[:300]}") from e
+          f"{one_line(e, 300)}") from e
     except tf.errors.OpError as e:
       raise RunDirError(f"cannot read the saved replay buffer in {source_dir}: {e.message}") from e
 
@@ -297,7 +297,7 @@ class ReverbReplay(Replay):
     except Exception as e:
       if restore_dir is None:
         raise ConfigError(f"Reverb cannot start the replay table (capacity {self.capacity}): "
-                          f"{' '.join(str(e).split())[:200]}; check create_reverb_replay") from e
+                          f"{one_line(e, 200)}; check create_reverb_replay") from e
       raise RunDirError(f"Reverb cannot load the saved replay in {restore_dir}: {e}") from e
 
   def _check_table(self, restore_dir: str | None) -> None:
@@ -329,11 +329,11 @@ class ReverbReplay(Replay):
     self._observer.flush()
 
   def size(self) -> int:
-    self._observer.flush()  # Items still in the writer are not in the table yet.
+    self.flush()  # Items still in the writer are not in the table yet.
     return int(self._client.server_info()[self._table_name].current_size)
 
   def save(self, target_dir: str) -> None:
-    self._observer.flush()
+    self.flush()
     try:
       path = self._client.checkpoint()
     except RuntimeError as e:  # Reverb reports a failed write (no space, ...) so
@@ -341,7 +341,7 @@ class ReverbReplay(Replay):
         # What the server wrote of it; its earlier checkpoints were moved into bundles.
         for name in os.listdir(self._scratch_dir):
           shutil.rmtree(os.path.join(self._scratch_dir, name), ignore_errors=True)
-      raise ReplaySaveError(f"the Reverb checkpoint failed: {' '.join(str(e).split())}") from e
+      raise ReplaySaveError(f"the Reverb checkpoint failed: {one_line(e)}") from e
     if self._server is None:
       # A remote server owns its checkpoints (and keeps only the latest).
       os.makedirs(target_dir)

@@ -40,7 +40,7 @@ def run_status(root_dir: str) -> dict[str, Any]:
   """The run's state as of its newest checkpoint bundle that verifies."""
   store = BundleStore(root_dir)
   bundles = store.committed()
-  bundle, damaged = store.newest_verified()
+  bundle, damaged = store.newest_verified(bundles)
   summary = bundle.summary if bundle else {}
   train_step = summary.get("train_step", 0)
   num_iterations = summary.get("num_iterations")
