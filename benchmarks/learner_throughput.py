@@ -40,7 +40,8 @@ from absl import logging  # noqa: E402
 from tf_agents.train import learner as tf_agents_learner  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from trainer import config, pipeline  # noqa: E402
+from trainer import pipeline  # noqa: E402
+from trainer.config import gin_config  # noqa: E402
 
 
 def _rate(turns: list[float], steps_per_turn: int) -> float:
@@ -62,7 +63,7 @@ def main() -> int:
               f"train.checkpoint_interval = {never}", f"train.policy_export_interval = {never}",
               f"train.log_interval = {never}",
               "train.initial_collect_steps = 5000"]
-  run_config = config.load(root, [str(REPO / "configs" / "dqn_cartpole.gin")], bindings)
+  run_config = gin_config.load(root, [str(REPO / "configs" / "dqn_cartpole.gin")], bindings)
   spec = pipeline.configure_job(root, run_config)
   batch_size, per_call = spec.settings.batch_size, spec.settings.train_steps_per_iteration
   with pipeline.open_job(spec) as job:

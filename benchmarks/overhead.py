@@ -36,8 +36,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import logging  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from trainer import config, learning, pipeline  # noqa: E402
+from trainer import learning, pipeline  # noqa: E402
 from trainer.collection import Collector  # noqa: E402
+from trainer.config import gin_config  # noqa: E402
 from trainer.run_state import CollectStats  # noqa: E402
 
 WARMUP = 1000
@@ -51,12 +52,12 @@ def measure(steps: int, workdir: str, repeat: int) -> dict:
   root = os.path.join(workdir, f"run-{repeat}")
   gin_files = [str(REPO / "configs" / "dqn_cartpole.gin")]
   base = [f"train.num_iterations = {10**9}", "train.eval_interval = 0", f"train.seed = {repeat}"]
-  defaults = pipeline.configure_job(root, config.load(root, gin_files, base)).settings
+  defaults = pipeline.configure_job(root, gin_config.load(root, gin_files, base)).settings
   # The two loops advance one train step counter, so the job's triggers would
   # see twice as many steps as the job trains: at twice the configured
   # intervals they fire as often per step of the job's own as in a real run.
   doubled = [f"train.{name} = {2 * getattr(defaults, name)}" for name in _TRIGGERED]
-  spec = pipeline.configure_job(root, config.load(root, gin_files, base + doubled))
+  spec = pipeline.configure_job(root, gin_config.load(root, gin_files, base + doubled))
   settings = spec.settings
   with pipeline.open_job(spec) as job:
     # The bare loop: the same collection into the same replay, then a Learner

@@ -66,9 +66,10 @@ def trainer_save(root: str, transitions: int, repeats: int) -> dict:
   import tensorflow as tf
   from absl import logging
 
-  from trainer import config, pipeline
+  from trainer import pipeline
+  from trainer.config import gin_config
   logging.set_verbosity(logging.WARNING)
-  run_config = config.load(root, [DQN_CONFIG], _job_bindings(transitions))
+  run_config = gin_config.load(root, [DQN_CONFIG], _job_bindings(transitions))
   with pipeline.open_job(pipeline.configure_job(root, run_config)) as job:
     replay = job.replay
     rows = replay.num_envs
@@ -93,10 +94,11 @@ def trainer_save(root: str, transitions: int, repeats: int) -> dict:
 def trainer_restore(root: str, transitions: int) -> dict:
   from tf_agents.train.utils import train_utils
 
-  from trainer import config, pipeline
+  from trainer import pipeline
   from trainer.bundle import BundleStore
+  from trainer.config import gin_config
   from trainer.replay import create_uniform_replay
-  spec = pipeline.configure_job(root, config.load(root, [], []))
+  spec = pipeline.configure_job(root, gin_config.load(root, [], []))
   env = spec.environment_fn()
   agent = spec.agent_fn(env.time_step_spec(), env.action_spec(), train_utils.create_train_step())
   start = time.monotonic()

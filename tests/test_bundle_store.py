@@ -5,9 +5,10 @@ import os
 
 import pytest
 
-from trainer import errors, layout
+from trainer import errors
 from trainer.bundle import BundleStore
-from trainer.run_lock import run_dir_holding
+from trainer.rundir import layout
+from trainer.rundir.run_lock import run_dir_holding
 
 pytestmark = pytest.mark.fast
 

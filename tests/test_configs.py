@@ -6,7 +6,8 @@ import re
 import pytest
 
 from tests.conftest import CONFIGS, bindings
-from trainer import config, pipeline, status
+from trainer import pipeline, status
+from trainer.config import gin_config
 
 CONFIG_FILES = sorted(CONFIGS.glob("*.gin"))
 
@@ -31,7 +32,7 @@ def test_configs_exist():
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.name)
 def test_config_parses_builds_and_trains(tmp_path, path):
   root = str(tmp_path / "run")
-  run_config = config.load(root, [str(path)], bindings(SHORT_RUN))
+  run_config = gin_config.load(root, [str(path)], bindings(SHORT_RUN))
   with pipeline.open_job(pipeline.configure_job(root, run_config)) as job:
     assert job.run() == 0
   result = status.run_status(root)

@@ -3,7 +3,7 @@ config diffs. Seconds in all (`make test-fast`)."""
 
 import pytest
 
-from trainer import config
+from trainer.config import gin_config
 from trainer.triggers import GridTrigger
 
 pytestmark = pytest.mark.fast
@@ -38,18 +38,18 @@ create_dqn_agent.learning_rate = 0.001
 
 def test_config_diff_lists_each_change_readably():
   new = OLD.replace("100", "200").replace("0.001", "0.5") + "train.seed = 3\n"
-  assert config.diff(OLD, new) == [
+  assert gin_config.diff(OLD, new) == [
       "create_dqn_agent.learning_rate: 0.001 -> 0.5",
       "train.num_iterations: 100 -> 200",
       "train.seed: (unset) -> 3",
   ]
-  assert config.diff(OLD, OLD) == []
+  assert gin_config.diff(OLD, OLD) == []
 
 
 def test_benign_bindings_are_run_length_schedules_and_logging_only():
   assert {"train.num_iterations", "train.log_interval", "train.checkpoint_interval",
-          "train.policy_export_interval"} <= config.BENIGN_BINDINGS
+          "train.policy_export_interval"} <= gin_config.BENIGN_BINDINGS
   for experiment in ("train.seed", "train.batch_size", "train.collect_steps_per_iteration",
                      "train.train_steps_per_iteration", "train.replay_fn", "train.agent_fn",
                      "create_dqn_agent.learning_rate"):
-    assert experiment not in config.BENIGN_BINDINGS
+    assert experiment not in gin_config.BENIGN_BINDINGS

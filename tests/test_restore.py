@@ -8,7 +8,8 @@ import reverb
 import tensorflow as tf
 
 from tests.conftest import DQN_CONFIG, REVERB_BINDINGS, TINY_DQN, bindings
-from trainer import config, pipeline
+from trainer import pipeline
+from trainer.config import gin_config
 
 
 def _variables(agent) -> list[np.ndarray]:
@@ -74,7 +75,7 @@ def test_restore_is_bit_exact(tmp_path, backend):
   root = str(tmp_path / "run")
   extra = REVERB_BINDINGS if backend == "reverb" else {}
   items_fn = _reverb_items if backend == "reverb" else _uniform_items
-  run_config = config.load(root, [DQN_CONFIG], bindings({**TINY_DQN, **extra}))
+  run_config = gin_config.load(root, [DQN_CONFIG], bindings({**TINY_DQN, **extra}))
   with pipeline.open_job(pipeline.configure_job(root, run_config)) as job:
     assert job.run() == 0
     before = _snapshot(job, items_fn)
@@ -82,7 +83,7 @@ def test_restore_is_bit_exact(tmp_path, backend):
   assert before["replay_size"] > 0 and before["env_steps"] > 0 and before["evals"]
 
   # Rebuild everything from the saved config alone, in the same process.
-  resumed = config.load(root, [], [])
+  resumed = gin_config.load(root, [], [])
   with pipeline.open_job(pipeline.configure_job(root, resumed)) as job:
     after = _snapshot(job, items_fn)
     batch = _sample_with_timeout(job.replay.dataset(batch_size=8), timeout=30)
@@ -108,12 +109,12 @@ def _sample_with_timeout(dataset, timeout: float):
 def test_reverb_refuses_restored_table_that_differs_from_config(tmp_path):
   """Reverb silently keeps the checkpointed table settings; we refuse instead."""
   root = str(tmp_path / "run")
-  run_config = config.load(root, [DQN_CONFIG], bindings({**TINY_DQN, **REVERB_BINDINGS}))
+  run_config = gin_config.load(root, [DQN_CONFIG], bindings({**TINY_DQN, **REVERB_BINDINGS}))
   with pipeline.open_job(pipeline.configure_job(root, run_config)) as job:
     assert job.run() == 0
-  changed = config.load(root, [DQN_CONFIG], bindings(
+  changed = gin_config.load(root, [DQN_CONFIG], bindings(
       {**TINY_DQN, **REVERB_BINDINGS}, create_reverb_replay__capacity=3000,
       train__num_iterations=80), allow_config_change=True)
-  with pytest.raises(config.ConfigError, match="max_size=2000.*capacity=3000"):
+  with pytest.raises(gin_config.ConfigError, match="max_size=2000.*capacity=3000"):
     with pipeline.open_job(pipeline.configure_job(root, changed)):
       pass

@@ -10,7 +10,7 @@ from tests.conftest import REPO, cli_env
 
 SCRIPT = r"""
 import os, signal, sys, time
-from trainer.signals import StopRequest
+from trainer.rundir.signals import StopRequest
 stop = StopRequest()
 stop.install()
 first, second = (getattr(signal, name) for name in sys.argv[1:3])

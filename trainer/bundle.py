@@ -32,8 +32,8 @@ from typing import Any
 
 from absl import logging
 
-from trainer import fileio, layout
 from trainer.errors import RunDirError
+from trainer.rundir import fileio, layout
 
 MANIFEST_FORMAT = 1
 DAMAGED_SUFFIX = ".damaged-"  # Damaged bundles set aside; never deleted by the store.

@@ -20,7 +20,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import flags, logging  # noqa: E402
 
-from trainer import cli, config, configurables, envs, errors, layout, policy_index  # noqa: E402
+from trainer import cli, envs, errors, policy_index  # noqa: E402
+from trainer.config import gin_config, registry  # noqa: E402
+from trainer.rundir import layout  # noqa: E402
 
 flags.DEFINE_string("policy", None, "One export directory (DIR/policies/<step>).")
 flags.DEFINE_string("root_dir", None, "A run directory: evaluates every export in its index.")
@@ -96,7 +98,7 @@ def _environment(root_dir: str | None):
     return envs.create_gym_environment(FLAGS.env)
   if root_dir is None or not os.path.isfile(os.path.join(root_dir, layout.CONFIG_FILE)):
     raise errors.ConfigError("cannot tell which environment to use: pass --env=<Gym id>")
-  spec = configurables.pipeline.configure_job(root_dir, config.load(root_dir, [], []))
+  spec = registry.pipeline.configure_job(root_dir, gin_config.load(root_dir, [], []))
   return spec.environment_fn()
 
 

@@ -13,9 +13,9 @@ from tf_agents.policies import greedy_policy
 from tf_agents.utils import nest_utils
 
 from trainer import envs as envs_lib
-from trainer import layout
 from trainer.collection import batched_action_function
 from trainer.run_state import RunState
+from trainer.rundir import layout
 
 
 class Evaluator:

@@ -39,20 +39,11 @@ from absl import flags, logging  # noqa: E402
 from tf_agents.policies import greedy_policy  # noqa: E402
 from tf_agents.specs import array_spec  # noqa: E402
 
-from trainer import (  # noqa: E402
-  cli,
-  config,
-  configurables,
-  envs,
-  errors,
-  exports,
-  fileio,
-  layout,
-  onnx_policy,
-  policy_index,
-)
+from trainer import cli, envs, errors, exports, onnx_policy, policy_index  # noqa: E402
 from trainer.bundle import Bundle, BundleStore, file_problem  # noqa: E402
-from trainer.run_lock import RunLock, run_dir_holding  # noqa: E402
+from trainer.config import gin_config, registry  # noqa: E402
+from trainer.rundir import fileio, layout  # noqa: E402
+from trainer.rundir.run_lock import RunLock, run_dir_holding  # noqa: E402
 
 flags.DEFINE_string("root_dir", None, "Run directory whose bundles to export.")
 flags.DEFINE_integer("step", None, "Export the bundle of this train step.")
@@ -99,14 +90,14 @@ class Run:
   """A run rebuilt from its saved config: what exporting needs of it."""
 
   root_dir: str
-  run_config: config.RunConfig
+  run_config: gin_config.RunConfig
   spec: Any  # pipeline.JobSpec
   env: Any  # the run's environment
 
   @classmethod
   def rebuild(cls, root_dir: str) -> "Run":
-    run_config = config.load(root_dir, [], [])
-    spec = configurables.pipeline.configure_job(root_dir, run_config)
+    run_config = gin_config.load(root_dir, [], [])
+    spec = registry.pipeline.configure_job(root_dir, run_config)
     return cls(root_dir, run_config, spec, spec.environment_fn())
 
   def new_agent(self, step_name: str) -> tuple[Any, tf.Variable]:

@@ -45,8 +45,9 @@ from tf_agents.agents import tf_agent
 from tf_agents.policies import greedy_policy, policy_saver
 from tf_agents.trajectories import time_step as ts
 
-from trainer import fileio, layout, policy_index
+from trainer import policy_index
 from trainer.errors import RunDirError
+from trainer.rundir import fileio, layout
 
 ENV_STEP_METADATA_KEY = "env_step"
 _TMP_PREFIX = policy_index.HIDDEN_PREFIX

@@ -27,15 +27,17 @@ from tf_agents.environments import py_environment
 from tf_agents.policies import random_py_policy
 from tf_agents.train.utils import train_utils
 
-from trainer import config, envs, exports, fileio, layout, learning, policy_index
+from trainer import envs, exports, learning, policy_index
 from trainer.bundle import Bundle, BundleStore
 from trainer.collection import Collector
+from trainer.config import gin_config
 from trainer.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError, RunDirError, TrainingError
 from trainer.evaluation import Evaluator
 from trainer.replay import Replay, ReplaySaveError, create_uniform_replay
-from trainer.run_lock import RunLock
 from trainer.run_state import RunState
-from trainer.signals import StopRequest
+from trainer.rundir import fileio, layout
+from trainer.rundir.run_lock import RunLock
+from trainer.rundir.signals import StopRequest
 from trainer.triggers import GridTrigger, ProgressLogger
 
 
@@ -109,7 +111,7 @@ class JobSpec:
   """What `train.*` in gin configures: the parts' builders and the knobs."""
 
   root_dir: str
-  run_config: config.RunConfig
+  run_config: gin_config.RunConfig
   settings: Settings
   environment_fn: Callable[[], py_environment.PyEnvironment]
   agent_fn: Callable[..., tf_agent.TFAgent]
@@ -119,7 +121,7 @@ class JobSpec:
 @gin.configurable("train", denylist=["root_dir", "run_config"])
 def configure_job(
     root_dir: str,
-    run_config: config.RunConfig,
+    run_config: gin_config.RunConfig,
     *,
     environment_fn: Callable[[], py_environment.PyEnvironment] = gin.REQUIRED,
     agent_fn: Callable[..., tf_agent.TFAgent] = gin.REQUIRED,
@@ -186,7 +188,7 @@ def configure_job(
                  environment_fn=environment_fn, agent_fn=agent_fn, replay_fn=replay_fn)
 
 
-def train(root_dir: str, run_config: config.RunConfig, stop: StopRequest | None = None) -> int:
+def train(root_dir: str, run_config: gin_config.RunConfig, stop: StopRequest | None = None) -> int:
   """Runs (or resumes) the job configured in gin; returns the exit code.
 
   `stop` is the process's signal handler when the caller installed one
@@ -284,7 +286,7 @@ def _build_job(spec: JobSpec, stop: StopRequest) -> Iterator["Job"]:
     lock.release()
     raise
   try:
-    config.save(spec.root_dir, spec.run_config)
+    gin_config.save(spec.root_dir, spec.run_config)
     yield job
   finally:
     job.close()
@@ -302,7 +304,7 @@ def _seed_globals(seed: int, step: int) -> None:
 class Job:
   """One process's share of a run: restore, collect, train, checkpoint, export."""
 
-  def __init__(self, root_dir: str, settings: Settings, run_config: config.RunConfig, *,
+  def __init__(self, root_dir: str, settings: Settings, run_config: gin_config.RunConfig, *,
                collect_envs: list[py_environment.PyEnvironment],
                eval_envs: list[py_environment.PyEnvironment], agent: tf_agent.TFAgent,
                train_step: tf.Variable, replay_fn: Callable[..., Replay], stop: StopRequest,

@@ -11,7 +11,7 @@ import os
 import shutil
 from typing import Any
 
-from trainer import fileio, layout
+from trainer.rundir import fileio, layout
 
 HIDDEN_PREFIX = ".tmp-"  # Exports being written or deleted; never listed.
 

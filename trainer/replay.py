@@ -31,8 +31,9 @@ from tf_agents.replay_buffers import reverb_replay_buffer, reverb_utils, tf_unif
 from tf_agents.specs import tensor_spec
 from tf_agents.utils import nest_utils
 
-from trainer import graphs, layout
+from trainer import graphs
 from trainer.errors import ConfigError, RunDirError, one_line
+from trainer.rundir import layout
 
 _DATASET_PARALLEL_CALLS = 3
 _DATASET_PREFETCH = 3

@@ -20,9 +20,10 @@ import numpy as np
 from tf_agents.environments import py_environment
 from tf_agents.trajectories import time_step as ts
 
-from trainer import envs, fileio, layout
+from trainer import envs
 from trainer.bundle import Bundle
 from trainer.errors import RunDirError
+from trainer.rundir import fileio, layout
 
 _RETURN_WINDOW = 10  # episodes in the collect AverageReturn metric
 

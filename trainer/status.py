@@ -17,9 +17,10 @@ from typing import Any
 
 from absl import app, flags
 
-from trainer import layout, policy_index
+from trainer import policy_index
 from trainer.bundle import BundleStore
 from trainer.errors import EXIT_USAGE
+from trainer.rundir import layout
 
 flags.DEFINE_string("root_dir", None, "Run directory to summarise.")
 flags.DEFINE_bool("json", False, "Print JSON instead of text.")

@@ -4,12 +4,12 @@ r"""Runs or resumes a training job.
       [--gin_file=...] [--gin_bindings='train.num_iterations=50000' ...]
 
 Run the same command again after a kill to resume; `--root_dir` alone resumes
-with the run's saved config. Exit codes are listed in `trainer.errors`.
+with the run's saved gin_config. Exit codes are listed in `trainer.errors`.
 """
 
 import os
 
-from trainer.signals import StopRequest
+from trainer.rundir.signals import StopRequest
 
 # First of all, before the imports that take seconds (TensorFlow): a SIGTERM at
 # any moment of start-up is a stop request, and the job exits 75, not 143.
@@ -21,7 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Before TensorFlow loads: q
 
 from absl import flags, logging  # noqa: E402
 
-from trainer import cli, config, configurables, errors  # noqa: E402
+from trainer import cli, errors  # noqa: E402
+from trainer.config import gin_config, registry  # noqa: E402
 
 flags.DEFINE_string("root_dir", None, "Run directory: checkpoints, exports, summaries.")
 flags.DEFINE_multi_string("gin_file", [], "Gin config files, parsed in order.")
@@ -34,11 +35,11 @@ FLAGS = flags.FLAGS
 def main(argv: list[str]) -> int:
   if len(argv) > 1:
     raise errors.ConfigError(f"unexpected arguments {argv[1:]}; use --gin_bindings for settings")
-  run_config = config.load(FLAGS.root_dir, FLAGS.gin_file, FLAGS.gin_bindings,
+  run_config = gin_config.load(FLAGS.root_dir, FLAGS.gin_file, FLAGS.gin_bindings,
                            allow_config_change=FLAGS.allow_config_change)
   for change in run_config.changes:
     logging.info("Config change accepted: %s", change)
-  return configurables.pipeline.train(FLAGS.root_dir, run_config, stop=STOP)
+  return registry.pipeline.train(FLAGS.root_dir, run_config, stop=STOP)
 
 
 if __name__ == "__main__":

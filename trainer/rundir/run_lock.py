@@ -19,8 +19,8 @@ import json
 import os
 import socket
 
-from trainer import layout
 from trainer.errors import RunDirError
+from trainer.rundir import layout
 
 
 class RunLock:

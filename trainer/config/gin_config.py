@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import gin
 from gin import config_parser
 
-from trainer import fileio, layout
 from trainer.errors import ConfigError, RunDirError, one_line
+from trainer.rundir import fileio, layout
 
 # Bindings that may change between runs of one experiment: run length,
 # schedules and logging. Everything else is part of the experiment.
@@ -100,7 +100,7 @@ def load(root_dir: str, gin_files: Sequence[str], gin_bindings: Sequence[str],
   for path in files:
     if not os.path.isfile(path):
       raise ConfigError(f"gin file not found: {path}; check the --gin_file path")
-  from trainer import configurables  # noqa: F401  Registers what configs name; imports config.
+  from trainer.config import registry  # noqa: F401  Registers what configs name; imports config.
 
   gin.clear_config()
   try:
