@@ -28,8 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import logging  # noqa: E402
 from tf_agents.policies import policy_saver  # noqa: E402
 
-from trainer import pipeline  # noqa: E402
 from trainer.config import gin_config  # noqa: E402
+from trainer.loops.job import configure_job, open_job  # noqa: E402
 
 
 def _summary(values_s: list[float]) -> dict:
@@ -54,7 +54,7 @@ def main() -> int:
               "train.initial_collect_steps = 500", f"train.log_interval = {steps}",
               f"train.exports_keep_last = {args.exports + 1}"]
   run_config = gin_config.load(root, [str(REPO / "configs" / "dqn_cartpole.gin")], bindings)
-  with pipeline.open_job(pipeline.configure_job(root, run_config)) as job:
+  with open_job(configure_job(root, run_config)) as job:
     assert job.run() == 0
     stalls = job.export_stalls
     anchor = []

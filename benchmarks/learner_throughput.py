@@ -8,7 +8,7 @@ TFUniform replay with a random policy, then times, in each of `--rounds` rounds:
 - limit: a `tf.function` loop of `agent.train` on one fixed batch (no sampling);
 - trainer: as the job's loop does it, `Replay.prepare(K)` (the call's batches
   sampled in one go) then the job's `Learner.run(iterations=K)`
-  (`trainer.learning.Learner`) reading them in its graph, for K = the default
+  (`trainer.learning.learner.Learner`) reading them in its graph, for K = the default
   config's train_steps_per_iteration and K = 100;
 - anchor: TF-Agents' `Learner` on the same agent, fed the TF-Agents way,
   `iter(buffer.as_dataset(...))` with 3 parallel calls and prefetch 3, at K = 100.
@@ -40,8 +40,8 @@ from absl import logging  # noqa: E402
 from tf_agents.train import learner as tf_agents_learner  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from trainer import pipeline  # noqa: E402
 from trainer.config import gin_config  # noqa: E402
+from trainer.loops.job import configure_job, open_job  # noqa: E402
 
 
 def _rate(turns: list[float], steps_per_turn: int) -> float:
@@ -64,9 +64,9 @@ def main() -> int:
               f"train.log_interval = {never}",
               "train.initial_collect_steps = 5000"]
   run_config = gin_config.load(root, [str(REPO / "configs" / "dqn_cartpole.gin")], bindings)
-  spec = pipeline.configure_job(root, run_config)
+  spec = configure_job(root, run_config)
   batch_size, per_call = spec.settings.batch_size, spec.settings.train_steps_per_iteration
-  with pipeline.open_job(spec) as job:
+  with open_job(spec) as job:
     job.initial_collect()
     learner, replay, agent = job._learner, job.replay, job.agent  # noqa: SLF001
     experience, _ = next(iter(replay.dataset(batch_size)))

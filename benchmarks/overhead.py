@@ -36,10 +36,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import logging  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from trainer import learning, pipeline  # noqa: E402
-from trainer.collection import Collector  # noqa: E402
+from trainer.acting.collect_stats import CollectStats  # noqa: E402
+from trainer.acting.collector import Collector  # noqa: E402
 from trainer.config import gin_config  # noqa: E402
-from trainer.run_state import CollectStats  # noqa: E402
+from trainer.learning import learner  # noqa: E402
+from trainer.loops.job import configure_job, open_job  # noqa: E402
 
 WARMUP = 1000
 _TRIGGERED = ("checkpoint_interval", "policy_export_interval", "log_interval")
@@ -52,14 +53,14 @@ def measure(steps: int, workdir: str, repeat: int) -> dict:
   root = os.path.join(workdir, f"run-{repeat}")
   gin_files = [str(REPO / "configs" / "dqn_cartpole.gin")]
   base = [f"train.num_iterations = {10**9}", "train.eval_interval = 0", f"train.seed = {repeat}"]
-  defaults = pipeline.configure_job(root, gin_config.load(root, gin_files, base)).settings
+  defaults = configure_job(root, gin_config.load(root, gin_files, base)).settings
   # The two loops advance one train step counter, so the job's triggers would
   # see twice as many steps as the job trains: at twice the configured
   # intervals they fire as often per step of the job's own as in a real run.
   doubled = [f"train.{name} = {2 * getattr(defaults, name)}" for name in _TRIGGERED]
-  spec = pipeline.configure_job(root, gin_config.load(root, gin_files, base + doubled))
+  spec = configure_job(root, gin_config.load(root, gin_files, base + doubled))
   settings = spec.settings
-  with pipeline.open_job(spec) as job:
+  with open_job(spec) as job:
     # The bare loop: the same collection into the same replay, then a Learner
     # without triggers on the same agent; no checkpoints, exports or bookkeeping.
     environments = [spec.environment_fn() for _ in range(settings.collect_envs)]
@@ -69,7 +70,7 @@ def measure(steps: int, workdir: str, repeat: int) -> dict:
                           summary_dir=os.path.join(root, "bare"),
                           summary_interval=settings.summary_interval)
     collector.use(job.agent.collect_policy)
-    bare = learning.Learner(os.path.join(root, "bare"), step, job.agent,
+    bare = learner.Learner(os.path.join(root, "bare"), step, job.agent,
                             experience_dataset_fn=None, checkpoint_interval=0,
                             summary_interval=settings.summary_interval)
     iterator = job.replay.iterator(settings.batch_size)

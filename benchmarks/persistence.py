@@ -66,11 +66,11 @@ def trainer_save(root: str, transitions: int, repeats: int) -> dict:
   import tensorflow as tf
   from absl import logging
 
-  from trainer import pipeline
   from trainer.config import gin_config
+  from trainer.loops.job import configure_job, open_job
   logging.set_verbosity(logging.WARNING)
   run_config = gin_config.load(root, [DQN_CONFIG], _job_bindings(transitions))
-  with pipeline.open_job(pipeline.configure_job(root, run_config)) as job:
+  with open_job(configure_job(root, run_config)) as job:
     replay = job.replay
     rows = replay.num_envs
     added = 0
@@ -94,11 +94,11 @@ def trainer_save(root: str, transitions: int, repeats: int) -> dict:
 def trainer_restore(root: str, transitions: int) -> dict:
   from tf_agents.train.utils import train_utils
 
-  from trainer import pipeline
-  from trainer.bundle import BundleStore
+  from trainer.checkpoint.bundle_store import BundleStore
   from trainer.config import gin_config
-  from trainer.replay import create_uniform_replay
-  spec = pipeline.configure_job(root, gin_config.load(root, [], []))
+  from trainer.loops.job import configure_job
+  from trainer.replay.uniform import create_uniform_replay
+  spec = configure_job(root, gin_config.load(root, [], []))
   env = spec.environment_fn()
   agent = spec.agent_fn(env.time_step_spec(), env.action_spec(), train_utils.create_train_step())
   start = time.monotonic()
@@ -121,9 +121,9 @@ def anchor_save(root: str, transitions: int, repeats: int) -> dict:
   from tf_agents.train.utils import train_utils
   from tf_agents.utils import common as tfa_common
 
-  from trainer import envs
+  from trainer.acting import envs
   env = envs.create_gym_environment("CartPole-v0")
-  from trainer.agents import create_dqn_agent
+  from trainer.agents.dqn import create_dqn_agent
   agent = create_dqn_agent(env.time_step_spec(), env.action_spec(), train_utils.create_train_step())
   buffer = tf_uniform_replay_buffer.TFUniformReplayBuffer(
       agent.collect_data_spec, batch_size=1, max_length=transitions)
@@ -160,8 +160,8 @@ def anchor_restore(root: str, transitions: int) -> dict:
   from tf_agents.train.utils import train_utils
   from tf_agents.utils import common as tfa_common
 
-  from trainer import envs
-  from trainer.agents import create_dqn_agent
+  from trainer.acting import envs
+  from trainer.agents.dqn import create_dqn_agent
   env = envs.create_gym_environment("CartPole-v0")
   agent = create_dqn_agent(env.time_step_spec(), env.action_spec(), train_utils.create_train_step())
   buffer = tf_uniform_replay_buffer.TFUniformReplayBuffer(

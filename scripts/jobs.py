@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from trainer.status import run_status  # noqa: E402
+from trainer.cli.status import run_status  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DQN_CONFIG = REPO / "configs" / "dqn_cartpole.gin"

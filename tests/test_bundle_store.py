@@ -6,7 +6,7 @@ import os
 import pytest
 
 from trainer import errors
-from trainer.bundle import BundleStore
+from trainer.checkpoint.bundle_store import BundleStore
 from trainer.rundir import layout
 from trainer.rundir.run_lock import run_dir_holding
 

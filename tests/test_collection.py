@@ -7,10 +7,10 @@ from tf_agents.policies import random_py_policy
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import policy_step, trajectory
 
-from trainer import envs
-from trainer.collection import Collector
-from trainer.replay import UniformReplay
-from trainer.run_state import CollectStats
+from trainer.acting import envs
+from trainer.acting.collect_stats import CollectStats
+from trainer.acting.collector import Collector
+from trainer.replay.uniform import UniformReplay
 
 NUM_ENVS = 3
 

@@ -6,8 +6,9 @@ import re
 import pytest
 
 from tests.conftest import CONFIGS, bindings
-from trainer import pipeline, status
+from trainer.cli import status
 from trainer.config import gin_config
+from trainer.loops.job import configure_job, open_job
 
 CONFIG_FILES = sorted(CONFIGS.glob("*.gin"))
 
@@ -33,7 +34,7 @@ def test_configs_exist():
 def test_config_parses_builds_and_trains(tmp_path, path):
   root = str(tmp_path / "run")
   run_config = gin_config.load(root, [str(path)], bindings(SHORT_RUN))
-  with pipeline.open_job(pipeline.configure_job(root, run_config)) as job:
+  with open_job(configure_job(root, run_config)) as job:
     assert job.run() == 0
   result = status.run_status(root)
   assert result["complete"] is True
@@ -46,7 +47,7 @@ def test_config_parses_builds_and_trains(tmp_path, path):
 def test_config_sets_every_train_knob(path):
   """A config is a complete experiment record: no `train.*` knob is left to a default."""
   text = path.read_text()
-  knobs = [name for name, p in inspect.signature(pipeline.configure_job).parameters.items()
+  knobs = [name for name, p in inspect.signature(configure_job).parameters.items()
            if p.kind is inspect.Parameter.KEYWORD_ONLY]
   missing = [k for k in knobs if not re.search(rf"^train\.{k}\s*=", text, re.MULTILINE)]
   assert not missing, f"{path.name} leaves train.{missing} unset"

@@ -1,4 +1,4 @@
-"""The Learner's feed and loop: the in-graph replay's batches, `learning.Learner`
+"""The Learner's feed and loop: the in-graph replay's batches, `learner.Learner`
 against TF-Agents' own `Learner` on the same agent and data, and the flat calls
 of traced graphs that the loop makes."""
 
@@ -14,8 +14,11 @@ from tf_agents.train import learner as tf_agents_learner
 from tf_agents.train.utils import train_utils
 from tf_agents.trajectories import policy_step, trajectory
 
-from trainer import agents, envs, graphs, learning
-from trainer.replay import UniformReplay
+from trainer.acting import envs
+from trainer.agents import dqn
+from trainer.learning import learner
+from trainer.learning.flat_call import flat_call
+from trainer.replay.uniform import UniformReplay
 
 BATCH = 4
 
@@ -91,7 +94,7 @@ def _agent_pair():
   _, env = _spec_and_env()
   made = []
   for _ in range(2):
-    agent = agents.create_dqn_agent(env.time_step_spec(), env.action_spec(),
+    agent = dqn.create_dqn_agent(env.time_step_spec(), env.action_spec(),
                                     train_utils.create_train_step(), fc_layer_params=(8,))
     agent.initialize()
     made.append(agent)
@@ -147,7 +150,7 @@ def _summaries(directory: str) -> dict[str, list[int]]:
 def test_learner_trains_and_summarizes_as_tf_agents_learner(tmp_path):
   (ours_agent, base_agent), experience = _agent_pair()
   calls = {"ours": [], "base": []}
-  ours = learning.Learner(str(tmp_path / "ours"), ours_agent.train_step_counter, ours_agent,
+  ours = learner.Learner(str(tmp_path / "ours"), ours_agent.train_step_counter, ours_agent,
                           triggers=[lambda step, force_trigger=False: calls["ours"].append(step)],
                           checkpoint_interval=0, summary_interval=10)
   base = tf_agents_learner.Learner(
@@ -176,7 +179,7 @@ def test_flat_call_matches_the_structured_call():
     return {"y": nest["x"] * tf.cast(k, tf.float32)}, k + 1
 
   concrete = scale.get_concrete_function()
-  call = graphs.flat_call(concrete)
+  call = flat_call(concrete)
   values = np.array([1.5, -2.0])  # float64: converted to the traced float32
   flat_out, structured_out = call({"x": values}, 3), concrete({"x": values.astype(np.float32)}, 3)
   np.testing.assert_array_equal(flat_out[0]["y"].numpy(), structured_out[0]["y"].numpy())

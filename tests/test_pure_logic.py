@@ -4,7 +4,7 @@ config diffs. Seconds in all (`make test-fast`)."""
 import pytest
 
 from trainer.config import gin_config
-from trainer.triggers import GridTrigger
+from trainer.learning.triggers import GridTrigger
 
 pytestmark = pytest.mark.fast
 

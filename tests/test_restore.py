@@ -8,8 +8,8 @@ import reverb
 import tensorflow as tf
 
 from tests.conftest import DQN_CONFIG, REVERB_BINDINGS, TINY_DQN, bindings
-from trainer import pipeline
 from trainer.config import gin_config
+from trainer.loops.job import configure_job, open_job
 
 
 def _variables(agent) -> list[np.ndarray]:
@@ -76,7 +76,7 @@ def test_restore_is_bit_exact(tmp_path, backend):
   extra = REVERB_BINDINGS if backend == "reverb" else {}
   items_fn = _reverb_items if backend == "reverb" else _uniform_items
   run_config = gin_config.load(root, [DQN_CONFIG], bindings({**TINY_DQN, **extra}))
-  with pipeline.open_job(pipeline.configure_job(root, run_config)) as job:
+  with open_job(configure_job(root, run_config)) as job:
     assert job.run() == 0
     before = _snapshot(job, items_fn)
   assert before["train_step"] == TINY_DQN["train.num_iterations"]
@@ -84,7 +84,7 @@ def test_restore_is_bit_exact(tmp_path, backend):
 
   # Rebuild everything from the saved config alone, in the same process.
   resumed = gin_config.load(root, [], [])
-  with pipeline.open_job(pipeline.configure_job(root, resumed)) as job:
+  with open_job(configure_job(root, resumed)) as job:
     after = _snapshot(job, items_fn)
     batch = _sample_with_timeout(job.replay.dataset(batch_size=8), timeout=30)
   _assert_equal(before, after)
@@ -110,11 +110,11 @@ def test_reverb_refuses_restored_table_that_differs_from_config(tmp_path):
   """Reverb silently keeps the checkpointed table settings; we refuse instead."""
   root = str(tmp_path / "run")
   run_config = gin_config.load(root, [DQN_CONFIG], bindings({**TINY_DQN, **REVERB_BINDINGS}))
-  with pipeline.open_job(pipeline.configure_job(root, run_config)) as job:
+  with open_job(configure_job(root, run_config)) as job:
     assert job.run() == 0
   changed = gin_config.load(root, [DQN_CONFIG], bindings(
       {**TINY_DQN, **REVERB_BINDINGS}, create_reverb_replay__capacity=3000,
       train__num_iterations=80), allow_config_change=True)
   with pytest.raises(gin_config.ConfigError, match="max_size=2000.*capacity=3000"):
-    with pipeline.open_job(pipeline.configure_job(root, changed)):
+    with open_job(configure_job(root, changed)):
       pass

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tests.conftest import TINY_DQN, bindings, run_train
-from trainer import pipeline
+from trainer.loops.job import Settings
 
 BASE = dict(num_iterations=100, checkpoint_interval=30, policy_export_interval=45,
             eval_interval=0, eval_episodes=1, initial_collect_steps=0, collect_envs=1,
@@ -14,7 +14,7 @@ BASE = dict(num_iterations=100, checkpoint_interval=30, policy_export_interval=4
             exports_keep_last=5, exports_keep_best=3, exports_keep_every=0)
 
 
-def _simulate(settings: pipeline.Settings, start: int = 0) -> tuple[list[int], int]:
+def _simulate(settings: Settings, start: int = 0) -> tuple[list[int], int]:
   """(the steps where Learner calls end, env steps collected) of the job's loop."""
   step, ends, collected = start, [], 0
   while step < settings.num_iterations:
@@ -28,7 +28,7 @@ def _simulate(settings: pipeline.Settings, start: int = 0) -> tuple[list[int], i
 @pytest.mark.fast
 @pytest.mark.parametrize("log_interval", [1, 7, 20, 33, 1000])
 def test_collect_to_train_ratio_is_exact_whatever_the_intervals(log_interval):
-  settings = pipeline.Settings(**{**BASE, "log_interval": log_interval})
+  settings = Settings(**{**BASE, "log_interval": log_interval})
   ends, collected = _simulate(settings)
   assert collected == 5 * 20  # 20 env steps per 20 train steps, 100 train steps
   for event in (30, 45, 60, 90, 100):  # checkpoints, exports and the end are call ends
@@ -38,11 +38,11 @@ def test_collect_to_train_ratio_is_exact_whatever_the_intervals(log_interval):
 
 @pytest.mark.fast
 def test_resume_mid_chunk_collects_as_the_uninterrupted_run():
-  settings = pipeline.Settings(**BASE)
+  settings = Settings(**BASE)
   whole_ends, whole = _simulate(settings)
   # A bundle at 30 (a checkpoint inside the chunk 20..40) already holds that chunk's collect.
   first = [e for e in whole_ends if e <= 30]
-  _, before = _simulate(pipeline.Settings(**{**BASE, "num_iterations": 30}))
+  _, before = _simulate(Settings(**{**BASE, "num_iterations": 30}))
   rest_ends, after = _simulate(settings, start=30)
   assert before + after == whole and first + rest_ends == whole_ends
 

@@ -26,13 +26,13 @@ from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import policy_step, trajectory
 from tf_agents.utils import nest_utils
 
-from trainer import graphs
+from trainer.learning.flat_call import flat_call
 
 
 def batched_action_function(policy: tf_policy.TFPolicy, batch_size: int):
   """`(time_step, state) -> (action, state, info)` of `policy` for `batch_size`
   environments: a concrete function called with flat tensors
-  (`graphs.flat_call`), so a call skips `tf.function`'s argument matching
+  (`flat_call`), so a call skips `tf.function`'s argument matching
   and the signature binding. Traced without autograph:
   TF-Agents policies are graph code already, and converting them (as
   TF-Agents' own `common.function` also declines to) costs seconds."""
@@ -44,7 +44,7 @@ def batched_action_function(policy: tf_policy.TFPolicy, batch_size: int):
     step = policy.action(time_step, state)
     return step.action, step.state, step.info
 
-  return graphs.flat_call(action.get_concrete_function())
+  return flat_call(action.get_concrete_function())
 
 
 class Collector:

@@ -27,18 +27,21 @@ from tf_agents.environments import py_environment
 from tf_agents.policies import random_py_policy
 from tf_agents.train.utils import train_utils
 
-from trainer import envs, exports, learning, policy_index
-from trainer.bundle import Bundle, BundleStore
-from trainer.collection import Collector
+from trainer.acting import envs
+from trainer.acting.collector import Collector
+from trainer.acting.evaluator import Evaluator
+from trainer.checkpoint.bundle_store import Bundle, BundleStore
+from trainer.checkpoint.run_state import RunState
 from trainer.config import gin_config
 from trainer.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError, RunDirError, TrainingError
-from trainer.evaluation import Evaluator
-from trainer.replay import Replay, ReplaySaveError, create_uniform_replay
-from trainer.run_state import RunState
+from trainer.export import exporter, policy_index
+from trainer.learning import learner
+from trainer.learning.triggers import GridTrigger, ProgressLogger
+from trainer.replay.base import Replay, ReplaySaveError
+from trainer.replay.uniform import create_uniform_replay
 from trainer.rundir import fileio, layout
 from trainer.rundir.run_lock import RunLock
 from trainer.rundir.signals import StopRequest
-from trainer.triggers import GridTrigger, ProgressLogger
 
 
 @dataclasses.dataclass(frozen=True)
@@ -317,7 +320,7 @@ class Job:
     self._train_step = train_step
     self._stop = stop
     self._export_agent = export_agent
-    self._exporter: exports.PolicyExporter | None = None
+    self._exporter: exporter.PolicyExporter | None = None
     self._store = BundleStore(root_dir, keep=settings.keep_checkpoints)
     # Read only: a lost run is refused, and a bad config found while building
     # the replay leaves the run directory as it was.
@@ -359,7 +362,7 @@ class Job:
     # TF-Agents' Learner restores the newest checkpoint of its own directory;
     # given one that never holds any, it restores nothing. Summaries go to the
     # run's train/ as before.
-    self._learner = learning.Learner(
+    self._learner = learner.Learner(
         os.path.join(root_dir, layout.LEARNER_DIR), train_step, agent,
         experience_dataset_fn=None, triggers=self._triggers(), checkpoint_interval=0,
         summary_interval=settings.summary_interval, run_optimizer_variable_init=True,
@@ -373,7 +376,7 @@ class Job:
         summary_dir=os.path.join(root_dir, layout.TRAIN_DIR),
         summary_interval=settings.summary_interval)
     shadow_agent, shadow_step = self._export_agent
-    self._exporter = exports.PolicyExporter(
+    self._exporter = exporter.PolicyExporter(
         os.path.join(root_dir, layout.POLICY_DIR), live_agent=agent, shadow_agent=shadow_agent,
         train_step=train_step, shadow_train_step=shadow_step, metadata_fn=self._export_metadata,
         retention=policy_index.Retention(settings.exports_keep_last, settings.exports_keep_best,
@@ -453,7 +456,7 @@ class Job:
       self._export()
 
   def _export_metadata(self, step: int) -> dict[str, Any]:
-    return exports.export_metadata(
+    return exporter.export_metadata(
         env_steps=self._run_state.env_steps, episodes=self._run_state.episodes,
         eval_average_return=self._run_state.eval_return_at(step), config_text=self._run_config.text)
 
@@ -471,7 +474,7 @@ class Job:
     start = time.monotonic()
     try:
       summary = self._write_bundle(step)
-    except exports.ExportError as e:
+    except exporter.ExportError as e:
       self._store.abandon(step)
       raise RunDirError(
           f"cannot write the policy export of step {e.step} in {self._root} ({e.reason}); no "

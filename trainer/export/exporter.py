@@ -43,10 +43,10 @@ import tensorflow as tf
 from absl import logging
 from tf_agents.agents import tf_agent
 from tf_agents.policies import greedy_policy, policy_saver
-from tf_agents.trajectories import time_step as ts
 
-from trainer import policy_index
 from trainer.errors import RunDirError
+from trainer.export import policy_index
+from trainer.export.served_forms import Saver, ServingModule, Template
 from trainer.rundir import fileio, layout
 
 ENV_STEP_METADATA_KEY = "env_step"
@@ -79,94 +79,14 @@ def export_metadata(*, env_steps: int, episodes: int, eval_average_return: float
           "versions": library_versions()}
 
 
-class _Saver(policy_saver.PolicySaver):
-  """A PolicySaver that can write a SavedModel's variables alone."""
-
-  def save_variables(self, export_dir: str) -> None:
-    """Writes `export_dir/variables/` exactly as `save` would (same object
-    graph: the saved root module), unlike `save_checkpoint`, which leaves out
-    the metadata variables."""
-    tf.train.Checkpoint(root=self._policy).write(
-        os.path.join(export_dir, tf.saved_model.VARIABLES_DIRECTORY,
-                     tf.saved_model.VARIABLES_FILENAME))
 
 
-def servable(policy) -> bool:
-  """Whether a policy can act on observations alone: stateless, one observation tensor."""
-  return (isinstance(policy.time_step_spec.observation, tf.TensorSpec)
-          and not policy.policy_state_spec)
 
 
-def on_observations(time_step_spec, act: Callable[[ts.TimeStep], dict[str, tf.Tensor]]):
-  """A `tf.function` of a batch of observations (input name `observation`) that
-  returns `act(time_step)` for first time steps holding them; a stateless
-  policy looks only at the observation."""
-  observation_spec = time_step_spec.observation
-
-  # autograph=False: policies are graph code already, and converting TF-Agents'
-  # policy code was most of an export's one-time cost.
-  @tf.function(input_signature=[tf.TensorSpec([None, *observation_spec.shape],
-                                              observation_spec.dtype, name="observation")],
-               autograph=False)
-  def function(observation):
-    spec, batch = time_step_spec, tf.shape(observation)[:1]
-    return act(ts.TimeStep(
-        step_type=tf.fill(batch, tf.constant(ts.StepType.FIRST, spec.step_type.dtype)),
-        reward=tf.zeros(batch, spec.reward.dtype), discount=tf.ones(batch, spec.discount.dtype),
-        observation=observation))
-
-  return function
 
 
-class _ServingModule(tf.Module):
-  """The greedy policy behind a `serving_default(observation) -> {action}`."""
-
-  def __init__(self, policy):
-    super().__init__(name="serving")
-    if not servable(policy):
-      raise ValueError("the serving form needs a stateless policy with one observation tensor")
-    self.policy_variables = list(policy.variables())
-    self.serve = on_observations(policy.time_step_spec,
-                                 lambda time_step: {"action": policy.action(time_step).action})
-
-  def save(self, export_dir: str) -> None:
-    tf.saved_model.save(self, export_dir, signatures={"serving_default": self.serve})
-
-  def save_variables(self, export_dir: str) -> None:
-    tf.train.Checkpoint(root=self).write(os.path.join(
-        export_dir, tf.saved_model.VARIABLES_DIRECTORY, tf.saved_model.VARIABLES_FILENAME))
 
 
-class _Template:
-  """One SavedModel form: the graph written once, then variables per export."""
-
-  def __init__(self, saver, template_dir: str):
-    self.saver = saver
-    self._dir = template_dir
-
-  def ensure(self) -> None:
-    """Writes the template (graph and all) if it is not there yet."""
-    if not os.path.isdir(self._dir):
-      # Complete or absent: a template half-written by a failed save must never be copied.
-      partial = self._dir + ".partial"
-      shutil.rmtree(partial, ignore_errors=True)
-      try:
-        self.saver.save(partial)
-      except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-      os.rename(partial, self._dir)
-
-  def write(self, export_dir: str) -> None:
-    self.ensure()
-    os.makedirs(export_dir)
-    for name in os.listdir(self._dir):
-      source = os.path.join(self._dir, name)
-      if name == tf.saved_model.VARIABLES_DIRECTORY or name == "fingerprint.pb":
-        continue  # Variables are written fresh; the fingerprint would describe the template's.
-      (shutil.copytree if os.path.isdir(source) else shutil.copy2)(
-          source, os.path.join(export_dir, name))
-    self.saver.save_variables(export_dir)
 
 
 _MAX_QUEUED = 3  # exports waiting for the writer before export() waits too
@@ -209,7 +129,7 @@ class PolicyExporter:
                                   autograph=False)
     self._shadow_agent = shadow_agent
     self._template_root = os.path.join(self._policy_dir, f"{_TMP_PREFIX}templates-{os.getpid()}")
-    self._forms: dict[str, _Template] | None = None  # made by the first write
+    self._forms: dict[str, Template] | None = None  # made by the first write
     os.makedirs(policy_dir, exist_ok=True)
     self._clean_partial()
     # The one-time work (the savers, each form's graph) is done in the background
@@ -270,8 +190,8 @@ class PolicyExporter:
   def _make_forms(self) -> None:
     metadata = {ENV_STEP_METADATA_KEY: self._env_steps}
 
-    def saver(policy) -> _Saver:
-      return _Saver(policy, train_step=self._shadow_step, metadata=metadata, batch_size=None)
+    def saver(policy) -> Saver:
+      return Saver(policy, train_step=self._shadow_step, metadata=metadata, batch_size=None)
 
     # As TF-Agents' PolicySavedModelTrigger: the raw policy, its greedy version
     # (the mode of a stochastic policy such as SAC's), the collect policy.
@@ -280,15 +200,15 @@ class PolicyExporter:
     self._raw_saver = saver(agent.policy)
     greedy_saver, collect_saver = saver(greedy), saver(agent.collect_policy)
     self._forms = {
-        name: _Template(form, os.path.join(self._template_root, name))
+        name: Template(form, os.path.join(self._template_root, name))
         for name, form in ((layout.GREEDY_POLICY, greedy_saver),
                            (layout.COLLECT_POLICY, collect_saver),
-                           (layout.SERVING_POLICY, _ServingModule(greedy)))
+                           (layout.SERVING_POLICY, ServingModule(greedy)))
     }
     # TF-Agents' full SavedModels: the same graphs (the raw policy's of its own),
     # written with the variables of the export that first needs them.
     self._tfa_templates = {
-        layout.TFA_RAW_POLICY: _Template(self._raw_saver,
+        layout.TFA_RAW_POLICY: Template(self._raw_saver,
                                          os.path.join(self._template_root, layout.TFA_RAW_POLICY)),
         layout.TFA_GREEDY_POLICY: self._forms[layout.GREEDY_POLICY],
         layout.TFA_COLLECT_POLICY: self._forms[layout.COLLECT_POLICY],

@@ -39,9 +39,13 @@ from absl import flags, logging  # noqa: E402
 from tf_agents.policies import greedy_policy  # noqa: E402
 from tf_agents.specs import array_spec  # noqa: E402
 
-from trainer import cli, envs, errors, exports, onnx_policy, policy_index  # noqa: E402
-from trainer.bundle import Bundle, BundleStore, file_problem  # noqa: E402
-from trainer.config import gin_config, registry  # noqa: E402
+from trainer import errors  # noqa: E402
+from trainer.acting import envs  # noqa: E402
+from trainer.checkpoint.bundle_store import Bundle, BundleStore, file_problem  # noqa: E402
+from trainer.cli import shell  # noqa: E402
+from trainer.config import gin_config, registry  # noqa: E402, F401
+from trainer.export import exporter, onnx_policy, policy_index  # noqa: E402
+from trainer.loops import job  # noqa: E402
 from trainer.rundir import fileio, layout  # noqa: E402
 from trainer.rundir.run_lock import RunLock, run_dir_holding  # noqa: E402
 
@@ -91,13 +95,13 @@ class Run:
 
   root_dir: str
   run_config: gin_config.RunConfig
-  spec: Any  # pipeline.JobSpec
+  spec: Any  # trainer.loops.job.JobSpec
   env: Any  # the run's environment
 
   @classmethod
   def rebuild(cls, root_dir: str) -> "Run":
     run_config = gin_config.load(root_dir, [], [])
-    spec = registry.pipeline.configure_job(root_dir, run_config)
+    spec = job.configure_job(root_dir, run_config)
     return cls(root_dir, run_config, spec, spec.environment_fn())
 
   def new_agent(self, step_name: str) -> tuple[Any, tf.Variable]:
@@ -184,7 +188,7 @@ def export_bundles(run: Run, snapshots: list[Snapshot], policy_dir: str) -> list
   shadow, shadow_step = run.new_agent("export_shadow_step")
   checkpoint = tf.train.Checkpoint(agent=agent, train_step=train_step)
   current = {}
-  exporter = None
+  writer = None
   paths = []
   try:
     for snap in snapshots:
@@ -192,20 +196,20 @@ def export_bundles(run: Run, snapshots: list[Snapshot], policy_dir: str) -> list
       checkpoint.read(snap.agent_prefix).expect_partial()
       state = snap.state
       evals = dict((int(s), r) for s, r in state["evals"])
-      current["metadata"] = exports.export_metadata(
+      current["metadata"] = exporter.export_metadata(
           env_steps=state["summary"]["env_steps"], episodes=state["summary"]["episodes"],
           eval_average_return=evals.get(snap.step), config_text=run_config.text)
-      if exporter is None:  # Built from a restored agent: its one-time models hold real weights.
-        exporter = exports.PolicyExporter(
+      if writer is None:  # Built from a restored agent: its one-time models hold real weights.
+        writer = exporter.PolicyExporter(
             policy_dir, live_agent=agent, shadow_agent=shadow, train_step=train_step,
             shadow_train_step=shadow_step, metadata_fn=lambda step: current["metadata"],
             retention=None)  # asked for by name: never deleted on the spot
-      exporter.export(state["summary"]["env_steps"])
-      exporter.wait()
+      writer.export(state["summary"]["env_steps"])
+      writer.wait()
       paths.append(os.path.join(policy_dir, layout.step_name(snap.step)))
   finally:
-    if exporter is not None:
-      exporter.close()
+    if writer is not None:
+      writer.close()
   return paths
 
 
@@ -264,7 +268,7 @@ def writing_into(policy_dir: str, root_dir: str):
     raise errors.RunDirError(
         f"cannot write the exports into {policy_dir} ({fileio.write_error_reason(e)}); free "
         "space or fix permissions, or pass --output=DIR to write them elsewhere") from e
-  except exports.ExportError as e:
+  except exporter.ExportError as e:
     raise errors.RunDirError(f"{e}; free space or fix permissions, or pass --output=DIR to "
                              "write them elsewhere") from e
   except errors.RunDirError as e:
@@ -307,5 +311,6 @@ def main(argv: list[str]) -> int:
   return 0
 
 
-if __name__ == "__main__":
-  cli.run(main, prog="trainer.export", verbosity=logging.WARNING)
+def entry() -> None:
+  """The command: `python -m trainer.export` calls this."""
+  shell.run(main, prog="trainer.export", verbosity=logging.WARNING)

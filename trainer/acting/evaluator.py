@@ -12,9 +12,9 @@ from tf_agents.environments import py_environment
 from tf_agents.policies import greedy_policy
 from tf_agents.utils import nest_utils
 
-from trainer import envs as envs_lib
-from trainer.collection import batched_action_function
-from trainer.run_state import RunState
+from trainer.acting import envs as envs_lib
+from trainer.acting.collector import batched_action_function
+from trainer.checkpoint.run_state import RunState
 from trainer.rundir import layout
 
 

@@ -19,7 +19,8 @@ from tf_agents.policies import greedy_policy
 from tf_agents.specs import tensor_spec
 from tf_agents.utils import common
 
-from trainer import errors, exports
+from trainer import errors
+from trainer.export import served_forms
 
 OPSET = 13
 
@@ -28,7 +29,7 @@ def greedy_action_function(policy) -> tf.types.experimental.GenericFunction:
   """`observation -> action` of the greedy version of `policy`, in ONNX-convertible ops."""
   while isinstance(policy, greedy_policy.GreedyPolicy):  # DQN's agent.policy is one already.
     policy = policy.wrapped_policy
-  if not exports.servable(policy):
+  if not served_forms.servable(policy):
     raise errors.ConfigError("ONNX export needs a stateless policy with one observation tensor")
 
   def action(time_step):
@@ -37,7 +38,7 @@ def greedy_action_function(policy) -> tf.types.experimental.GenericFunction:
       chosen = common.clip_to_spec(chosen, policy.action_spec)  # As TFPolicy.action does.
     return {"action": tf.cast(chosen, policy.action_spec.dtype)}
 
-  return exports.on_observations(policy.time_step_spec, action)
+  return served_forms.on_observations(policy.time_step_spec, action)
 
 
 def _mode(distribution) -> tf.Tensor:

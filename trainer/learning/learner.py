@@ -14,7 +14,7 @@ on the default DQN job (`docs/benchmarks.md`):
   call that reaches such a step is split around it (the cost it removes is
   in docs/benchmarks_notes.md).
 - Dispatch. Each (iterator, summaries) pair gets one concrete function, called
-  with flat tensors (`graphs.flat_call`), so a call skips `tf.function`'s
+  with flat tensors (`flat_call`), so a call skips `tf.function`'s
   matching of its arguments.
 """
 
@@ -24,7 +24,7 @@ import tensorflow as tf
 from tf_agents.train import learner
 from tf_agents.utils import common
 
-from trainer import graphs
+from trainer.learning.flat_call import flat_call
 
 _TRAIN_LOOP = learner.Learner._train.python_function  # (self, iterations, iterator, parallel_iterations)
 
@@ -81,7 +81,7 @@ class Learner(learner.Learner):
       with tf.summary.record_if(summaries):
         concrete = function.get_concrete_function(tf.TensorSpec([], tf.int32))
       # Holds the iterator, so that its id stays its own.
-      self._graphs[key] = (iterator, graphs.flat_call(concrete))
+      self._graphs[key] = (iterator, flat_call(concrete))
     return self._graphs[key][1]
 
   def _reduced(self, loss_info):

@@ -1,0 +1,135 @@
+r"""Evaluates exported policies, to compare checkpoints of a run.
+
+  python -m trainer.evaluate --root_dir=DIR [--episodes=10] [--env=CartPole-v0]
+  python -m trainer.evaluate --policy=DIR/policies/0000020000 [--episodes=10]
+
+Acts through each export's `serving/` form (TensorFlow alone, greedy actions)
+in the run's environment, built from the run's saved config, or in the Gym
+environment named by --env. Writes a table of average return per export as
+CSV and JSON, and a PNG plot of average return against train step, to
+--output (default: DIR/eval/exports.{csv,json,png}).
+"""
+
+import csv
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import flags, logging  # noqa: E402
+
+from trainer import errors  # noqa: E402
+from trainer.acting import envs  # noqa: E402
+from trainer.cli import shell  # noqa: E402
+from trainer.config import gin_config, registry  # noqa: E402, F401
+from trainer.export import policy_index  # noqa: E402
+from trainer.loops import job  # noqa: E402
+from trainer.rundir import layout  # noqa: E402
+
+flags.DEFINE_string("policy", None, "One export directory (DIR/policies/<step>).")
+flags.DEFINE_string("root_dir", None, "A run directory: evaluates every export in its index.")
+flags.DEFINE_integer("episodes", 10, "Episodes per export.")
+flags.DEFINE_string("env", None, "Gym id to evaluate in (default: the run's environment).")
+flags.DEFINE_integer("seed", 0, "Seeds the environment.")
+flags.DEFINE_string("output", None, "Output path prefix (default: DIR/eval/exports).")
+FLAGS = flags.FLAGS
+
+
+def run_episodes(serve, env, episodes: int) -> list[float]:
+  """Returns of `episodes` episodes with the serving signature's actions."""
+  returns = []
+  for _ in range(episodes):
+    time_step, total = env.reset(), 0.0
+    while not time_step.is_last():
+      observation = tf.constant(np.expand_dims(time_step.observation, 0))
+      action = serve(observation=observation)["action"].numpy()[0]
+      time_step = env.step(action)
+      total += float(time_step.reward)
+    returns.append(total)
+  return returns
+
+
+def evaluate_exports(export_paths: list[str], env, episodes: int) -> list[dict]:
+  rows = []
+  for path in export_paths:
+    serve = tf.saved_model.load(os.path.join(path, layout.SERVING_POLICY)).signatures[
+        "serving_default"]
+    returns = run_episodes(serve, env, episodes)
+    rows.append({"train_step": int(os.path.basename(os.path.normpath(path))), "path": path,
+                 "average_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
+                 "min_return": min(returns), "max_return": max(returns), "episodes": episodes})
+    logging.info("%s: average return %.2f over %d episodes", path, rows[-1]["average_return"],
+                 episodes)
+  return rows
+
+
+def write_outputs(rows: list[dict], prefix: str) -> None:
+  os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+  with open(prefix + ".csv", "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+  with open(prefix + ".json", "w") as f:
+    json.dump(rows, f, indent=2)
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  steps = [r["train_step"] for r in rows]
+  mean = np.array([r["average_return"] for r in rows])
+  std = np.array([r["std_return"] for r in rows])
+  fig, ax = plt.subplots(figsize=(7, 4))
+  ax.plot(steps, mean, marker="o")
+  ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+  ax.set_xlabel("train step")
+  ax.set_ylabel(f"average return ({rows[0]['episodes']} episodes, ±1 std)")
+  ax.set_title("Exported policies")
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(prefix + ".png", dpi=100)
+  plt.close(fig)
+
+
+def _root_of(policy_path: str) -> str | None:
+  """DIR for DIR/policies/<step>, if the path has that shape."""
+  parent = os.path.dirname(os.path.abspath(os.path.normpath(policy_path)))
+  return os.path.dirname(parent) if os.path.basename(parent) == layout.POLICY_DIR else None
+
+
+def _environment(root_dir: str | None):
+  if FLAGS.env:
+    return envs.create_gym_environment(FLAGS.env)
+  if root_dir is None or not os.path.isfile(os.path.join(root_dir, layout.CONFIG_FILE)):
+    raise errors.ConfigError("cannot tell which environment to use: pass --env=<Gym id>")
+  spec = job.configure_job(root_dir, gin_config.load(root_dir, [], []))
+  return spec.environment_fn()
+
+
+def main(argv: list[str]) -> int:
+  del argv
+  if bool(FLAGS.policy) == bool(FLAGS.root_dir):
+    raise errors.ConfigError("pass exactly one of --policy=EXPORT_DIR or --root_dir=DIR")
+  if FLAGS.root_dir:
+    root = FLAGS.root_dir
+    paths = [e["path"] for e in policy_index.list_exports(os.path.join(root, layout.POLICY_DIR))]
+    if not paths:
+      raise errors.ConfigError(f"{root} has no exports to evaluate")
+  else:
+    if not os.path.isdir(os.path.join(FLAGS.policy, layout.SERVING_POLICY)):
+      raise errors.ConfigError(f"{FLAGS.policy} is not an export (no {layout.SERVING_POLICY}/ in it)")
+    root, paths = _root_of(FLAGS.policy), [FLAGS.policy]
+  env = _environment(root)
+  envs.seed_environment(env, FLAGS.seed)
+  rows = evaluate_exports(paths, env, FLAGS.episodes)
+  prefix = FLAGS.output or os.path.join(root or ".", layout.EVAL_DIR, "exports")
+  write_outputs(rows, prefix)
+  for row in rows:
+    print(f"{row['train_step']:>10}  {row['average_return']:10.2f} ± {row['std_return']:.2f}")
+  print(f"wrote {prefix}.csv, {prefix}.json, {prefix}.png")
+  return 0
+
+
+def entry() -> None:
+  """The command: `python -m trainer.evaluate` calls this."""
+  shell.run(main, prog="trainer.evaluate", verbosity=logging.WARNING)

@@ -1,0 +1,103 @@
+r"""Summarises a run directory without changing it (and without loading TensorFlow).
+
+  python -m trainer.status --root_dir=DIR [--json]
+
+The figures are those of the newest checkpoint bundle that verifies (every
+file's checksum checked); newer damaged bundles are listed as such. Exports
+missing are export steps at or below that bundle with no export in
+`policies/` and no record of retention deleting it.
+
+Exit codes: 0, or 2 when DIR holds no run.
+"""
+
+import json
+import os
+import sys
+from typing import Any
+
+from absl import app, flags
+
+from trainer.checkpoint.bundle_store import BundleStore
+from trainer.errors import EXIT_USAGE
+from trainer.export import policy_index
+from trainer.rundir import layout
+
+flags.DEFINE_string("root_dir", None, "Run directory to summarise.")
+flags.DEFINE_bool("json", False, "Print JSON instead of text.")
+FLAGS = flags.FLAGS
+
+
+def no_run_reason(root_dir: str) -> str | None:
+  """Why `root_dir` is not a run directory, or None if it is one."""
+  if not os.path.isdir(root_dir):
+    return "no such directory"
+  if not (os.path.isfile(os.path.join(root_dir, layout.CONFIG_FILE))
+          or os.path.isdir(os.path.join(root_dir, layout.BUNDLE_DIR))):
+    return f"it holds no {layout.CONFIG_FILE} and no checkpoint bundles"
+  return None
+
+
+def run_status(root_dir: str) -> dict[str, Any]:
+  """The run's state as of its newest checkpoint bundle that verifies."""
+  store = BundleStore(root_dir)
+  bundles = store.committed()
+  bundle, damaged = store.newest_verified(bundles)
+  summary = bundle.summary if bundle else {}
+  train_step = summary.get("train_step", 0)
+  num_iterations = summary.get("num_iterations")
+  complete = bool(num_iterations) and train_step >= num_iterations
+  policy_dir = os.path.join(root_dir, layout.POLICY_DIR)
+  grid = policy_index.export_grid(summary.get("export_schedule", []), train_step,
+                                  train_step if complete else None) if bundle else []
+  return {
+      "root_dir": root_dir,
+      "train_step": train_step,
+      "num_iterations": num_iterations,
+      "env_steps": summary.get("env_steps", 0),
+      "episodes": summary.get("episodes", 0),
+      "replay_size": summary.get("replay_size", 0),
+      "checkpoints": [b.step for b in bundles if b.problem is None],
+      "damaged_checkpoints": [{"step": b.step, "problem": problem} for b, problem in damaged],
+      "exports": [{"train_step": e["train_step"], "path": e["path"]}
+                  for e in policy_index.list_exports(policy_dir)],
+      "exports_missing": policy_index.missing_exports(policy_dir, grid),
+      "last_eval_return": summary.get("last_eval_return"),
+      "complete": complete,
+  }
+
+
+def main(argv: list[str]) -> int:
+  del argv
+  if not FLAGS.root_dir:
+    sys.stderr.write("trainer.status: error: --root_dir is required\n")
+    return EXIT_USAGE
+  reason = no_run_reason(FLAGS.root_dir)
+  if reason is not None:
+    sys.stderr.write(f"trainer.status: error: no run at {FLAGS.root_dir} ({reason}); pass the "
+                     "--root_dir of a training run\n")
+    return EXIT_USAGE
+  status = run_status(FLAGS.root_dir)
+  if FLAGS.json:
+    print(json.dumps(status, indent=2))
+    return 0
+  last_eval = status["last_eval_return"]
+  print(f"run directory   {status['root_dir']}")
+  print(f"train step      {status['train_step']} / {status['num_iterations'] or '?'}"
+        f"{'  (complete)' if status['complete'] else ''}")
+  print(f"env steps       {status['env_steps']}")
+  print(f"episodes        {status['episodes']}")
+  print(f"replay size     {status['replay_size']}")
+  print(f"last eval       {'n/a' if last_eval is None else f'{last_eval:.2f}'}")
+  print(f"checkpoints     {status['checkpoints']}")
+  for damaged in status["damaged_checkpoints"]:
+    print(f"damaged         bundle {damaged['step']}: {damaged['problem']}")
+  print(f"exports         {[e['train_step'] for e in status['exports']]}")
+  if status["exports_missing"]:
+    print(f"exports missing {status['exports_missing']} (trainer.export --step=N remakes one "
+          "whose checkpoint bundle is still kept)")
+  return 0
+
+
+def entry() -> None:
+  """The command: `python -m trainer.status` calls this."""
+  app.run(main)

@@ -1,0 +1,44 @@
+r"""Runs or resumes a training job.
+
+  python -m trainer.train --root_dir=DIR --gin_file=configs/dqn_cartpole.gin \
+      [--gin_file=...] [--gin_bindings='train.num_iterations=50000' ...]
+
+Run the same command again after a kill to resume; `--root_dir` alone resumes
+with the run's saved config. Exit codes are listed in `trainer.errors`.
+"""
+
+import functools
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Before TensorFlow loads: quiet C++ start-up noise.
+
+from absl import flags, logging  # noqa: E402
+
+from trainer import errors  # noqa: E402
+from trainer.cli import shell  # noqa: E402
+from trainer.config import gin_config, registry  # noqa: E402, F401
+from trainer.loops import job  # noqa: E402
+from trainer.rundir.signals import StopRequest  # noqa: E402
+
+flags.DEFINE_string("root_dir", None, "Run directory: checkpoints, exports, summaries.")
+flags.DEFINE_multi_string("gin_file", [], "Gin config files, parsed in order.")
+flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings applied after the files.")
+flags.DEFINE_bool("allow_config_change", False,
+                  "Resume even though the config changes the experiment.")
+FLAGS = flags.FLAGS
+
+
+def main(argv: list[str], stop: StopRequest | None = None) -> int:
+  """`stop`: the process's signal handler, installed before the slow imports."""
+  if len(argv) > 1:
+    raise errors.ConfigError(f"unexpected arguments {argv[1:]}; use --gin_bindings for settings")
+  run_config = gin_config.load(FLAGS.root_dir, FLAGS.gin_file, FLAGS.gin_bindings,
+                                   allow_config_change=FLAGS.allow_config_change)
+  for change in run_config.changes:
+    logging.info("Config change accepted: %s", change)
+  return job.train(FLAGS.root_dir, run_config, stop=stop)
+
+
+def entry(stop: StopRequest) -> None:
+  """The command: `python -m trainer.train` (trainer/train.py) calls this."""
+  shell.run(functools.partial(main, stop=stop), prog="trainer")

@@ -1,0 +1,182 @@
+"""A Reverb table as the replay, served in-process or by a server at an address."""
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from typing import Any
+
+import gin
+import reverb
+import tensorflow as tf
+from absl import logging
+from tf_agents.replay_buffers import reverb_replay_buffer, reverb_utils
+from tf_agents.specs import tensor_spec
+from tf_agents.utils import nest_utils
+
+from trainer.errors import ConfigError, RunDirError, one_line
+from trainer.replay.base import Replay, ReplaySaveError, check_capacity
+from trainer.rundir import layout
+
+_REVERB_MAX_SIZE = 2**31 - 1  # a Reverb table's max_size is a C int
+
+
+class ReverbReplay(Replay):
+  """A Reverb table with uniform sampling and FIFO removal."""
+
+  _REMOTE_FILE = "reverb_remote.json"
+
+  def __init__(self, data_spec, *, capacity: int, sequence_length: int, table_name: str,
+               scratch_dir: str, address: str | None, restore_dir: str | None,
+               num_envs: int = 1):
+    self.capacity = capacity
+    self._data_spec = data_spec
+    self._table_name = table_name
+    self._sequence_length = sequence_length
+    self._scratch_dir = scratch_dir
+    self._server = None
+    if address is None:
+      self._server = self._start_server(restore_dir)
+      address = f"localhost:{self._server.port}"
+    self.address = address
+    self._client = reverb.Client(address)
+    self._check_table(restore_dir)
+    self._buffer = reverb_replay_buffer.ReverbReplayBuffer(
+        data_spec, table_name, sequence_length=sequence_length, server_address=address)
+    self._observer = _PerRowObserver([
+        reverb_utils.ReverbAddTrajectoryObserver(
+            self._client, table_name, sequence_length=sequence_length, stride_length=1)
+        for _ in range(num_envs)])
+
+  def _table(self) -> reverb.Table:
+    signature = tensor_spec.add_outer_dim(self._data_spec, self._sequence_length)
+    return reverb.Table(
+        self._table_name, max_size=self.capacity, sampler=reverb.selectors.Uniform(),
+        remover=reverb.selectors.Fifo(), rate_limiter=reverb.rate_limiters.MinSize(1),
+        signature=signature)
+
+  def _start_server(self, restore_dir: str | None) -> reverb.Server:
+    # The scratch root must be empty, or Reverb would load whatever it holds
+    # instead of the bundle's checkpoint.
+    shutil.rmtree(self._scratch_dir, ignore_errors=True)
+    os.makedirs(self._scratch_dir)
+    checkpointer = reverb.checkpointers.DefaultCheckpointer(
+        path=self._scratch_dir, fallback_checkpoint_path=restore_dir)
+    try:
+      return reverb.Server([self._table()], port=None, checkpointer=checkpointer)
+    except Exception as e:
+      if restore_dir is None:
+        raise ConfigError(f"Reverb cannot start the replay table (capacity {self.capacity}): "
+                          f"{one_line(e, 200)}; check create_reverb_replay") from e
+      raise RunDirError(f"Reverb cannot load the saved replay in {restore_dir}: {e}") from e
+
+  def _check_table(self, restore_dir: str | None) -> None:
+    info = self._client.server_info().get(self._table_name)
+    if info is None:
+      raise ConfigError(f"the Reverb server has no table {self._table_name!r}; set "
+                        "create_reverb_replay.table_name to one of its tables")
+    if info.max_size != self.capacity:
+      self.close()
+      raise ConfigError(
+          f"the Reverb table {self._table_name!r} holds max_size={info.max_size} "
+          f"(restored from {restore_dir or 'the server'}) but the config says capacity="
+          f"{self.capacity}; Reverb keeps the saved table settings, so set "
+          f"create_reverb_replay.capacity = {info.max_size} or start a new --root_dir")
+    if restore_dir is not None and info.signature is not None:
+      expected = tensor_spec.add_outer_dim(self._data_spec, self._sequence_length)
+      if not _same_specs(info.signature, expected):
+        self.close()
+        raise ConfigError(
+            "the saved Reverb table's item signature does not match the agent's data "
+            "spec (did the environment or agent change?); start a new --root_dir")
+
+  @property
+  def observer(self) -> Callable[[Any], None]:
+    return self._observer
+
+  def flush(self) -> None:
+    """Sends what the writers hold to the table."""
+    self._observer.flush()
+
+  def size(self) -> int:
+    self.flush()  # Items still in the writer are not in the table yet.
+    return int(self._client.server_info()[self._table_name].current_size)
+
+  def save(self, target_dir: str) -> None:
+    self.flush()
+    try:
+      path = self._client.checkpoint()
+    except RuntimeError as e:  # Reverb reports a failed write (no space, ...) so
+      if self._server is not None:
+        # What the server wrote of it; its earlier checkpoints were moved into bundles.
+        for name in os.listdir(self._scratch_dir):
+          shutil.rmtree(os.path.join(self._scratch_dir, name), ignore_errors=True)
+      raise ReplaySaveError(f"the Reverb checkpoint failed: {one_line(e)}") from e
+    if self._server is None:
+      # A remote server owns its checkpoints (and keeps only the latest).
+      os.makedirs(target_dir)
+      with open(os.path.join(target_dir, self._REMOTE_FILE), "w") as f:
+        json.dump({"server_checkpoint": path, "size": self.size()}, f)
+      return
+    os.rename(path, target_dir)
+
+  def close(self) -> None:
+    if getattr(self, "_observer", None) is not None:
+      self._observer.close()
+      self._observer = None
+    if self._server is not None:
+      self._server.stop()
+      self._server = None
+
+
+class _PerRowObserver:
+  """Splits batched steps into one writer per environment, so that each
+  sequence written to Reverb comes from a single environment."""
+
+  def __init__(self, observers: list[reverb_utils.ReverbAddTrajectoryObserver]):
+    self._observers = observers
+
+  def __call__(self, traj) -> None:
+    for observer, row in zip(self._observers, nest_utils.unstack_nested_arrays(traj), strict=True):
+      observer(row)
+
+  def flush(self) -> None:
+    for observer in self._observers:
+      observer.flush()
+
+  def close(self) -> None:
+    for observer in self._observers:
+      observer.close()
+
+
+def _same_specs(a, b) -> bool:
+  flat_a, flat_b = tf.nest.flatten(a), tf.nest.flatten(b)
+  return len(flat_a) == len(flat_b) and all(
+      x.shape == y.shape and x.dtype == y.dtype for x, y in zip(flat_a, flat_b, strict=True))
+
+
+@gin.configurable
+def create_reverb_replay(
+    data_spec, *, sequence_length: int, root_dir: str, restore_dir: str | None,
+    num_envs: int = 1, capacity: int = 100_000, address: str | None = None,
+    table_name: str = "uniform_table",
+) -> Replay:
+  """A Reverb table of `sequence_length`-step sequences (stride 1).
+
+  Args:
+    num_envs: collect environments (one writer each; set by the job).
+    capacity: maximum number of sequences held (FIFO beyond it).
+    address: 'host:port' of a running Reverb server that owns the table; None
+      starts a server inside the training process.
+    table_name: the table to write to and sample from.
+  """
+  if restore_dir is not None and os.path.exists(os.path.join(restore_dir, ReverbReplay._REMOTE_FILE)):
+    logging.info("Replay lives on the Reverb server at %s; it restores its own checkpoint.", address)
+    restore_dir = None
+  return ReverbReplay(
+      data_spec, capacity=check_capacity("create_reverb_replay", capacity, _REVERB_MAX_SIZE),
+      sequence_length=sequence_length, table_name=table_name,
+      scratch_dir=os.path.join(root_dir, layout.REVERB_SCRATCH_DIR), address=address,
+      restore_dir=restore_dir, num_envs=num_envs)
+
+
