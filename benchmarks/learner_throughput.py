@@ -40,8 +40,9 @@ from absl import logging  # noqa: E402
 from tf_agents.train import learner as tf_agents_learner  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from trainer.config import gin_config  # noqa: E402
+from trainer.config import gin_config, registry  # noqa: E402, F401
 from trainer.loops.job import configure_job, open_job  # noqa: E402
+from trainer.loops.off_policy import OffPolicyLoop  # noqa: E402
 
 
 def _rate(turns: list[float], steps_per_turn: int) -> float:
@@ -67,8 +68,8 @@ def main() -> int:
   spec = configure_job(root, run_config)
   batch_size, per_call = spec.settings.batch_size, spec.settings.train_steps_per_iteration
   with open_job(spec) as job:
-    job.initial_collect()
-    learner, replay, agent = job._learner, job.replay, job.agent  # noqa: SLF001
+    OffPolicyLoop(job, job.stop).initial_collect()
+    learner, replay, agent = job.learner, job.replay, job.agent
     experience, _ = next(iter(replay.dataset(batch_size)))
 
     @tf.function

@@ -7,7 +7,7 @@ evaluations off: an evaluation is work the user asked for, not overhead),
 after the initial collect and a warm-up of 1,000 train steps, two loops take
 turns in blocks of 200 train steps on the same agent and replay:
 
-- trainer: `Job.train`, the job's loop: collection, the Learner with the
+- trainer: `OffPolicyLoop.train`, the job's loop: collection, the Learner with the
   job's triggers (checkpoints and exports at the configured rate per train
   step of the job's own, with the export's background thread; progress lines;
   summaries) and its bookkeeping;
@@ -38,9 +38,10 @@ from absl import logging  # noqa: E402
 from benchmarks import common  # noqa: E402
 from trainer.acting.collect_stats import CollectStats  # noqa: E402
 from trainer.acting.collector import Collector  # noqa: E402
-from trainer.config import gin_config  # noqa: E402
+from trainer.config import gin_config, registry  # noqa: E402, F401
 from trainer.learning import learner  # noqa: E402
 from trainer.loops.job import configure_job, open_job  # noqa: E402
+from trainer.loops.off_policy import OffPolicyLoop  # noqa: E402
 
 WARMUP = 1000
 _TRIGGERED = ("checkpoint_interval", "policy_export_interval", "log_interval")
@@ -61,6 +62,7 @@ def measure(steps: int, workdir: str, repeat: int) -> dict:
   spec = configure_job(root, gin_config.load(root, gin_files, base + doubled))
   settings = spec.settings
   with open_job(spec) as job:
+    loop = OffPolicyLoop(job, job.stop)
     # The bare loop: the same collection into the same replay, then a Learner
     # without triggers on the same agent; no checkpoints, exports or bookkeeping.
     environments = [spec.environment_fn() for _ in range(settings.collect_envs)]
@@ -83,10 +85,10 @@ def measure(steps: int, workdir: str, repeat: int) -> dict:
         bare.run(iterations=k, iterator=iterator)
 
     def trainer_block():
-      job.train(until_step=int(step.numpy()) + BLOCK)
+      loop.train(until_step=int(step.numpy()) + BLOCK)
 
-    job.initial_collect()
-    job.train(until_step=WARMUP)  # traces the job's graphs
+    loop.initial_collect()
+    loop.train(until_step=WARMUP)  # traces the job's graphs
     for _ in range(WARMUP // BLOCK):
       bare_block()  # and the bare loop's
     blocks = {"trainer": [], "bare": []}

@@ -1,9 +1,14 @@
-"""Pure logic that end-to-end tests cover only through whole jobs: triggers and
-config diffs. Seconds in all (`make test-fast`)."""
+"""Pure logic that end-to-end tests cover only through whole jobs: triggers,
+config diffs and the knobs' declarations. Seconds in all (`make test-fast`)."""
+
+import re
 
 import pytest
 
+from tests.conftest import REPO
 from trainer.config import gin_config
+from trainer.config.settings import BENIGN_BINDINGS, Settings, knob_table
+from trainer.errors import ConfigError
 from trainer.learning.triggers import GridTrigger
 
 pytestmark = pytest.mark.fast
@@ -48,8 +53,45 @@ def test_config_diff_lists_each_change_readably():
 
 def test_benign_bindings_are_run_length_schedules_and_logging_only():
   assert {"train.num_iterations", "train.log_interval", "train.checkpoint_interval",
-          "train.policy_export_interval"} <= gin_config.BENIGN_BINDINGS
+          "train.policy_export_interval"} <= BENIGN_BINDINGS
   for experiment in ("train.seed", "train.batch_size", "train.collect_steps_per_iteration",
                      "train.train_steps_per_iteration", "train.replay_fn", "train.agent_fn",
                      "create_dqn_agent.learning_rate"):
-    assert experiment not in gin_config.BENIGN_BINDINGS
+    assert experiment not in BENIGN_BINDINGS
+
+
+REQUIRED = {"num_iterations": 100, "checkpoint_interval": 50, "policy_export_interval": 50,
+            "eval_interval": 0}
+
+
+def test_a_misspelt_knob_names_the_knob_it_resembles():
+  with pytest.raises(ConfigError, match=r"^train\.num_iteration is not a knob of the job; did you "
+                     r"mean train\.num_iterations\?$"):
+    Settings.from_bindings({**REQUIRED, "num_iteration": 5})
+
+
+def test_a_missing_required_knob_names_the_binding_that_sets_it():
+  missing = {k: v for k, v in REQUIRED.items() if k != "checkpoint_interval"}
+  with pytest.raises(ConfigError, match=r"train\.checkpoint_interval is required \(train steps "
+                     r"between checkpoint bundles\); .*--gin_bindings='train\.checkpoint_interval = N'"):
+    Settings.from_bindings(missing)
+  assert Settings.from_bindings(REQUIRED).batch_size == 64  # the declared default
+
+
+@pytest.mark.parametrize("knob,value,message", [
+    ("num_iterations", 0, "must be > 0, got 0"),
+    ("eval_interval", -1, "must be >= 0, got -1"),
+    ("seed", 2**32, "must be at most 4294967295"),
+    ("batch_size", True, "must be an int, got True"),
+    ("collect_steps_per_iteration", 3, "must be a multiple of train.collect_envs=2"),
+])
+def test_each_knob_is_checked_by_its_declaration(knob, value, message):
+  with pytest.raises(ConfigError, match=re.escape(message)):
+    Settings.from_bindings({**REQUIRED, "collect_envs": 2, "collect_steps_per_iteration": 4,
+                            knob: value})
+  assert Settings.from_bindings({**REQUIRED, "eval_interval": 0, "seed": 2**32 - 1}).seed == 2**32 - 1
+
+
+def test_the_readme_documents_every_knob_as_declared():
+  assert knob_table() in (REPO / "README.md").read_text(), (
+      "README's knob table differs from trainer.config.settings; paste knob_table() into it")

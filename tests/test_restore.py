@@ -8,7 +8,8 @@ import reverb
 import tensorflow as tf
 
 from tests.conftest import DQN_CONFIG, REVERB_BINDINGS, TINY_DQN, bindings
-from trainer.config import gin_config
+from trainer import errors
+from trainer.config import gin_config, registry  # noqa: F401
 from trainer.loops.job import configure_job, open_job
 
 
@@ -118,3 +119,40 @@ def test_reverb_refuses_restored_table_that_differs_from_config(tmp_path):
   with pytest.raises(gin_config.ConfigError, match="max_size=2000.*capacity=3000"):
     with open_job(configure_job(root, changed)):
       pass
+
+
+def _remote_table(capacity: int = 2000) -> reverb.Server:
+  """A Reverb server that the job does not own, as a user runs one."""
+  return reverb.Server([reverb.Table(
+      "uniform_table", max_size=capacity, sampler=reverb.selectors.Uniform(),
+      remover=reverb.selectors.Fifo(), rate_limiter=reverb.rate_limiters.MinSize(1))], port=None)
+
+
+def test_remote_reverb_table_is_checked_against_the_bundle_on_resume(tmp_path):
+  root = str(tmp_path / "run")
+  server = _remote_table()
+  try:
+    address = f"'localhost:{server.port}'"
+    run_config = gin_config.load(root, [DQN_CONFIG], bindings(
+        {**TINY_DQN, **REVERB_BINDINGS}, create_reverb_replay__address=address))
+    with open_job(configure_job(root, run_config)) as job:
+      assert job.run() == 0
+    # The server kept its items: the job resumes from them.
+    longer = gin_config.load(root, [], ["train.num_iterations = 80"])
+    with open_job(configure_job(root, longer)) as job:
+      assert job.run() == 0
+      recorded = job.replay.size()
+  finally:
+    server.stop()
+  # An empty server in its place: restarted without its checkpoint.
+  empty = _remote_table()
+  try:
+    moved = gin_config.load(root, [], [f"create_reverb_replay.address = 'localhost:{empty.port}'"],
+                            allow_config_change=True)
+    with pytest.raises(errors.RunDirError, match=(
+        rf"holds 0 items in table 'uniform_table', fewer than the {recorded} that checkpoint "
+        r"bundle 80 recorded.*Restart it from its checkpoint /")):
+      with open_job(configure_job(root, moved)):
+        pass
+  finally:
+    empty.stop()

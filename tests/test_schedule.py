@@ -5,7 +5,9 @@ import json
 import pytest
 
 from tests.conftest import TINY_DQN, bindings, run_train
-from trainer.loops.job import Settings
+from trainer.config.settings import Settings
+from trainer.loops.off_policy import collects_before
+from trainer.loops.schedule import steps_until_next_event
 
 BASE = dict(num_iterations=100, checkpoint_interval=30, policy_export_interval=45,
             eval_interval=0, eval_episodes=1, initial_collect_steps=0, collect_envs=1,
@@ -18,9 +20,9 @@ def _simulate(settings: Settings, start: int = 0) -> tuple[list[int], int]:
   """(the steps where Learner calls end, env steps collected) of the job's loop."""
   step, ends, collected = start, [], 0
   while step < settings.num_iterations:
-    if settings.collects_before(step):
+    if collects_before(settings, step):
       collected += settings.collect_steps_per_iteration
-    step += settings.steps_until_next_event(step, settings.num_iterations)
+    step += steps_until_next_event(settings, step, settings.num_iterations)
     ends.append(step)
   return ends, collected
 

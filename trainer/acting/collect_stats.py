@@ -58,5 +58,3 @@ class CollectStats:
     self._returns.extend(state["returns"])
     self._lengths.clear()
     self._lengths.extend(state["lengths"])
-
-

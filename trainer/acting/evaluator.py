@@ -2,7 +2,7 @@
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -14,14 +14,13 @@ from tf_agents.utils import nest_utils
 
 from trainer.acting import envs as envs_lib
 from trainer.acting.collector import batched_action_function
-from trainer.checkpoint.run_state import RunState
 from trainer.rundir import layout
 
 
 class Evaluator:
   """Runs one greedy episode per environment and records the average return.
 
-  Results go to the run state (so bundles hold the eval history), to eval
+  Results go to `record` (the run state: bundles hold the eval history), to eval
   summaries under `DIR/eval` (`Metrics/eval/AverageReturn` and
   `.../AverageEpisodeLength`, as TF-Agents' eval Actor names them), and to
   `DIR/eval/returns.csv`.
@@ -34,10 +33,11 @@ class Evaluator:
   """
 
   def __init__(self, root_dir: str, envs: Sequence[py_environment.PyEnvironment],
-               agent: tf_agent.TFAgent, train_step: tf.Variable, run_state: RunState,
+               agent: tf_agent.TFAgent, train_step: tf.Variable,
+               record: Callable[[int, float], None],
                *, seed: int):
     self._envs = list(envs)
-    self._run_state = run_state
+    self._record = record  # (train step, average return): into the run state
     self._train_step = train_step
     self._seed = seed
     episodes = len(self._envs)
@@ -80,7 +80,7 @@ class Evaluator:
     with self.summary_writer.as_default():
       tf.summary.scalar("Metrics/eval/AverageReturn", average_return, step=step)
       tf.summary.scalar("Metrics/eval/AverageEpisodeLength", float(np.mean(lengths)), step=step)
-    self._run_state.evals.append((step, average_return))
+    self._record(step, average_return)
     self._append_csv(step, average_return)
     logging.info("Eval at step %d: average return %.2f over %d episodes (%.1f s).", step,
                  average_return, len(self._envs), time.monotonic() - start)

@@ -17,5 +17,3 @@ def check_layers(name: str, layers: Sequence[int]) -> tuple[int, ...]:
       isinstance(u, int) and not isinstance(u, bool) and u > 0 for u in layers):
     raise ConfigError(f"{name} must be a tuple of positive ints, e.g. (256, 256); got {layers!r}")
   return tuple(layers)
-
-

@@ -69,5 +69,3 @@ def create_dqn_agent(
       reward_scale_factor=reward_scale_factor,
       train_step_counter=train_step,
   )
-
-

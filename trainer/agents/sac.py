@@ -63,5 +63,3 @@ def create_sac_agent(
       reward_scale_factor=reward_scale_factor,
       train_step_counter=train_step,
   )
-
-

@@ -53,6 +53,9 @@ class RunState:
     if not self.export_schedule or self.export_schedule[-1][1] != interval:
       self.export_schedule.append([step, interval])
 
+  def record_eval(self, step: int, average_return: float) -> None:
+    self.evals.append((step, average_return))
+
   def eval_return_at(self, step: int) -> float | None:
     return next((r for s, r in reversed(self.evals) if s == step), None)
 

@@ -17,24 +17,9 @@ from collections.abc import Sequence
 import gin
 from gin import config_parser
 
+from trainer.config.settings import BENIGN_BINDINGS
 from trainer.errors import ConfigError, RunDirError, one_line
 from trainer.rundir import fileio, layout
-
-# Bindings that may change between runs of one experiment: run length,
-# schedules and logging. Everything else is part of the experiment.
-BENIGN_BINDINGS = frozenset({
-    "train.num_iterations",
-    "train.checkpoint_interval",
-    "train.policy_export_interval",
-    "train.eval_interval",
-    "train.eval_episodes",
-    "train.log_interval",
-    "train.summary_interval",
-    "train.keep_checkpoints",
-    "train.exports_keep_last",
-    "train.exports_keep_best",
-    "train.exports_keep_every",
-})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,8 +67,9 @@ def load(root_dir: str, gin_files: Sequence[str], gin_bindings: Sequence[str],
          *, allow_config_change: bool = False) -> RunConfig:
   """Parses the job's config into gin and checks it against the saved one.
 
-  Writes nothing: the caller saves `RunConfig.text` once it holds the run
-  directory's lock.
+  The configurables that configs name must be registered first (import
+  `trainer.config.registry`, as the commands do). Writes nothing: the caller
+  saves `RunConfig.text` once it holds the run directory's lock.
 
   Raises:
     ConfigError: the files, bindings or root_dir are unusable, or the config
@@ -100,8 +86,6 @@ def load(root_dir: str, gin_files: Sequence[str], gin_bindings: Sequence[str],
   for path in files:
     if not os.path.isfile(path):
       raise ConfigError(f"gin file not found: {path}; check the --gin_file path")
-  from trainer.config import registry  # noqa: F401  Registers what configs name; imports config.
-
   gin.clear_config()
   try:
     gin.parse_config_files_and_bindings(files, list(gin_bindings))

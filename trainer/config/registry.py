@@ -1,6 +1,10 @@
-"""Imports every module that registers gin configurables, so configs can name them."""
+"""Imports every module that registers gin configurables, so configs can name them.
+
+The commands import this before parsing a config; nothing below the commands
+imports it, so the imports run one way.
+"""
 
 from trainer.acting import envs  # noqa: F401
 from trainer.agents import dqn, sac  # noqa: F401
-from trainer.loops import job  # noqa: F401
+from trainer.loops import job, off_policy  # noqa: F401
 from trainer.replay import reverb, uniform  # noqa: F401

@@ -79,16 +79,6 @@ def export_metadata(*, env_steps: int, episodes: int, eval_average_return: float
           "versions": library_versions()}
 
 
-
-
-
-
-
-
-
-
-
-
 _MAX_QUEUED = 3  # exports waiting for the writer before export() waits too
 
 

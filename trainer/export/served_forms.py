@@ -97,5 +97,3 @@ class Template:
       (shutil.copytree if os.path.isdir(source) else shutil.copy2)(
           source, os.path.join(export_dir, name))
     self.saver.save_variables(export_dir)
-
-

@@ -21,7 +21,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from trainer.errors import ConfigError
+from trainer.errors import ConfigError, RunDirError
 
 _DATASET_PARALLEL_CALLS = 3
 _DATASET_PREFETCH = 3
@@ -73,15 +73,16 @@ class Replay(abc.ABC):
   def close(self) -> None:  # noqa: B027  (optional hook; most backends hold nothing)
     """Releases servers and writers."""
 
-
-
-
-
-
-
-
-
-
+  def check_restored(self, expected_size: int, saved_dir: str, source: str) -> None:
+    """Raises unless the replay restored from `saved_dir` holds the items that
+    `source` (a committed bundle) recorded."""
+    del saved_dir
+    size = self.size()
+    if size != expected_size:
+      raise RunDirError(
+          f"the replay restored from {source} holds {size} items but the bundle recorded "
+          f"{expected_size}; move that bundle aside to resume from the one before it, or start "
+          "a new --root_dir")
 
 
 def check_capacity(name: str, capacity: Any, maximum: int | None = None) -> int:
@@ -90,9 +91,3 @@ def check_capacity(name: str, capacity: Any, maximum: int | None = None) -> int:
   if maximum is not None and capacity > maximum:
     raise ConfigError(f"{name}.capacity must be at most {maximum}, got {capacity}")
   return capacity
-
-
-
-
-
-

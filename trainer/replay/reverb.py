@@ -120,6 +120,25 @@ class ReverbReplay(Replay):
       return
     os.rename(path, target_dir)
 
+  def check_restored(self, expected_size: int, saved_dir: str, source: str) -> None:
+    """In-process, the table is the bundle's checkpoint, item for item. A
+    remote server owns its table: it may hold more than the bundle recorded
+    (written after the bundle) but never fewer, unless it lost items."""
+    if self._server is not None:
+      super().check_restored(expected_size, saved_dir, source)
+      return
+    size = self.size()
+    if size < expected_size:
+      raise RunDirError(
+          f"the Reverb server at {self.address} holds {size} items in table "
+          f"{self._table_name!r}, fewer than the {expected_size} that {source} recorded: it lost "
+          f"items (restarted without its checkpoint?). Restart it from its checkpoint "
+          f"{_remote_checkpoint(saved_dir)}, then run the same command")
+    if size > expected_size:
+      logging.warning("The Reverb server at %s holds %d items, %d more than %s recorded (written "
+                      "after it); training goes on with them.", self.address, size,
+                      size - expected_size, source)
+
   def close(self) -> None:
     if getattr(self, "_observer", None) is not None:
       self._observer.close()
@@ -180,3 +199,10 @@ def create_reverb_replay(
       restore_dir=restore_dir, num_envs=num_envs)
 
 
+def _remote_checkpoint(saved_dir: str) -> str:
+  """The server checkpoint that a bundle of a remote table recorded."""
+  try:
+    with open(os.path.join(saved_dir, ReverbReplay._REMOTE_FILE)) as f:
+      return json.load(f)["server_checkpoint"]
+  except (OSError, ValueError, KeyError):
+    return f"(not recorded in {saved_dir})"

@@ -212,5 +212,3 @@ def create_uniform_replay(
   if restore_dir is not None:
     replay.restore(restore_dir)
   return replay
-
-

@@ -77,4 +77,3 @@ def tfa_policy_checkpoint(step: int) -> str:
 def agent_checkpoint_prefix(root_dir: str, step: int) -> str:
   """Prefix of the agent checkpoint of bundle `step` (`ckpt-<step>`)."""
   return os.path.join(root_dir, CHECKPOINT_DIR, f"ckpt-{step}")
-
