@@ -28,7 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import logging  # noqa: E402
 from tf_agents.policies import policy_saver  # noqa: E402
 
-from trainer.config import gin_config, registry  # noqa: E402, F401
+from trainer.cli import registry  # noqa: E402, F401
+from trainer.config import gin_config  # noqa: E402
 from trainer.loops.job import configure_job, open_job  # noqa: E402
 
 

@@ -40,7 +40,8 @@ from absl import logging  # noqa: E402
 from tf_agents.train import learner as tf_agents_learner  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from trainer.config import gin_config, registry  # noqa: E402, F401
+from trainer.cli import registry  # noqa: E402, F401
+from trainer.config import gin_config  # noqa: E402
 from trainer.loops.job import configure_job, open_job  # noqa: E402
 from trainer.loops.off_policy import OffPolicyLoop  # noqa: E402
 

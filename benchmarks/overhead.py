@@ -38,7 +38,8 @@ from absl import logging  # noqa: E402
 from benchmarks import common  # noqa: E402
 from trainer.acting.collect_stats import CollectStats  # noqa: E402
 from trainer.acting.collector import Collector  # noqa: E402
-from trainer.config import gin_config, registry  # noqa: E402, F401
+from trainer.cli import registry  # noqa: E402, F401
+from trainer.config import gin_config  # noqa: E402
 from trainer.learning import learner  # noqa: E402
 from trainer.loops.job import configure_job, open_job  # noqa: E402
 from trainer.loops.off_policy import OffPolicyLoop  # noqa: E402

@@ -66,7 +66,8 @@ def trainer_save(root: str, transitions: int, repeats: int) -> dict:
   import tensorflow as tf
   from absl import logging
 
-  from trainer.config import gin_config, registry  # noqa: F401
+  from trainer.cli import registry  # noqa: F401
+  from trainer.config import gin_config
   from trainer.loops.job import configure_job, open_job
   logging.set_verbosity(logging.WARNING)
   run_config = gin_config.load(root, [DQN_CONFIG], _job_bindings(transitions))
@@ -95,7 +96,8 @@ def trainer_restore(root: str, transitions: int) -> dict:
   from tf_agents.train.utils import train_utils
 
   from trainer.checkpoint.bundle_store import BundleStore
-  from trainer.config import gin_config, registry  # noqa: F401
+  from trainer.cli import registry  # noqa: F401
+  from trainer.config import gin_config
   from trainer.loops.job import configure_job
   from trainer.replay.uniform import create_uniform_replay
   spec = configure_job(root, gin_config.load(root, [], []))

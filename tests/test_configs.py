@@ -6,8 +6,11 @@ import re
 import pytest
 
 from tests.conftest import CONFIGS, bindings
-from trainer.cli import status
-from trainer.config import gin_config, registry  # noqa: F401
+from trainer.cli import (
+  registry,  # noqa: F401
+  status,
+)
+from trainer.config import gin_config
 from trainer.config.settings import knob_names
 from trainer.loops.job import configure_job, open_job
 

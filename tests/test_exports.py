@@ -250,7 +250,7 @@ def test_onnx_export_gives_the_saved_models_actions_dqn(finished_run, tmp_path):
 
 
 def test_onnx_comparison_is_exact_for_discrete_and_bounded_for_continuous():
-  from trainer.export import onnx_policy
+  from trainer.policies import onnx_policy
   assert onnx_policy.compare(np.array([0, 1, 1]), np.array([0, 1, 1])) is None
   assert onnx_policy.compare(np.array([0, 1, 1]), np.array([0, 0, 1])) == "1 of 3 actions differ"
   assert onnx_policy.compare(np.array([[0.5]]), np.array([[0.5 + 1e-7]])) is None

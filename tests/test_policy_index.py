@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO, cli_env
-from trainer.export import policy_index
+from trainer.policies import policy_index
 
 pytestmark = pytest.mark.fast
 
@@ -76,7 +76,7 @@ def test_missing_exports_tell_pruned_from_lost(tmp_path):
 
 KILL_DURING_RETENTION = r"""
 import os, signal, sys
-from trainer.export import policy_index
+from trainer.policies import policy_index
 real_delete = policy_index._delete
 def delete_then_die(policy_dir, export):
   real_delete(policy_dir, export)

@@ -9,7 +9,8 @@ import tensorflow as tf
 
 from tests.conftest import DQN_CONFIG, REVERB_BINDINGS, TINY_DQN, bindings
 from trainer import errors
-from trainer.config import gin_config, registry  # noqa: F401
+from trainer.cli import registry  # noqa: F401
+from trainer.config import gin_config
 from trainer.loops.job import configure_job, open_job
 
 

@@ -22,10 +22,10 @@ from absl import flags, logging  # noqa: E402
 
 from trainer import errors  # noqa: E402
 from trainer.acting import envs  # noqa: E402
-from trainer.cli import shell  # noqa: E402
-from trainer.config import gin_config, registry  # noqa: E402, F401
-from trainer.export import policy_index  # noqa: E402
+from trainer.cli import registry, shell  # noqa: E402, F401  (registry: what configs name)
+from trainer.config import gin_config  # noqa: E402
 from trainer.loops import job  # noqa: E402
+from trainer.policies import policy_index  # noqa: E402
 from trainer.rundir import layout  # noqa: E402
 
 flags.DEFINE_string("policy", None, "One export directory (DIR/policies/<step>).")

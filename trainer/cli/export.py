@@ -42,10 +42,10 @@ from tf_agents.specs import array_spec  # noqa: E402
 from trainer import errors  # noqa: E402
 from trainer.acting import envs  # noqa: E402
 from trainer.checkpoint.bundle_store import Bundle, BundleStore, file_problem  # noqa: E402
-from trainer.cli import shell  # noqa: E402
-from trainer.config import gin_config, registry  # noqa: E402, F401
-from trainer.export import exporter, onnx_policy, policy_index  # noqa: E402
+from trainer.cli import registry, shell  # noqa: E402, F401  (registry: what configs name)
+from trainer.config import gin_config  # noqa: E402
 from trainer.loops import job  # noqa: E402
+from trainer.policies import exporter, onnx_policy, policy_index  # noqa: E402
 from trainer.rundir import fileio, layout  # noqa: E402
 from trainer.rundir.run_lock import RunLock, run_dir_holding  # noqa: E402
 

@@ -19,7 +19,7 @@ from absl import app, flags
 
 from trainer.checkpoint.bundle_store import BundleStore
 from trainer.errors import EXIT_USAGE
-from trainer.export import policy_index
+from trainer.policies import policy_index
 from trainer.rundir import layout
 
 flags.DEFINE_string("root_dir", None, "Run directory to summarise.")

@@ -15,8 +15,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Before TensorFlow loads: q
 from absl import flags, logging  # noqa: E402
 
 from trainer import errors  # noqa: E402
-from trainer.cli import shell  # noqa: E402
-from trainer.config import gin_config, registry  # noqa: E402, F401
+from trainer.cli import registry, shell  # noqa: E402, F401  (registry: what configs name)
+from trainer.config import gin_config  # noqa: E402
 from trainer.loops import job  # noqa: E402
 from trainer.rundir.signals import StopRequest  # noqa: E402
 

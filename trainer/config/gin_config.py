@@ -68,7 +68,7 @@ def load(root_dir: str, gin_files: Sequence[str], gin_bindings: Sequence[str],
   """Parses the job's config into gin and checks it against the saved one.
 
   The configurables that configs name must be registered first (import
-  `trainer.config.registry`, as the commands do). Writes nothing: the caller
+  `trainer.cli.registry`, as the commands do). Writes nothing: the caller
   saves `RunConfig.text` once it holds the run directory's lock.
 
   Raises:

@@ -39,10 +39,10 @@ from trainer.config import gin_config
 from trainer.config import settings as settings_lib
 from trainer.config.settings import Settings
 from trainer.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError, RunDirError
-from trainer.export import exporter, policy_index
 from trainer.learning import learner
 from trainer.loops import schedule
 from trainer.loops.off_policy import OffPolicyLoop
+from trainer.policies import exporter, policy_index
 from trainer.replay.base import Replay, ReplaySaveError
 from trainer.replay.uniform import create_uniform_replay
 from trainer.rundir import fileio, layout

@@ -16,7 +16,7 @@ and users find files through these names, so they live in one place.
         reverb/                      Reverb server's scratch checkpoint root
         learner/                     TF-Agents' Learner's root; its checkpoints/ stays empty
       eval/                          eval summaries; returns.csv
-      policies/                      exports (see trainer/export/exporter.py)
+      policies/                      exports (see trainer/policies/exporter.py)
 """
 
 import os

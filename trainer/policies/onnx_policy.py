@@ -20,7 +20,7 @@ from tf_agents.specs import tensor_spec
 from tf_agents.utils import common
 
 from trainer import errors
-from trainer.export import served_forms
+from trainer.policies import served_forms
 
 OPSET = 13
 

@@ -45,8 +45,8 @@ from tf_agents.agents import tf_agent
 from tf_agents.policies import greedy_policy, policy_saver
 
 from trainer.errors import RunDirError
-from trainer.export import policy_index
-from trainer.export.served_forms import Saver, ServingModule, Template
+from trainer.policies import policy_index
+from trainer.policies.served_forms import Saver, ServingModule, Template
 from trainer.rundir import fileio, layout
 
 ENV_STEP_METADATA_KEY = "env_step"
