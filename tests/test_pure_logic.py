@@ -1,6 +1,7 @@
 """Pure logic that end-to-end tests cover only through whole jobs: triggers,
 config diffs and the knobs' declarations. Seconds in all (`make test-fast`)."""
 
+import ast
 import re
 
 import pytest
@@ -95,3 +96,41 @@ def test_each_knob_is_checked_by_its_declaration(knob, value, message):
 def test_the_readme_documents_every_knob_as_declared():
   assert knob_table() in (REPO / "README.md").read_text(), (
       "README's knob table differs from trainer.config.settings; paste knob_table() into it")
+
+
+# Each folder is one concern; a folder imports only the ones below it.
+LAYERS = [
+    {"trainer.train", "trainer.status", "trainer.export", "trainer.evaluate"},  # python -m ...
+    {"trainer.cli"},
+    {"trainer.loops"},
+    {"trainer.checkpoint"},
+    {"trainer.acting", "trainer.agents", "trainer.replay", "trainer.policies"},
+    {"trainer.learning"},
+    {"trainer.config"},
+    {"trainer.rundir"},
+    {"trainer.errors"},
+]
+
+
+def _package(module: str) -> str:
+  return ".".join(module.split(".")[:2])
+
+
+def test_imports_run_one_way_from_the_commands_down_to_the_parts():
+  layer = {package: depth for depth, packages in enumerate(LAYERS) for package in packages}
+  upward = []
+  for path in (REPO / "trainer").rglob("*.py"):
+    module = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+    if module == "trainer":
+      continue
+    for node in ast.walk(ast.parse(path.read_text())):
+      if not (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("trainer")):
+        continue
+      names = ([f"trainer.{a.name}" for a in node.names] if node.module == "trainer"
+               else [node.module])
+      for target in map(_package, names):
+        source = _package(module)
+        assert source in layer and target in layer, f"{module}: add its folder to LAYERS"
+        if source != target and layer[target] <= layer[source]:
+          upward.append(f"{module} imports {target}")
+  assert not upward, upward
