@@ -27,6 +27,6 @@ def flat_call(concrete) -> Callable[..., Any]:
     if len(values) != len(specs):
       raise TypeError(f"{concrete.name} takes {len(specs)} tensors, got {len(values)}")
     tensors = [tf.convert_to_tensor(value, spec.dtype) for value, spec in zip(values, specs, strict=True)]
-    return concrete._call_flat(tensors, concrete.captured_inputs)  # noqa: SLF001
+    return concrete._call_flat(tensors, concrete.captured_inputs)
 
   return call
