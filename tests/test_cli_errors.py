@@ -2,13 +2,14 @@
 
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import DQN_CONFIG, REPO, TINY_DQN, bindings, cli_env, run_train
+from tests.conftest import DQN_CONFIG, REPO, TINY_DQN, bindings, cli_env, run_train, status
 from trainer import errors
 
 
@@ -93,15 +94,43 @@ def test_resume_without_saved_config_or_gin_file(tmp_path):
   assert not (tmp_path / "empty").exists()
 
 
-def test_changed_experiment_is_refused_with_a_diff(existing_run):
-  before = _tree(existing_run)
-  result = run_train(existing_run, gin_bindings=bindings(
-      TINY_DQN, train__num_iterations=20, create_dqn_agent__learning_rate=0.5))
+def test_changed_experiment_is_refused_with_a_diff_and_the_flag_then_works(tmp_path):
+  root = tmp_path / "run"
+  assert run_train(root, gin_bindings=bindings(TINY_DQN, train__num_iterations=20)).returncode == 0
+  before = _tree(root)
+  changed = bindings(TINY_DQN, train__num_iterations=40, create_dqn_agent__learning_rate=0.5,
+                     create_gym_environment__max_episode_steps=40)
+  result = run_train(root, gin_bindings=changed)
   assert result.returncode == errors.EXIT_USAGE
-  line = _error_line(result.stderr)
-  assert "create_dqn_agent.learning_rate: 0.002 -> 0.5" in line
-  assert "--allow_config_change" in line
-  assert _tree(existing_run) == before
+  assert "listed below" in _error_line(result.stderr) and "--allow_config_change" in result.stderr
+  diff = result.stderr[result.stderr.index("trainer: error:"):].splitlines()[1:]
+  # One change a line, the environment's first; the benign num_iterations is not refused.
+  assert diff == ["  create_gym_environment.max_episode_steps: 50 -> 40",
+                  "  create_dqn_agent.learning_rate: 0.002 -> 0.5"]
+  assert _tree(root) == before
+  result = run_train(root, gin_bindings=changed, extra=["--allow_config_change"])
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert status(root)["train_step"] == 40
+
+
+@pytest.mark.parametrize("change,part", [
+    ({"create_dqn_agent__fc_layer_params": "(32,)"},
+     r"the agent's agent/_q_network/\S+ is \[(4, )?16\] in the bundle but \[(4, )?32\] now"),
+    ({"create_uniform_replay__capacity": 3000},
+     "its replay was saved with the old create_uniform_replay.capacity"),
+])
+def test_a_change_that_cannot_restore_is_refused_without_suggesting_the_flag(existing_run, change,
+                                                                            part):
+  before = _tree(existing_run)
+  for extra in ([], ["--allow_config_change"]):  # the flag cannot make it restore either
+    result = run_train(existing_run, gin_bindings=bindings(TINY_DQN, train__num_iterations=20,
+                                                           **change), extra=extra)
+    assert result.returncode == errors.EXIT_USAGE, result.stderr[-2000:]
+    line = _error_line(result.stderr)
+    assert re.search(part, line), line
+    assert "cannot be restored into the changed config" in line
+    assert "--allow_config_change" not in result.stderr
+    assert _tree(existing_run) == before
 
 
 def test_resume_with_root_dir_alone_uses_the_saved_config(existing_run):

@@ -10,9 +10,16 @@ EXIT_PREEMPTED = 75  # Stopped by SIGTERM/SIGINT after committing a bundle: requ
 
 
 class TrainerError(Exception):
-  """An error with a one-line message that names the problem and the fix."""
+  """An error with a one-line message that names the problem and the fix.
+
+  `details`: lines shown under the message (a config diff, one change a line).
+  """
 
   exit_code = EXIT_CRASH
+
+  def __init__(self, message: str, details: tuple[str, ...] | list[str] = ()):
+    super().__init__(message)
+    self.details = tuple(details)
 
 
 class ConfigError(TrainerError):

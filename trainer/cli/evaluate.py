@@ -14,7 +14,9 @@ import csv
 import json
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from trainer.cli import quiet  # noqa: E402  (first: before TensorFlow and Gym load)
+
+quiet.before_imports()
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

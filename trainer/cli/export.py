@@ -31,7 +31,9 @@ import shutil
 import tempfile
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from trainer.cli import quiet  # noqa: E402  (first: before TensorFlow and Gym load)
+
+quiet.before_imports()
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -8,9 +8,10 @@ with the run's saved config. Exit codes are listed in `trainer.errors`.
 """
 
 import functools
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Before TensorFlow loads: quiet C++ start-up noise.
+from trainer.cli import quiet  # noqa: E402  (first: before TensorFlow and Gym load)
+
+quiet.before_imports()
 
 from absl import flags, logging  # noqa: E402
 

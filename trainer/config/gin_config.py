@@ -4,9 +4,11 @@ A run directory keeps the config it was started with in `DIR/config.gin`
 (every binding, as `gin.config_str()` prints it). Resuming with only
 `--root_dir` parses that file; extra `--gin_bindings` apply on top of it.
 Resuming with `--gin_file` again compares the new config with the saved one:
-changes to run-length knobs are accepted and logged, any other change is
-refused, because it would break the restore or silently change the
-experiment, unless `--allow_config_change` is given.
+changes to run-length knobs are accepted and logged; the job refuses any other
+change (`RunConfig.refuse_unless_allowed`) unless `--allow_config_change` is
+given, after it has checked that the saved run can be restored into the
+changed config at all (a change that cannot restore is refused without
+suggesting the flag: `trainer.loops.config_change`).
 """
 
 import dataclasses
@@ -35,6 +37,21 @@ class RunConfig:
   text: str
   is_new: bool
   changes: tuple[str, ...] = ()
+  allow_change: bool = False
+
+  @property
+  def refused(self) -> tuple[str, ...]:
+    """The changes that change the experiment (all but the benign knobs')."""
+    return tuple(c for c in self.changes if c.split(":")[0] not in BENIGN_BINDINGS)
+
+  def refuse_unless_allowed(self) -> None:
+    """Raises ConfigError (the diff, a change a line) for refused changes,
+    unless --allow_config_change was given."""
+    if self.refused and not self.allow_change:
+      raise ConfigError(
+          f"config differs from the run's saved config.gin in {len(self.refused)} binding(s), "
+          "listed below. They change the experiment: use a new --root_dir, or pass "
+          "--allow_config_change to resume anyway", details=self.refused)
 
 
 def check_root_dir(root_dir: str) -> None:
@@ -72,8 +89,7 @@ def load(root_dir: str, gin_files: Sequence[str], gin_bindings: Sequence[str],
   saves `RunConfig.text` once it holds the run directory's lock.
 
   Raises:
-    ConfigError: the files, bindings or root_dir are unusable, or the config
-      differs from the saved one in a way that needs --allow_config_change.
+    ConfigError: the files, bindings or root_dir are unusable.
   """
   check_root_dir(root_dir)
   saved_path = os.path.join(root_dir, layout.CONFIG_FILE)
@@ -94,18 +110,11 @@ def load(root_dir: str, gin_files: Sequence[str], gin_bindings: Sequence[str],
   text = gin.config_str()
   if saved is None:
     return RunConfig(text=text, is_new=True)
-  changes = diff(saved, text)
-  refused = [c for c in changes if c.split(":")[0] not in BENIGN_BINDINGS]
-  if refused and not allow_config_change:
-    raise ConfigError(
-        "config differs from the run's saved config.gin in " + "; ".join(refused)
-        + ". These change the experiment or break the restore: use a new "
-        "--root_dir, or pass --allow_config_change to resume anyway")
-  return RunConfig(text=text, is_new=False, changes=tuple(changes))
+  return RunConfig(text=text, is_new=False, changes=tuple(diff(saved, text)),
+                   allow_change=allow_config_change)
 
 
 def save(root_dir: str, run_config: RunConfig) -> None:
-
   try:
     fileio.atomic_write_text(os.path.join(root_dir, layout.CONFIG_FILE), run_config.text)
   except OSError as e:
@@ -120,15 +129,35 @@ def bindings(config_text: str) -> dict[str, str]:
     if isinstance(statement, config_parser.BindingStatement):
       selector = f"{statement.scope}/{statement.selector}" if statement.scope else statement.selector
       key = f"{selector}.{statement.arg_name}" if statement.arg_name else selector
-      out[key] = repr(statement.value)
+      out[key] = _value_text(statement.value)
   return out
 
 
+def _value_text(value) -> str:
+  """A binding's value as written (`@name` for a configurable, registered or not)."""
+  selector = getattr(value, "selector", None)
+  if isinstance(selector, str):
+    return f"@{selector}{'()' if getattr(value, 'evaluate', False) else ''}"
+  return repr(value)
+
+
+# The order a diff is read in: what the job acts in, then what acts, then the rest.
+_DIFF_GROUPS = ("environment", "agent", "replay", "train.")
+
+
+def _diff_order(key: str) -> tuple[int, str]:
+  for rank, word in enumerate(_DIFF_GROUPS):
+    if word in key:
+      return rank, key
+  return len(_DIFF_GROUPS), key
+
+
 def diff(old_text: str, new_text: str) -> list[str]:
-  """Readable changes 'key: old -> new' between two configs."""
+  """Readable changes 'key: old -> new' between two configs: the environment's
+  first, then the agent's, the replay's, the job's knobs and the rest."""
   old, new = bindings(old_text), bindings(new_text)
   changes = []
-  for key in sorted(old.keys() | new.keys()):
+  for key in sorted(old.keys() | new.keys(), key=_diff_order):
     before, after = old.get(key, "(unset)"), new.get(key, "(unset)")
     if before != after:
       changes.append(f"{key}: {before} -> {after}")

@@ -40,7 +40,7 @@ from trainer.config import settings as settings_lib
 from trainer.config.settings import Settings
 from trainer.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError, RunDirError
 from trainer.learning import learner
-from trainer.loops import schedule
+from trainer.loops import config_change, schedule
 from trainer.loops.off_policy import OffPolicyLoop
 from trainer.policies import exporter, policy_index
 from trainer.replay.base import Replay, ReplaySaveError
@@ -110,6 +110,9 @@ def train(root_dir: str, run_config: gin_config.RunConfig, stop: StopRequest | N
   """
   spec = configure_job(root_dir, run_config)
   store = BundleStore(root_dir, keep=spec.settings.keep_checkpoints)
+  if run_config.refused:  # before anything is written, a finished run included
+    config_change.check(run_config, store.resume_point()[0], root_dir,
+                        replay_fn=spec.replay_fn, build_agent=lambda: _build_agent(spec))
   if _already_complete(spec, store):
     return EXIT_OK
   if stop is not None and stop.requested:
@@ -117,7 +120,25 @@ def train(root_dir: str, run_config: gin_config.RunConfig, stop: StopRequest | N
                     "code %d so the scheduler requeues the job.", EXIT_PREEMPTED)
     return EXIT_PREEMPTED
   with open_job(spec, stop, store=store) as job:
+    logging.info("%s %s: %s, %s, %s; %d train steps in all.",
+                 "Resuming" if job.restored_step is not None else "Starting", root_dir,
+                 _name(spec.environment_fn), _name(spec.agent_fn), _name(spec.replay_fn),
+                 spec.settings.num_iterations)
     return job.run()
+
+
+def _name(builder) -> str:
+  """A configured builder as a config names it (`create_gym_environment('CartPole-v0')`)."""
+  name = getattr(builder, "__name__", type(builder).__name__)
+  env_name = gin.query_parameter(f"{name}.name") if name == "create_gym_environment" else None
+  return f"{name}({env_name!r})" if env_name else name
+
+
+def _build_agent(spec: JobSpec) -> tuple[tf_agent.TFAgent, tf.Variable]:
+  """The configured agent alone, on the environment's specs."""
+  env = spec.environment_fn()
+  train_step = train_utils.create_train_step()
+  return spec.agent_fn(env.time_step_spec(), env.action_spec(), train_step), train_step
 
 
 def _already_complete(spec: JobSpec, store: BundleStore) -> bool:
@@ -147,6 +168,8 @@ def _already_complete(spec: JobSpec, store: BundleStore) -> bool:
 def open_job(spec: JobSpec, stop: StopRequest | None = None, *,
              store: BundleStore | None = None) -> Iterator["Job"]:
   """Builds and restores the job, and holds the run directory's lock while it is open.
+
+  A changed config is checked by `train` (`config_change`), not here.
 
   The environments and the agent are built (and validated) before anything in
   the run directory is touched. Without a `stop` from the caller, the job

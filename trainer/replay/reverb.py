@@ -199,6 +199,12 @@ def create_reverb_replay(
       restore_dir=restore_dir, num_envs=num_envs)
 
 
+# The bindings that shape the saved table (Reverb restores its saved settings):
+# a change cannot restore (trainer.loops.config_change).
+create_reverb_replay.saved_form_bindings = ("create_reverb_replay.capacity",
+                                            "create_reverb_replay.table_name")
+
+
 def _remote_checkpoint(saved_dir: str) -> str:
   """The server checkpoint that a bundle of a remote table recorded."""
   try:

@@ -212,3 +212,8 @@ def create_uniform_replay(
   if restore_dir is not None:
     replay.restore(restore_dir)
   return replay
+
+
+# The bindings that shape the saved buffer (its variables' sizes): a change
+# cannot restore (trainer.loops.config_change).
+create_uniform_replay.saved_form_bindings = ("create_uniform_replay.capacity", "train.collect_envs")
