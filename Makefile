@@ -9,14 +9,34 @@ STAMP := $(VENV)/.installed
 install: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+	  || { echo "trainer needs Python 3.11 (TensorFlow 2.15 and Reverb 0.14 ship wheels for it), but" \
+	       "PYTHON=$(PYTHON) is $$($(PYTHON) --version 2>&1): install python3.11, or run" \
+	       "make PYTHON=/path/to/python3.11 ..."; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 # The default job: DQN on CartPole into runs/dqn_cartpole. Run it again to resume.
+# RUN, CONFIG and ARGS (more flags, e.g. ARGS=--gin_bindings=train.seed=1) pick another job.
+RUN ?= runs/dqn_cartpole
+CONFIG ?= configs/dqn_cartpole.gin
+# make exits 2 whenever a recipe fails, whatever the trainer's code: the recipe names
+# the trainer's own exit code and what to do. Ctrl-C and SIGTERM reach the trainer,
+# which commits a checkpoint; the shell waits for it (its trap) to say so.
 train: $(STAMP)
-	$(BIN)/python -m trainer.train --root_dir=runs/dqn_cartpole --gin_file=configs/dqn_cartpole.gin
+	@trap : INT TERM; $(BIN)/python -m trainer.train --root_dir=$(RUN) --gin_file=$(CONFIG) $(ARGS); \
+	rc=$$?; case $$rc in \
+	  0) ;; \
+	  75) echo "make train: the trainer stopped (exit 75) after committing a checkpoint; run" \
+	       "'make train' again to resume." ;; \
+	  2) echo "make train: the trainer refused its command line or config (exit 2); nothing was" \
+	      "written: fix what the error line says." ;; \
+	  3) echo "make train: the run directory $(RUN) cannot be used (exit 3): see the error line." ;; \
+	  *) echo "make train: the trainer failed (exit $$rc); the last committed checkpoint is" \
+	      "intact: run 'make train' again to resume from it." ;; \
+	esac; exit $$rc
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 tests

@@ -46,7 +46,7 @@ def bindings(base: dict, **overrides) -> list[str]:
 
 def cli_env() -> dict:
   env = dict(os.environ)
-  env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+  env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as in a user's shell: the commands pick it
   env["PYTHONUNBUFFERED"] = "1"
   env["PYTHONPATH"] = str(REPO)
   return env

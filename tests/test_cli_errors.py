@@ -48,6 +48,11 @@ CASES = {
                              "No configurable matching 'no_such_thing'"),
     "unknown parameter": (lambda tmp: [DQN_CONFIG], ["train.no_such_knob = 1"],
                           "doesn't have a parameter named 'no_such_knob'"),
+    "misspelt knob": (lambda tmp: [DQN_CONFIG], ["train.num_iteration = 1"],
+                      "did you mean train.num_iterations?"),
+    "misspelt configurable": (lambda tmp: [DQN_CONFIG], ["create_dqn_agnet.learning_rate = 0.1"],
+                              "No configurable matching 'create_dqn_agnet'; did you mean "
+                              "create_dqn_agent? (In bindings string line 1"),
 }
 
 

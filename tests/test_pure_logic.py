@@ -100,7 +100,8 @@ def test_the_readme_documents_every_knob_as_declared():
 
 # Each folder is one concern; a folder imports only the ones below it.
 LAYERS = [
-    {"trainer.train", "trainer.status", "trainer.export", "trainer.evaluate"},  # python -m ...
+    {"trainer.train", "trainer.status", "trainer.export", "trainer.evaluate",  # python -m ...
+     "trainer.plot"},
     {"trainer.cli"},
     {"trainer.loops"},
     {"trainer.checkpoint"},

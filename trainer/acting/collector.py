@@ -70,7 +70,10 @@ class Collector:
     self._observers = [*observers, metrics]
     self._metrics = metrics
     self._summary_interval = summary_interval
-    self._last_summary = int(train_step.numpy())
+    # Summaries at the first collect at or past each multiple of the interval. A
+    # job resumed at a multiple writes it: the stopped job trained to it and
+    # stopped before collecting there, so nothing wrote it.
+    self._last_summary = int(train_step.numpy()) - 1
     self.summary_writer = (tf.summary.create_file_writer(summary_dir) if summary_interval > 0
                            else tf.summary.create_noop_writer())
     self._policy = self._action = None
@@ -114,8 +117,8 @@ class Collector:
     self._write_summaries()
 
   def _write_summaries(self) -> None:
-    step = int(self._train_step.numpy())
-    if self._summary_interval <= 0 or step - self._last_summary < self._summary_interval:
+    step, every = int(self._train_step.numpy()), self._summary_interval
+    if every <= 0 or step // every <= self._last_summary // every:
       return
     self._last_summary = step
     with self.summary_writer.as_default():

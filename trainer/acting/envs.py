@@ -1,12 +1,15 @@
 """Environment builders. Each returns a fresh, unbatched Python environment."""
 
+import importlib
+import pkgutil
 from typing import Any
 
 import gin
+import gym
 import numpy as np
 from tf_agents.environments import py_environment, suite_gym
 
-from trainer.errors import ConfigError
+from trainer.errors import ConfigError, one_line
 
 
 @gin.configurable
@@ -31,9 +34,49 @@ def create_gym_environment(
   try:
     return suite_gym.load(name, max_episode_steps=max_episode_steps)
   except Exception as e:  # gym raises its own error types for unknown ids.
+    missing = _missing_module(name)
+    if missing is not None:
+      package = _PIP_PACKAGES.get(missing, missing)
+      raise ConfigError(
+          f"create_gym_environment.name={name!r} needs the Python module {missing!r} (pip "
+          f"package {package}), which is not installed: install it into the trainer's .venv, "
+          "or choose another environment"
+      ) from e
     raise ConfigError(
-        f"create_gym_environment.name={name!r} cannot be made: {e}; "
+        f"create_gym_environment.name={name!r} cannot be made: {one_line(e, 300)}; "
         "use a registered Gym id such as 'CartPole-v0'") from e
+
+
+# Modules that Gym's optional environments import, and the pip package of each.
+_PIP_PACKAGES = {"Box2D": "box2d-py", "mujoco_py": "mujoco-py", "ale_py": "ale-py",
+                 "atari_py": "atari-py", "pygame": "pygame"}
+
+
+def _missing_module(name: str) -> str | None:
+  """The module a registered environment needs but cannot import, if that is why
+  it cannot be made. Gym's optional families (box2d, mujoco, atari) swallow the
+  ImportError of their dependency, so the error names an attribute instead
+  (`module 'gym.envs.box2d' has no attribute 'LunarLander'`)."""
+  try:
+    entry_point = gym.spec(name).entry_point
+  except Exception:  # not registered: not a missing module
+    return None
+  if not isinstance(entry_point, str):
+    return None
+  package = entry_point.split(":")[0]
+  try:
+    module = importlib.import_module(package)
+  except ModuleNotFoundError as e:
+    return e.name
+  for info in pkgutil.iter_modules(getattr(module, "__path__", [])):
+    try:
+      importlib.import_module(f"{package}.{info.name}")
+    except ModuleNotFoundError as e:
+      if e.name and not e.name.startswith(package):
+        return e.name
+    except Exception:  # another submodule's own trouble: not what is asked here
+      continue
+  return None
 
 
 def gym_env(env: py_environment.PyEnvironment) -> Any | None:

@@ -34,10 +34,11 @@ class Evaluator:
 
   def __init__(self, root_dir: str, envs: Sequence[py_environment.PyEnvironment],
                agent: tf_agent.TFAgent, train_step: tf.Variable,
-               record: Callable[[int, float], None],
+               record: Callable[[int, float], None], env_steps: Callable[[], int],
                *, seed: int):
     self._envs = list(envs)
     self._record = record  # (train step, average return): into the run state
+    self._env_steps = env_steps  # the collect env steps so far, for returns.csv
     self._train_step = train_step
     self._seed = seed
     episodes = len(self._envs)
@@ -87,8 +88,10 @@ class Evaluator:
     return average_return
 
   def _append_csv(self, step: int, average_return: float) -> None:
+    """One row per evaluation; a resumed job that evaluates a step again appends
+    it again (readers keep the last row of a step: `trainer.plot`)."""
     new = not os.path.exists(self._csv_path)
     with open(self._csv_path, "a") as f:
       if new:
-        f.write("train_step,average_return\n")
-      f.write(f"{step},{average_return:.6f}\n")
+        f.write("train_step,average_return,env_steps\n")
+      f.write(f"{step},{average_return:.6f},{self._env_steps()}\n")

@@ -67,7 +67,7 @@ def evaluate_exports(export_paths: list[str], env, episodes: int) -> list[dict]:
   return rows
 
 
-def write_outputs(rows: list[dict], prefix: str) -> None:
+def write_outputs(rows: list[dict], prefix: str, title: str) -> None:
   os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
   with open(prefix + ".csv", "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -81,12 +81,23 @@ def write_outputs(rows: list[dict], prefix: str) -> None:
   steps = [r["train_step"] for r in rows]
   mean = np.array([r["average_return"] for r in rows])
   std = np.array([r["std_return"] for r in rows])
-  fig, ax = plt.subplots(figsize=(7, 4))
-  ax.plot(steps, mean, marker="o")
-  ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
-  ax.set_xlabel("train step")
-  ax.set_ylabel(f"average return ({rows[0]['episodes']} episodes, ±1 std)")
-  ax.set_title("Exported policies")
+  lowest = np.array([r["min_return"] for r in rows])
+  highest = np.array([r["max_return"] for r in rows])
+  fig, ax = plt.subplots(figsize=(8, 4.5))
+  ax.plot(steps, mean, marker="o", label="average return")
+  # ±1 std, never past the returns seen (a band above the environment's maximum misleads).
+  ax.fill_between(steps, np.maximum(mean - std, lowest), np.minimum(mean + std, highest),
+                  alpha=0.25, label="±1 std (within the lowest and highest return)")
+  ax.plot(steps, lowest, linestyle=":", color="gray", linewidth=1, label="lowest, highest")
+  ax.plot(steps, highest, linestyle=":", color="gray", linewidth=1)
+  # The whole scale from zero (or the lowest return): a zoom on the top of it magnifies noise.
+  bottom, top = min(0.0, float(lowest.min())), max(0.0, float(highest.max()))
+  margin = 0.05 * (top - bottom or 1.0)
+  ax.set_ylim(bottom - margin, top + margin)
+  ax.set_xlabel("train step of the export")
+  ax.set_ylabel(f"return over {rows[0]['episodes']} episodes")
+  ax.set_title(title)
+  ax.legend(fontsize=8, loc="lower right")
   ax.grid(alpha=0.3)
   fig.tight_layout()
   fig.savefig(prefix + ".png", dpi=100)
@@ -97,6 +108,16 @@ def _root_of(policy_path: str) -> str | None:
   """DIR for DIR/policies/<step>, if the path has that shape."""
   parent = os.path.dirname(os.path.abspath(os.path.normpath(policy_path)))
   return os.path.dirname(parent) if os.path.basename(parent) == layout.POLICY_DIR else None
+
+
+def _environment_name(root_dir: str | None) -> str:
+  path = os.path.join(root_dir or "", layout.CONFIG_FILE)
+  if root_dir and os.path.isfile(path):
+    with open(path) as f:
+      value = gin_config.bindings(f.read()).get("create_gym_environment.name")
+    if value:
+      return value.strip("'\"")
+  return "its environment"
 
 
 def _environment(root_dir: str | None):
@@ -125,9 +146,14 @@ def main(argv: list[str]) -> int:
   envs.seed_environment(env, FLAGS.seed)
   rows = evaluate_exports(paths, env, FLAGS.episodes)
   prefix = FLAGS.output or os.path.join(root or ".", layout.EVAL_DIR, "exports")
-  write_outputs(rows, prefix)
+  env_name = FLAGS.env or _environment_name(root)
+  run_name = os.path.basename(os.path.normpath(root)) if root else FLAGS.policy
+  write_outputs(rows, prefix, f"Exported policies of {run_name} in {env_name} (greedy, "
+                f"{FLAGS.episodes} episodes each)")
+  print(f"{'train_step':>10}  {'average_return':>14}  {'std':>7}  {'min':>8}  {'max':>8}")
   for row in rows:
-    print(f"{row['train_step']:>10}  {row['average_return']:10.2f} ± {row['std_return']:.2f}")
+    print(f"{row['train_step']:>10}  {row['average_return']:>14.2f}  {row['std_return']:>7.2f}  "
+          f"{row['min_return']:>8.2f}  {row['max_return']:>8.2f}")
   print(f"wrote {prefix}.csv, {prefix}.json, {prefix}.png")
   return 0
 

@@ -67,9 +67,7 @@ def after_flags(verbosity: int) -> None:
   absl_logging.get_absl_handler().addFilter(_OursOrErrors())
   # TensorFlow's logger has a handler of its own ("INFO:tensorflow:Assets written ...").
   logging.getLogger("tensorflow").addFilter(_OursOrErrors())
-  try:  # TensorFlow's deprecation notices go through its own logger, and are a print each.
+  if "tensorflow" in sys.modules:  # loaded by the command (status and plot never load it)
     from tensorflow.python.util import deprecation
 
-    deprecation._PRINT_DEPRECATION_WARNINGS = False
-  except ImportError:
-    pass
+    deprecation._PRINT_DEPRECATION_WARNINGS = False  # a notice per deprecated call

@@ -12,7 +12,10 @@ suggesting the flag: `trainer.loops.config_change`).
 """
 
 import dataclasses
+import difflib
+import inspect
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 
@@ -106,12 +109,37 @@ def load(root_dir: str, gin_files: Sequence[str], gin_bindings: Sequence[str],
   try:
     gin.parse_config_files_and_bindings(files, list(gin_bindings))
   except Exception as e:  # gin raises many types; all mean a bad config.
-    raise ConfigError(f"bad gin config: {one_line(e)}") from e
+    first, _, where = str(e).partition("\n")  # gin's message, then where in the config
+    where = f" ({' '.join(where.split())})" if where.strip() else ""
+    raise ConfigError(
+        f"bad gin config: {one_line(first.rstrip('.'))}{_did_you_mean(e)}{where}") from e
   text = gin.config_str()
   if saved is None:
     return RunConfig(text=text, is_new=True)
   return RunConfig(text=text, is_new=False, changes=tuple(diff(saved, text)),
                    allow_change=allow_config_change)
+
+
+def _did_you_mean(error: Exception) -> str:
+  """'; did you mean X?' for a misspelt configurable or parameter, from gin's
+  registry (its private map: gin offers no public listing; any surprise in it
+  only loses the hint)."""
+  text = str(error)
+  try:
+    registry = gin.config._REGISTRY
+    if match := re.search(r"No configurable matching (?:reference )?'@?([\w./]+?)(?:\(\))?'", text):
+      names = sorted({selector.split(".")[-1] for selector, _ in registry.items()})
+      close = difflib.get_close_matches(match.group(1).split(".")[-1], names, n=1)
+    elif match := re.search(r"Configurable '([\w./]+)' doesn't have a parameter named '(\w+)'", text):
+      configurable = registry.get_match(match.group(1))
+      params = list(inspect.signature(configurable.wrapped).parameters) if configurable else []
+      close = [f"{match.group(1)}.{name}"
+               for name in difflib.get_close_matches(match.group(2), params, n=1)]
+    else:
+      return ""
+  except Exception:  # the hint is a courtesy; the error stands without it
+    return ""
+  return f"; did you mean {close[0]}?" if close else ""
 
 
 def save(root_dir: str, run_config: RunConfig) -> None:

@@ -298,7 +298,8 @@ class Job:
                              ReplayPart(self.replay), self.run_state,
                              num_iterations=settings.num_iterations)
     self.evaluator = Evaluator(root_dir, agents.eval_envs, self.agent, self._train_step,
-                               self.run_state.record_eval, seed=settings.seed + 1)
+                               self.run_state.record_eval,
+                               env_steps=lambda: self.run_state.env_steps, seed=settings.seed + 1)
     # TF-Agents' Learner restores the newest checkpoint of its own directory;
     # given one that never holds any, it restores nothing. Summaries go to the
     # run's train/ as before.

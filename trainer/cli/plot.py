@@ -1,0 +1,131 @@
+r"""Learning curves from the evaluations made during training, for one run or several.
+
+  python -m trainer.plot --root_dir=runs/a [--root_dir=runs/b ...] [--output=curves.png]
+
+Reads each run's `eval/returns.csv` (the greedy evaluations of
+`train.eval_interval`) and draws the average return against train steps and
+against environment steps. With several runs (seeds of one config, say) each
+run is a thin line and, against train steps, their mean is a thick one with
+the range of the runs (lowest to highest) shaded. Reads only: safe beside a
+live job. Without --output the picture goes to ROOT/eval/curves.png for one
+run, ./curves.png for several.
+"""
+
+import csv
+import os
+import sys
+
+from absl import flags
+
+from trainer.cli import shell
+from trainer.config import gin_config
+from trainer.errors import ConfigError
+from trainer.rundir import layout
+
+flags.DEFINE_multi_string("root_dir", [], "A run directory; repeat for several runs.")
+flags.DEFINE_string("output", None, "PNG path (default: ROOT/eval/curves.png, or ./curves.png).")
+FLAGS = flags.FLAGS
+
+
+def read_returns(root_dir: str) -> list[dict]:
+  """The run's evaluations, one per train step (a step evaluated again after a
+  resume keeps its last row), in step order. `env_steps` is None for rows
+  written before returns.csv recorded it."""
+  path = os.path.join(root_dir, layout.EVAL_RETURNS_FILE)
+  if not os.path.isfile(path):
+    raise ConfigError(f"{root_dir} has no {layout.EVAL_RETURNS_FILE} (no evaluation yet, or "
+                      "train.eval_interval = 0); pass the --root_dir of a run that evaluated")
+  by_step = {}
+  with open(path, newline="") as f:
+    for row in csv.DictReader(f):
+      env_steps = row.get("env_steps")
+      by_step[int(row["train_step"])] = {
+          "train_step": int(row["train_step"]), "average_return": float(row["average_return"]),
+          "env_steps": int(env_steps) if env_steps else None}
+  if not by_step:
+    raise ConfigError(f"{path} holds no evaluation yet; wait for the first one")
+  return [by_step[step] for step in sorted(by_step)]
+
+
+def environment_name(root_dir: str) -> str | None:
+  """The Gym id a run's saved config names, if it names one."""
+  path = os.path.join(root_dir, layout.CONFIG_FILE)
+  if not os.path.isfile(path):
+    return None
+  with open(path) as f:
+    value = gin_config.bindings(f.read()).get("create_gym_environment.name")
+  return value.strip("'\"") if value else None
+
+
+def plot(runs: dict[str, list[dict]], title: str, output: str) -> None:
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  import numpy as np
+
+  fig, (by_step, by_env) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+  many = len(runs) > 1
+  for name, rows in runs.items():
+    steps = [r["train_step"] for r in rows]
+    returns = [r["average_return"] for r in rows]
+    style = {"linewidth": 1, "alpha": 0.6} if many else {"linewidth": 2, "marker": "o",
+                                                        "markersize": 3}
+    by_step.plot(steps, returns, label=name, **style)
+    counted = [r for r in rows if r["env_steps"] is not None]
+    if counted:
+      by_env.plot([r["env_steps"] for r in counted], [r["average_return"] for r in counted],
+                  label=name, **style)
+  if many:  # the mean over the runs at the steps they all evaluated, and their range
+    common = sorted(set.intersection(*({r["train_step"] for r in rows} for rows in runs.values())))
+    if common:
+      table = np.array([[{r["train_step"]: r["average_return"] for r in rows}[s] for s in common]
+                        for rows in runs.values()])
+      by_step.plot(common, table.mean(axis=0), color="black", linewidth=2.5,
+                   label=f"mean of {len(runs)} runs")
+      by_step.fill_between(common, table.min(axis=0), table.max(axis=0), color="gray", alpha=0.2,
+                           label="range of the runs")
+  # The whole scale from zero (or the lowest return): a zoom on the top of it magnifies noise.
+  every = [r["average_return"] for rows in runs.values() for r in rows]
+  bottom, top = min(0.0, min(every)), max(0.0, max(every))
+  margin = 0.05 * (top - bottom or 1.0)
+  by_step.set_ylim(bottom - margin, top + margin)  # shared with by_env
+  by_step.set_xlabel("train step")
+  by_env.set_xlabel("environment steps (collect)")
+  by_step.set_ylabel("average return of the greedy policy")
+  for ax in (by_step, by_env):
+    ax.grid(alpha=0.3)
+  by_step.legend(fontsize=8, loc="lower right")
+  fig.suptitle(title)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+  fig.savefig(output, dpi=100)
+  plt.close(fig)
+
+
+def main(argv: list[str]) -> int:
+  if len(argv) > 1:
+    raise ConfigError(f"unexpected arguments {argv[1:]}; pass runs with --root_dir=DIR")
+  if not FLAGS.root_dir:
+    raise ConfigError("--root_dir is required: pass --root_dir=DIR (repeat it for several runs)")
+  runs = {}
+  for root in FLAGS.root_dir:
+    name = os.path.basename(os.path.normpath(root))
+    runs[name if name not in runs else root] = read_returns(root)
+  environments = sorted({environment_name(root) or "?" for root in FLAGS.root_dir})
+  title = (f"{', '.join(environments)}: {', '.join(runs)}" if len(runs) <= 4 else
+           f"{', '.join(environments)}: {len(runs)} runs")
+  output = FLAGS.output or (os.path.join(FLAGS.root_dir[0], layout.EVAL_DIR, "curves.png")
+                            if len(runs) == 1 else "curves.png")
+  plot(runs, f"Evaluations during training — {title}", output)
+  for name, rows in runs.items():
+    last = rows[-1]
+    sys.stdout.write(f"{name}: {len(rows)} evaluations, last at step {last['train_step']}: "
+                     f"{last['average_return']:.2f}\n")
+  sys.stdout.write(f"wrote {output}\n")
+  return 0
+
+
+def entry() -> None:
+  """The command: `python -m trainer.plot` calls this."""
+  shell.run(main, prog="trainer.plot")
