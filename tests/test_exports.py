@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, SAC_CONFIG, TINY_DQN, bindings, cli_env, run_train, status
+from tests.conftest import REPO, TINY_DQN, bindings, cli_env, run_train, status
 
 # Runs in a fresh interpreter: loads each export with tf.saved_model.load.
 # TF-Agents is imported only to register the TF Probability spec types that a
@@ -258,20 +258,27 @@ def test_onnx_comparison_is_exact_for_discrete_and_bounded_for_continuous():
   assert "shapes differ" in onnx_policy.compare(np.zeros((2, 1)), np.zeros((2,)))
 
 
-def test_onnx_export_gives_the_saved_models_actions_sac(tmp_path):
-  root = tmp_path / "sac"
+@pytest.mark.parametrize("config,observation_size", [
+    ("sac_pendulum.gin", "3"), ("td3_pendulum.gin", "3"), ("c51_cartpole.gin", "4")])
+def test_onnx_export_gives_the_saved_models_actions_for_each_agent(tmp_path, config,
+                                                                   observation_size):
+  root = tmp_path / "run"
   short = {"train.num_iterations": 4, "train.checkpoint_interval": 4,
            "train.policy_export_interval": 4, "train.eval_interval": 4, "train.eval_episodes": 1,
            "train.initial_collect_steps": 20, "train.batch_size": 8,
            "create_gym_environment.max_episode_steps": 20}
-  trained = run_train(root, gin_files=(SAC_CONFIG,), gin_bindings=bindings(short))
+  trained = run_train(root, gin_files=(str(REPO / "configs" / config),),
+                      gin_bindings=bindings(short))
   assert trained.returncode == 0, trained.stderr[-3000:]
   out = _cli("trainer.export", f"--root_dir={root}", "--format=onnx")  # the latest export
   assert out.returncode == 0, out.stderr[-3000:]
   export = root / "policies" / "0000000004"
   assert out.stdout.split() == [str(export / "greedy.onnx")]
-  actions = _run_json(ONNX_VS_SAVED_MODEL, "3", str(export))[str(export)]
+  actions = _run_json(ONNX_VS_SAVED_MODEL, observation_size, str(export))[str(export)]
   onnx_actions, saved = (np.array(actions[k]) for k in ("onnx", "saved_model"))
-  assert onnx_actions.shape == saved.shape == (256, 1)
-  assert np.abs(onnx_actions - saved).max() <= 1e-5  # SAC's mean action, within tolerance
-  assert np.unique(saved.round(4)).size > 10  # a real function of the observation
+  if config.endswith("cartpole.gin"):  # discrete: equal
+    assert onnx_actions.shape == saved.shape == (256,) and (onnx_actions == saved).all()
+  else:  # continuous: the mean action (SAC) or the actor's (TD3), within tolerance
+    assert onnx_actions.shape == saved.shape == (256, 1)
+    assert np.abs(onnx_actions - saved).max() <= 1e-5
+    assert np.unique(saved.round(4)).size > 10  # a real function of the observation

@@ -7,7 +7,7 @@ import pytest
 import reverb
 import tensorflow as tf
 
-from tests.conftest import DQN_CONFIG, REVERB_BINDINGS, TINY_DQN, bindings
+from tests.conftest import CONFIGS, DQN_CONFIG, REVERB_BINDINGS, TINY_DQN, bindings
 from trainer import errors
 from trainer.cli import registry  # noqa: F401
 from trainer.config import gin_config
@@ -92,6 +92,25 @@ def test_restore_is_bit_exact(tmp_path, backend):
   _assert_equal(before, after)
   step_type = tf.nest.flatten(batch[0])[0]
   assert step_type.shape[0] == 8  # a full batch came out of the restored replay
+
+
+SHORT = {"train.num_iterations": 6, "train.checkpoint_interval": 6,
+         "train.policy_export_interval": 6, "train.eval_interval": 6, "train.eval_episodes": 1,
+         "train.initial_collect_steps": 30, "train.batch_size": 8,
+         "create_gym_environment.max_episode_steps": 20}
+
+
+@pytest.mark.parametrize("config", ["c51_cartpole.gin", "td3_pendulum.gin", "sac_pendulum.gin"])
+def test_restore_is_bit_exact_for_each_agent(tmp_path, config):
+  root = str(tmp_path / "run")
+  items_fn = _reverb_items if config.startswith("sac") else _uniform_items
+  run_config = gin_config.load(root, [str(CONFIGS / config)], bindings(SHORT))
+  with open_job(configure_job(root, run_config)) as job:
+    assert job.run() == 0
+    before = _snapshot(job, items_fn)
+  with open_job(configure_job(root, gin_config.load(root, [], []))) as job:
+    after = _snapshot(job, items_fn)
+  _assert_equal(before, after)
 
 
 def _sample_with_timeout(dataset, timeout: float):

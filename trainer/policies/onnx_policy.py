@@ -59,10 +59,7 @@ def write_verified(policy, path: str, observations: np.ndarray,
   and put in place only if its actions agree with `expected_actions` (the
   SavedModel's); otherwise it is removed and the error says by how much.
   """
-  import tf2onnx  # Heavy; only the ONNX export needs it.
-  function = greedy_action_function(policy)
-  model, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature,
-                                           opset=OPSET)
+  model = _convert(greedy_action_function(policy))
   tmp = path + ".partial"
   try:
     with open(tmp, "wb") as f:
@@ -81,6 +78,29 @@ def write_verified(policy, path: str, observations: np.ndarray,
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
+
+
+def _convert(function):
+  """The ONNX model of `function`, frozen first: tensors it captures (C51's
+  return support, say) become constants, where tf2onnx's own conversion of a
+  function would make each one an extra input of the model. Its input and
+  output keep their names, `observation` and `action`."""
+  import tf2onnx  # Heavy; only the ONNX export needs it.
+  from tensorflow.python.framework import convert_to_constants
+
+  frozen = convert_to_constants.convert_variables_to_constants_v2(
+      function.get_concrete_function())
+  (observation,), (action,) = frozen.inputs, frozen.outputs
+  model, _ = tf2onnx.convert.from_graph_def(
+      frozen.graph.as_graph_def(), input_names=[observation.name], output_names=[action.name],
+      opset=OPSET)
+  renames = {observation.name: "observation", action.name: "action"}
+  for value in (*model.graph.input, *model.graph.output):
+    value.name = renames.get(value.name, value.name)
+  for node in model.graph.node:
+    node.input[:] = [renames.get(name, name) for name in node.input]
+    node.output[:] = [renames.get(name, name) for name in node.output]
+  return model
 
 
 def run(path: str, observations: np.ndarray) -> np.ndarray:
