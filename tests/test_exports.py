@@ -276,6 +276,11 @@ def test_onnx_export_gives_the_saved_models_actions_for_each_agent(tmp_path, con
   assert out.stdout.split() == [str(export / "greedy.onnx")]
   actions = _run_json(ONNX_VS_SAVED_MODEL, observation_size, str(export))[str(export)]
   onnx_actions, saved = (np.array(actions[k]) for k in ("onnx", "saved_model"))
+  import onnxruntime
+  session = onnxruntime.InferenceSession(str(export / "greedy.onnx"),
+                                         providers=["CPUExecutionProvider"])
+  assert [i.name for i in session.get_inputs()] == ["observation"]  # nothing else to feed
+  assert [o.name for o in session.get_outputs()] == ["action"]
   if config.endswith("cartpole.gin"):  # discrete: equal
     assert onnx_actions.shape == saved.shape == (256,) and (onnx_actions == saved).all()
   else:  # continuous: the mean action (SAC) or the actor's (TD3), within tolerance
