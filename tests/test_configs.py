@@ -34,17 +34,33 @@ def test_configs_exist():
   assert {"dqn_cartpole.gin", "sac_pendulum.gin"} <= names
 
 
+# An on-policy job moves a batch (num_epochs train steps) at a time: two of two epochs here.
+SHORT_ON_POLICY = {
+    **SHORT_RUN, "train.num_iterations": 4, "train.checkpoint_interval": 2,
+    "train.policy_export_interval": 4, "train.eval_interval": 4, "train.log_interval": 2,
+    "train.summary_interval": 2, "train.initial_collect_steps": 0,
+    "train.train_steps_per_iteration": 2, "create_ppo_agent.num_epochs": 2,
+    "train.collect_steps_per_iteration": 16, "create_uniform_replay.capacity": 16,
+}
+
+
+def short_run(path) -> dict:
+  return SHORT_ON_POLICY if "@on_policy_loop" in path.read_text() else SHORT_RUN
+
+
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.name)
 def test_config_parses_builds_and_trains(tmp_path, path):
   root = str(tmp_path / "run")
-  run_config = gin_config.load(root, [str(path)], bindings(SHORT_RUN))
+  short = short_run(path)
+  run_config = gin_config.load(root, [str(path)], bindings(short))
   with open_job(configure_job(root, run_config)) as job:
     assert job.run() == 0
   result = status.run_status(root)
+  total = short["train.num_iterations"]
   assert result["complete"] is True
-  assert result["train_step"] == 3
-  assert result["checkpoints"][-1] == 3
-  assert [e["train_step"] for e in result["exports"]] == [3]
+  assert result["train_step"] == total
+  assert result["checkpoints"][-1] == total
+  assert [e["train_step"] for e in result["exports"]] == [total]
 
 
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.name)

@@ -259,7 +259,8 @@ def test_onnx_comparison_is_exact_for_discrete_and_bounded_for_continuous():
 
 
 @pytest.mark.parametrize("config,observation_size", [
-    ("sac_pendulum.gin", "3"), ("td3_pendulum.gin", "3"), ("c51_cartpole.gin", "4")])
+    ("sac_pendulum.gin", "3"), ("td3_pendulum.gin", "3"), ("c51_cartpole.gin", "4"),
+    ("ppo_cartpole.gin", "4"), ("ppo_pendulum.gin", "3")])
 def test_onnx_export_gives_the_saved_models_actions_for_each_agent(tmp_path, config,
                                                                    observation_size):
   root = tmp_path / "run"
@@ -267,6 +268,11 @@ def test_onnx_export_gives_the_saved_models_actions_for_each_agent(tmp_path, con
            "train.policy_export_interval": 4, "train.eval_interval": 4, "train.eval_episodes": 1,
            "train.initial_collect_steps": 20, "train.batch_size": 8,
            "create_gym_environment.max_episode_steps": 20}
+  if config.startswith("ppo"):  # batches of 32 env steps, one epoch: a batch is a train step
+    short.update({"train.initial_collect_steps": 0, "create_ppo_agent.num_epochs": 1,
+                  "train.train_steps_per_iteration": 1, "train.log_interval": 4,
+                  "train.summary_interval": 4, "train.collect_steps_per_iteration": 32,
+                  "create_uniform_replay.capacity": 32})
   trained = run_train(root, gin_files=(str(REPO / "configs" / config),),
                       gin_bindings=bindings(short))
   assert trained.returncode == 0, trained.stderr[-3000:]

@@ -93,28 +93,39 @@ class Collector:
   def run(self, steps: int) -> None:
     """Steps every environment until at least `steps` environment steps were
     taken in all (episode boundaries not counted, as the Actor does)."""
+    taken = 0
+    while taken < steps:
+      taken += self._step()
+    self._write_summaries()
+
+  def run_batches(self, count: int) -> None:
+    """Steps every environment exactly `count` times: `count` rows of
+    trajectory per environment, boundaries included (an on-policy batch)."""
+    for _ in range(count):
+      self._step()
+    self._write_summaries()
+
+  def _step(self) -> int:
+    """One step of every environment; returns the environment steps taken
+    (those that are not episode boundaries)."""
     if self._policy is None:
       raise RuntimeError("Collector.use(policy) first")
-    taken = 0
     time_step, state = self._time_step, self._state
-    while taken < steps:
-      if self._action is None:
-        step = self._policy.action(time_step, state)
-        action, state, info = step.action, step.state, step.info
-      else:
-        action, state, info = self._action(time_step, state)  # the state stays a tensor
-        action, info = tf.nest.map_structure(lambda t: t.numpy(), (action, info))
-      next_time_step = nest_utils.stack_nested_arrays([
-          env.step(a) for env, a in zip(self._envs, nest_utils.unstack_nested_arrays(action),
-                                        strict=True)])
-      traj = trajectory.from_transition(time_step, policy_step.PolicyStep(action, (), info),
-                                        next_time_step)
-      for observer in self._observers:
-        observer(traj)
-      taken += int(np.count_nonzero(~traj.is_boundary()))
-      time_step = next_time_step
-    self._time_step, self._state = time_step, state
-    self._write_summaries()
+    if self._action is None:
+      step = self._policy.action(time_step, state)
+      action, state, info = step.action, step.state, step.info
+    else:
+      action, state, info = self._action(time_step, state)  # the state stays a tensor
+      action, info = tf.nest.map_structure(lambda t: t.numpy(), (action, info))
+    next_time_step = nest_utils.stack_nested_arrays([
+        env.step(a) for env, a in zip(self._envs, nest_utils.unstack_nested_arrays(action),
+                                      strict=True)])
+    traj = trajectory.from_transition(time_step, policy_step.PolicyStep(action, (), info),
+                                      next_time_step)
+    for observer in self._observers:
+      observer(traj)
+    self._time_step, self._state = next_time_step, state
+    return int(np.count_nonzero(~traj.is_boundary()))
 
   def _write_summaries(self) -> None:
     step, every = int(self._train_step.numpy()), self._summary_interval

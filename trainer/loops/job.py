@@ -51,7 +51,11 @@ from trainer.rundir.signals import StopRequest
 
 
 class Loop(Protocol):
-  """What `train.loop` builds from a job: `loop(job, stop).run() -> exit code`."""
+  """What `train.loop` builds from a job: `loop(job, stop).run() -> exit code`.
+
+  The loop class may also offer `check_config(settings, agent, replay_fn)`,
+  called before the run directory is touched (a ConfigError: exit 2).
+  """
 
   def run(self) -> int: ...
 
@@ -195,6 +199,9 @@ def _locked_job(spec: JobSpec, stop: StopRequest, store: BundleStore) -> Iterato
   bundle, damaged = store.resume_point()
   _seed_globals(spec.settings.seed, bundle.step if bundle else 0)
   agents = _Agents.build(spec)
+  check_config = getattr(spec.loop, "check_config", None)
+  if check_config is not None:  # what the loop needs of the parts, before any write
+    check_config(spec.settings, agents.agent, spec.replay_fn)
   created = not os.path.exists(spec.root_dir)
   os.makedirs(spec.root_dir, exist_ok=True)
   lock = RunLock(spec.root_dir)

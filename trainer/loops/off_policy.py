@@ -15,7 +15,7 @@ from absl import logging
 from tf_agents.policies import random_py_policy
 
 from trainer.config.settings import Settings
-from trainer.errors import EXIT_OK, EXIT_PREEMPTED, TrainingError
+from trainer.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError, TrainingError
 from trainer.loops import schedule
 from trainer.rundir.signals import StopRequest
 
@@ -39,6 +39,14 @@ class OffPolicyLoop:
     self._settings = job.settings
     self._stop = stop
     self._iterator = None  # the Learner's, made when training starts
+
+  @staticmethod
+  def check_config(settings, agent, replay_fn) -> None:
+    """Called before the run directory is touched."""
+    del settings, replay_fn
+    if getattr(agent, "_num_epochs", None) is not None:  # PPOAgent's
+      raise ConfigError("an on-policy agent (PPO) trains on the batch it just collected: set "
+                        "train.loop = @on_policy_loop")
 
   def run(self) -> int:
     job = self._job

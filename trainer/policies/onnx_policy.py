@@ -46,7 +46,10 @@ def _mode(distribution) -> tf.Tensor:
     # mode = means + magnitudes * tanh(mode of the Gaussian), and a Gaussian's mode is its loc.
     return (distribution.action_means +
             distribution.action_magnitudes * tf.tanh(distribution.input_distribution.loc))
-  if isinstance(distribution, tfp.distributions.Deterministic):
+  if isinstance(distribution, (tfp.distributions.Deterministic, tfp.distributions.Normal,
+                               tfp.distributions.MultivariateNormalDiag)):
+    # Their mode is their loc (PPO's normal policy), which is simple ops; tfp's mode()
+    # broadcasts shapes with BroadcastArgs, which ONNX has no op for.
     return distribution.loc
   return distribution.mode()  # Categorical: an argmax.
 

@@ -49,6 +49,7 @@ class UniformReplay(Replay):
     self._add_many = tf.function(self._add_in_order, input_signature=[self._chunk_spec],
                                  autograph=False)
     self._sampler: _BlockSampler | None = None
+    self._whole: _WholeBuffer | None = None
     self._prepare_fns: dict[tuple[int, bool], Any] = {}  # (train steps, adds) -> concrete
 
   @property
@@ -109,6 +110,24 @@ class UniformReplay(Replay):
                                               autograph=False).get_concrete_function())
       self._prepare_fns[key] = function
     function(*([] if chunk is None else [chunk]))
+
+  def batch_iterator(self):
+    """For on-policy learning: the Learner's iterator whose `next` is the whole
+    buffer (every row, in order) as one batch, as `take_batch` last filled it."""
+    if self._whole is None:
+      self._whole = _WholeBuffer(self._buffer, self.num_envs, self.capacity // self.num_envs)
+    return self._whole
+
+  def take_batch(self) -> None:
+    """Moves the collected batch into the batch iterator and empties the buffer."""
+    self.flush()
+    rows = self.capacity // self.num_envs
+    frames = int(self._buffer.num_frames())
+    if self.capacity % self.num_envs or frames != rows * self.num_envs:
+      raise RuntimeError(f"an on-policy batch is exactly {rows} steps of each of the "
+                         f"{self.num_envs} environments; the buffer holds {frames}")
+    self.batch_iterator().fill()
+    self._buffer.clear()
 
   def size(self) -> int:
     self.flush()
@@ -179,6 +198,35 @@ class _BlockSampler:
     index = self._cursor.assign_add(1) - 1
     batch = [tf.gather(block, index) for block in self._blocks]
     return tf.nest.pack_sequence_as(self._spec, batch), None
+
+
+class _WholeBuffer:
+  """The on-policy Learner's iterator: `fill()` copies the whole buffer (its
+  rows of `length` steps, in order) into variables; each `next` in the
+  Learner's graph reads them as one batch of shape [rows, length, ...]."""
+
+  def __init__(self, buffer, rows: int, length: int):
+    self._buffer = buffer
+    self._spec = buffer.data_spec
+    self._batch = [
+        tf.Variable(tf.zeros([rows, length, *spec.shape], spec.dtype), trainable=False,
+                    name="on_policy_batch")
+        for spec in tf.nest.flatten(self._spec)]
+    self._fill = tf.function(self._copy, autograph=False)
+
+  def _copy(self) -> None:
+    for variable, values in zip(self._batch, tf.nest.flatten(self._buffer.gather_all()),
+                                strict=True):
+      variable.assign(values)
+
+  def fill(self) -> None:
+    self._fill()
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    return tf.nest.pack_sequence_as(self._spec, [v.read_value() for v in self._batch]), None
 
 
 def _check_fits_in_memory(data_spec, items: int) -> None:

@@ -1,0 +1,90 @@
+"""PPO over the on-policy loop gets the job's guarantees: bundles at batch boundaries
+(normalizers included), SIGKILL and SIGTERM then resume, configs checked before any write."""
+
+import re
+import signal
+
+import numpy as np
+import pytest
+
+from tests.conftest import CONFIGS, bindings, committed_steps, run_train, start_train, status, wait_for
+from tests.test_restore import _assert_equal, _snapshot, _uniform_items
+from trainer import errors
+from trainer.cli import registry  # noqa: F401
+from trainer.config import gin_config
+from trainer.loops.job import configure_job, open_job
+
+PPO_CONFIG = str(CONFIGS / "ppo_cartpole.gin")
+# Batches of 64 env steps (8 environments x 8), 2 epochs each: a batch is 2 train steps.
+SMALL_PPO = {
+    "train.num_iterations": 8, "train.checkpoint_interval": 4, "train.policy_export_interval": 8,
+    "train.eval_interval": 8, "train.eval_episodes": 1, "train.log_interval": 4,
+    "train.summary_interval": 4, "create_ppo_agent.num_epochs": 2,
+    "train.train_steps_per_iteration": 2, "train.collect_steps_per_iteration": 64,
+    "create_uniform_replay.capacity": 64, "create_gym_environment.max_episode_steps": 30,
+}
+
+
+def test_ppo_restore_is_bit_exact_normalizers_included(tmp_path):
+  root = str(tmp_path / "run")
+  with open_job(configure_job(root, gin_config.load(root, [PPO_CONFIG],
+                                                    bindings(SMALL_PPO)))) as job:
+    assert job.run() == 0
+    normalizer = job.agent._observation_normalizer  # the statistics a resume must keep
+    saved_statistics = [v.numpy() for v in normalizer.variables]
+    assert any(np.any(s != 0) for s in saved_statistics)  # it has seen observations
+    before = _snapshot(job, _uniform_items)
+  with open_job(configure_job(root, gin_config.load(root, [], []))) as job:
+    after = _snapshot(job, _uniform_items)
+    restored = [v.numpy() for v in job.agent._observation_normalizer.variables]
+  _assert_equal(before, after)
+  _assert_equal(saved_statistics, restored)
+  assert before["replay_size"] == 0  # bundles are taken between batches
+
+
+def test_ppo_survives_sigkill_and_sigterm_and_finishes_its_total(tmp_path):
+  root = tmp_path / "run"
+  long = bindings(SMALL_PPO, train__num_iterations=100_000)
+  proc = start_train(root, gin_files=(PPO_CONFIG,), gin_bindings=long)
+  try:
+    wait_for(lambda: committed_steps(root), 240, "the first bundle", proc)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+  finally:
+    proc.kill()
+  killed_at = committed_steps(root)[-1]
+  proc = start_train(root, gin_files=(PPO_CONFIG,), gin_bindings=long,
+                     log_path=tmp_path / "second.log")
+  try:
+    wait_for(lambda: committed_steps(root)[-1] > killed_at, 240, "a bundle after the kill", proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == errors.EXIT_PREEMPTED
+  finally:
+    proc.kill()
+  assert f"Resumed from step {killed_at}" in (tmp_path / "second.log").read_text()
+  stopped = status(root)
+  assert stopped["checkpoints"][-1] == stopped["train_step"] > killed_at
+  assert stopped["train_step"] % 2 == 0 and stopped["replay_size"] == 0
+  total = stopped["train_step"] + 4
+  done = run_train(root, gin_files=(PPO_CONFIG,),
+                   gin_bindings=bindings(SMALL_PPO, train__num_iterations=total))
+  assert done.returncode == 0, done.stderr[-3000:]
+  finished = status(root)
+  assert finished["complete"] and finished["train_step"] == total
+  assert finished["env_steps"] > stopped["env_steps"] and finished["exports_missing"] == []
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"train__train_steps_per_iteration": 3}, "must equal the agent's num_epochs=2"),
+    ({"train__initial_collect_steps": 10}, "train.initial_collect_steps must be 0"),
+    ({"create_uniform_replay__capacity": 100}, "create_uniform_replay.capacity = 64"),
+    ({"train__checkpoint_interval": 3}, "train.checkpoint_interval=3 must be a multiple"),
+    ({"train__loop": "@off_policy_loop"}, "set train.loop = @on_policy_loop"),
+])
+def test_an_on_policy_config_is_checked_before_anything_is_written(tmp_path, change, message):
+  root = str(tmp_path / "run")
+  run_config = gin_config.load(root, [PPO_CONFIG], bindings(SMALL_PPO, **change))
+  with pytest.raises(errors.ConfigError, match=re.escape(message)):
+    with open_job(configure_job(root, run_config)):
+      pass
+  assert not (tmp_path / "run").exists()
