@@ -101,8 +101,11 @@ def main() -> int:
             f"{r['target_wall_s'] and round(r['target_wall_s'])} s), run {r['wall_s']:.0f} s",
             flush=True)
   text = table(runs)
+  def cell(value):
+    return "—" if value is None else value
+
   per_run = "\n".join(
-      f"| {r['config']} | {r['seed']} | {r['target_step']} | {r['target_env_steps']} | "
+      f"| {r['config']} | {r['seed']} | {cell(r['target_step'])} | {cell(r['target_env_steps'])} | "
       f"{'—' if r['target_wall_s'] is None else round(r['target_wall_s'])} | "
       f"{r['best_return']:.1f} | {r['final_return']:.1f} | {r['wall_s']:.0f} |" for r in runs)
   document = (
