@@ -122,8 +122,8 @@ def test_collect_summaries_continue_at_the_step_a_run_resumed_from(two_runs):
   straight, resumed = two_runs
   tag = "Metrics/collect/EnvironmentSteps"
   expected = _summary_steps(straight, tag)
-  assert 40 in expected and len(expected) >= 4
   assert _summary_steps(resumed, tag) == expected  # no gap at 40, no repeat
+  assert 40 in expected
 
 
 def test_plot_draws_the_learning_curves_of_several_runs(two_runs, tmp_path):
