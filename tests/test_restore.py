@@ -103,7 +103,7 @@ SHORT = {"train.num_iterations": 6, "train.checkpoint_interval": 6,
 @pytest.mark.parametrize("config", ["c51_cartpole.gin", "td3_pendulum.gin", "sac_pendulum.gin"])
 def test_restore_is_bit_exact_for_each_agent(tmp_path, config):
   root = str(tmp_path / "run")
-  items_fn = _uniform_items  # every shipped config but DQN-with-Reverb bindings is in-graph
+  items_fn = _uniform_items  # the three use the in-graph replay
   run_config = gin_config.load(root, [str(CONFIGS / config)], bindings(SHORT))
   with open_job(configure_job(root, run_config)) as job:
     assert job.run() == 0
