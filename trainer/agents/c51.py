@@ -10,7 +10,7 @@ from tf_agents.networks import categorical_q_network
 from tf_agents.specs import tensor_spec
 from tf_agents.utils import common
 
-from trainer.agents.checks import check_layers, check_positive
+from trainer.agents.checks import check_action_kind, check_layers, check_positive
 from trainer.errors import ConfigError
 
 
@@ -42,10 +42,7 @@ def create_c51_agent(
   if not min_q_value < max_q_value:
     raise ConfigError(f"create_c51_agent.min_q_value ({min_q_value}) must be below max_q_value "
                       f"({max_q_value})")
-  action_tensor_spec = tensor_spec.from_spec(action_spec)
-  if not action_tensor_spec.dtype.is_integer:
-    raise ConfigError("create_c51_agent needs a discrete action space; use create_sac_agent or "
-                      "create_td3_agent for continuous actions")
+  action_tensor_spec = check_action_kind("create_c51_agent", action_spec, discrete=True)
   time_step_tensor_spec = tensor_spec.from_spec(time_step_spec)
   network = categorical_q_network.CategoricalQNetwork(
       time_step_tensor_spec.observation, action_tensor_spec, num_atoms=num_atoms,

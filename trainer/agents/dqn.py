@@ -15,8 +15,7 @@ from tf_agents.networks import sequential
 from tf_agents.specs import tensor_spec
 from tf_agents.utils import common
 
-from trainer.agents.checks import check_layers, check_positive
-from trainer.errors import ConfigError
+from trainer.agents.checks import check_action_kind, check_layers, check_positive
 
 
 @gin.configurable
@@ -39,10 +38,7 @@ def create_dqn_agent(
   check_positive("create_dqn_agent.learning_rate", learning_rate)
   check_positive("create_dqn_agent.n_step_update", n_step_update, int)
   check_positive("create_dqn_agent.target_update_period", target_update_period, int)
-  action_tensor_spec = tensor_spec.from_spec(action_spec)
-  if not action_tensor_spec.dtype.is_integer:
-    raise ConfigError("create_dqn_agent needs a discrete action space; use create_sac_agent "
-                      "for continuous actions")
+  action_tensor_spec = check_action_kind("create_dqn_agent", action_spec, discrete=True)
   num_actions = int(action_tensor_spec.maximum - action_tensor_spec.minimum + 1)
   dense_layers = [
       tf.keras.layers.Dense(

@@ -5,13 +5,12 @@ from collections.abc import Sequence
 import gin
 import tensorflow as tf
 from tf_agents.agents import tf_agent
-from tf_agents.agents.ddpg import critic_network
 from tf_agents.agents.sac import sac_agent, tanh_normal_projection_network
 from tf_agents.networks import actor_distribution_network
 from tf_agents.specs import tensor_spec
 
-from trainer.agents.checks import check_layers, check_positive
-from trainer.errors import ConfigError
+from trainer.agents.checks import check_action_kind, check_layers, check_positive
+from trainer.agents.networks import joint_critic
 
 
 @gin.configurable
@@ -37,17 +36,12 @@ def create_sac_agent(
                       ("critic_learning_rate", critic_learning_rate),
                       ("alpha_learning_rate", alpha_learning_rate)]:
     check_positive(f"create_sac_agent.{name}", value)
-  action_tensor_spec = tensor_spec.from_spec(action_spec)
-  if not action_tensor_spec.dtype.is_floating:
-    raise ConfigError("create_sac_agent needs a continuous action space; use create_dqn_agent "
-                      "for discrete actions")
+  action_tensor_spec = check_action_kind("create_sac_agent", action_spec, discrete=False)
   observation_spec = tensor_spec.from_spec(time_step_spec).observation
   actor_net = actor_distribution_network.ActorDistributionNetwork(
       observation_spec, action_tensor_spec, fc_layer_params=actor_layers,
       continuous_projection_net=tanh_normal_projection_network.TanhNormalProjectionNetwork)
-  critic_net = critic_network.CriticNetwork(
-      (observation_spec, action_tensor_spec), joint_fc_layer_params=critic_layers,
-      kernel_initializer="glorot_uniform", last_kernel_initializer="glorot_uniform")
+  critic_net = joint_critic(observation_spec, action_tensor_spec, critic_layers)
   return sac_agent.SacAgent(
       tensor_spec.from_spec(time_step_spec),
       action_tensor_spec,

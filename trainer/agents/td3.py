@@ -5,12 +5,12 @@ from collections.abc import Sequence
 import gin
 import tensorflow as tf
 from tf_agents.agents import tf_agent
-from tf_agents.agents.ddpg import actor_network, critic_network
+from tf_agents.agents.ddpg import actor_network
 from tf_agents.agents.td3 import td3_agent
 from tf_agents.specs import tensor_spec
 
-from trainer.agents.checks import check_layers, check_positive
-from trainer.errors import ConfigError
+from trainer.agents.checks import check_action_kind, check_layers, check_positive
+from trainer.agents.networks import joint_critic
 
 
 @gin.configurable
@@ -41,16 +41,11 @@ def create_td3_agent(
   for name, value in [("actor_update_period", actor_update_period),
                       ("target_update_period", target_update_period)]:
     check_positive(f"create_td3_agent.{name}", value, int)
-  action_tensor_spec = tensor_spec.from_spec(action_spec)
-  if not action_tensor_spec.dtype.is_floating:
-    raise ConfigError("create_td3_agent needs a continuous action space; use create_dqn_agent or "
-                      "create_c51_agent for discrete actions")
+  action_tensor_spec = check_action_kind("create_td3_agent", action_spec, discrete=False)
   observation_spec = tensor_spec.from_spec(time_step_spec).observation
   actor = actor_network.ActorNetwork(observation_spec, action_tensor_spec,
                                      fc_layer_params=actor_layers)
-  critic = critic_network.CriticNetwork(
-      (observation_spec, action_tensor_spec), joint_fc_layer_params=critic_layers,
-      kernel_initializer="glorot_uniform", last_kernel_initializer="glorot_uniform")
+  critic = joint_critic(observation_spec, action_tensor_spec, critic_layers)
   return td3_agent.Td3Agent(
       tensor_spec.from_spec(time_step_spec),
       action_tensor_spec,

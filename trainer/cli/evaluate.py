@@ -110,16 +110,6 @@ def _root_of(policy_path: str) -> str | None:
   return os.path.dirname(parent) if os.path.basename(parent) == layout.POLICY_DIR else None
 
 
-def _environment_name(root_dir: str | None) -> str:
-  path = os.path.join(root_dir or "", layout.CONFIG_FILE)
-  if root_dir and os.path.isfile(path):
-    with open(path) as f:
-      value = gin_config.bindings(f.read()).get("create_gym_environment.name")
-    if value:
-      return value.strip("'\"")
-  return "its environment"
-
-
 def _environment(root_dir: str | None):
   if FLAGS.env:
     return envs.create_gym_environment(FLAGS.env)
@@ -146,7 +136,7 @@ def main(argv: list[str]) -> int:
   envs.seed_environment(env, FLAGS.seed)
   rows = evaluate_exports(paths, env, FLAGS.episodes)
   prefix = FLAGS.output or os.path.join(root or ".", layout.EVAL_DIR, "exports")
-  env_name = FLAGS.env or _environment_name(root)
+  env_name = FLAGS.env or gin_config.saved_environment_name(root) or "its environment"
   run_name = os.path.basename(os.path.normpath(root)) if root else FLAGS.policy
   write_outputs(rows, prefix, f"Exported policies of {run_name} in {env_name} (greedy, "
                 f"{FLAGS.episodes} episodes each)")

@@ -47,16 +47,6 @@ def read_returns(root_dir: str) -> list[dict]:
   return [by_step[step] for step in sorted(by_step)]
 
 
-def environment_name(root_dir: str) -> str | None:
-  """The Gym id a run's saved config names, if it names one."""
-  path = os.path.join(root_dir, layout.CONFIG_FILE)
-  if not os.path.isfile(path):
-    return None
-  with open(path) as f:
-    value = gin_config.bindings(f.read()).get("create_gym_environment.name")
-  return value.strip("'\"") if value else None
-
-
 def plot(runs: dict[str, list[dict]], title: str, output: str) -> None:
   import matplotlib
 
@@ -112,7 +102,7 @@ def main(argv: list[str]) -> int:
   for root in FLAGS.root_dir:
     name = os.path.basename(os.path.normpath(root))
     runs[name if name not in runs else root] = read_returns(root)
-  environments = sorted({environment_name(root) or "?" for root in FLAGS.root_dir})
+  environments = sorted({gin_config.saved_environment_name(root) or "?" for root in FLAGS.root_dir})
   title = (f"{', '.join(environments)}: {', '.join(runs)}" if len(runs) <= 4 else
            f"{', '.join(environments)}: {len(runs)} runs")
   output = FLAGS.output or (os.path.join(FLAGS.root_dir[0], layout.EVAL_DIR, "curves.png")

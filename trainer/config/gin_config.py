@@ -149,6 +149,15 @@ def save(root_dir: str, run_config: RunConfig) -> None:
     raise RunDirError(f"cannot write the config into {root_dir}: {e}") from e
 
 
+def saved_environment_name(root_dir: str | None) -> str | None:
+  """The Gym id that a run's saved config names, if it names one."""
+  path = os.path.join(root_dir or "", layout.CONFIG_FILE)
+  if not root_dir or not os.path.isfile(path):
+    return None
+  value = bindings(_read(path)).get("create_gym_environment.name")
+  return value.strip("'\"") if value else None
+
+
 def bindings(config_text: str) -> dict[str, str]:
   """Maps 'scope/selector.param' (or a macro name) to its value's text."""
   parser = config_parser.ConfigParser(config_text, gin.config.ParserDelegate(skip_unknown=True))
