@@ -34,12 +34,13 @@ def test_configs_exist():
   assert {"dqn_cartpole.gin", "sac_pendulum.gin"} <= names
 
 
-# An on-policy job moves a batch (num_epochs train steps) at a time: two of two epochs here.
+# An on-policy job moves a batch at a time: two of one epoch of two minibatches of 8 steps here.
 SHORT_ON_POLICY = {
     **SHORT_RUN, "train.num_iterations": 4, "train.checkpoint_interval": 2,
     "train.policy_export_interval": 4, "train.eval_interval": 4, "train.log_interval": 2,
     "train.summary_interval": 2, "train.initial_collect_steps": 0,
-    "train.train_steps_per_iteration": 2, "create_ppo_agent.num_epochs": 2,
+    "train.train_steps_per_iteration": 2, "create_ppo_agent.num_epochs": 1,
+    "create_ppo_agent.minibatch_size": 8,
     "train.collect_steps_per_iteration": 16, "create_uniform_replay.capacity": 16,
 }
 

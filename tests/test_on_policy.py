@@ -6,6 +6,7 @@ import signal
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tests.conftest import CONFIGS, bindings, committed_steps, run_train, start_train, status, wait_for
 from tests.test_restore import _assert_equal, _snapshot, _uniform_items
@@ -15,12 +16,14 @@ from trainer.config import gin_config
 from trainer.loops.job import configure_job, open_job
 
 PPO_CONFIG = str(CONFIGS / "ppo_cartpole.gin")
-# Batches of 64 env steps (8 environments x 8), 2 epochs each: a batch is 2 train steps.
+# Batches of 64 env steps (8 environments x 8), 2 epochs of 2 minibatches of 32 steps each:
+# a batch is 4 train steps.
 SMALL_PPO = {
     "train.num_iterations": 8, "train.checkpoint_interval": 4, "train.policy_export_interval": 8,
     "train.eval_interval": 8, "train.eval_episodes": 1, "train.log_interval": 4,
     "train.summary_interval": 4, "create_ppo_agent.num_epochs": 2,
-    "train.train_steps_per_iteration": 2, "train.collect_steps_per_iteration": 64,
+    "create_ppo_agent.minibatch_size": 32,
+    "train.train_steps_per_iteration": 4, "train.collect_steps_per_iteration": 64,
     "create_uniform_replay.capacity": 64, "create_gym_environment.max_episode_steps": 30,
 }
 
@@ -64,7 +67,7 @@ def test_ppo_survives_sigkill_and_sigterm_and_finishes_its_total(tmp_path):
   assert f"Resumed from step {killed_at}" in (tmp_path / "second.log").read_text()
   stopped = status(root)
   assert stopped["checkpoints"][-1] == stopped["train_step"] > killed_at
-  assert stopped["train_step"] % 2 == 0 and stopped["replay_size"] == 0
+  assert stopped["train_step"] % 4 == 0 and stopped["replay_size"] == 0
   total = stopped["train_step"] + 4
   done = run_train(root, gin_files=(PPO_CONFIG,),
                    gin_bindings=bindings(SMALL_PPO, train__num_iterations=total))
@@ -75,7 +78,11 @@ def test_ppo_survives_sigkill_and_sigterm_and_finishes_its_total(tmp_path):
 
 
 @pytest.mark.parametrize("change,message", [
-    ({"train__train_steps_per_iteration": 3}, "must equal the agent's num_epochs=2"),
+    ({"train__train_steps_per_iteration": 2}, "must be 4, the train steps PPO takes per batch: "
+     "num_epochs=2 x (64 // minibatch_size=32)"),
+    ({"create_ppo_agent__minibatch_size": None, "train__train_steps_per_iteration": 4},
+     "must be 2, the train steps PPO takes per batch: num_epochs=2"),
+    ({"create_ppo_agent__minibatch_size": 65}, "minibatch_size=65 is larger than a batch"),
     ({"train__initial_collect_steps": 10}, "train.initial_collect_steps must be 0"),
     ({"create_uniform_replay__capacity": 100}, "create_uniform_replay.capacity = 64"),
     ({"train__checkpoint_interval": 3}, "train.checkpoint_interval=3 must be a multiple"),
@@ -88,3 +95,52 @@ def test_an_on_policy_config_is_checked_before_anything_is_written(tmp_path, cha
     with open_job(configure_job(root, run_config)):
       pass
   assert not (tmp_path / "run").exists()
+
+
+def test_minibatches_are_every_step_of_the_batch_once_per_pass_in_a_fresh_order():
+  """PPO's minibatches (TF-Agents' PPOLearner's): the normalizers see the batch, the
+  advantages are the agent's over each environment's whole sequence, and each pass
+  is a new shuffle of all the steps, cut into [minibatch_size, 1] minibatches."""
+  from tf_agents.replay_buffers import tf_uniform_replay_buffer
+  from tf_agents.specs import tensor_spec
+  from tf_agents.trajectories import time_step as ts
+
+  from trainer.acting.envs import create_gym_environment
+  from trainer.agents.ppo import create_ppo_agent
+  from trainer.loops.on_policy import Minibatches
+
+  env = create_gym_environment("CartPole-v1")
+  agent = create_ppo_agent(env.time_step_spec(), env.action_spec(),
+                           tf.Variable(0, dtype=tf.int64), num_epochs=3, minibatch_size=4)
+  envs, length = 2, 8
+  buffer = tf_uniform_replay_buffer.TFUniformReplayBuffer(agent.collect_data_spec, envs, length)
+  for t in range(length):
+    item = tensor_spec.sample_spec_nest(agent.collect_data_spec, tf.random.Generator.from_seed(t),
+                                        outer_dims=(envs,))
+    mid = tf.fill([envs], ts.StepType.MID)
+    buffer.add_batch(item._replace(step_type=mid, next_step_type=mid,
+                                   discount=tf.ones([envs]), policy_info={
+                                       **item.policy_info,
+                                       "dist_params": {"logits": tf.zeros([envs, 2])}}))
+  count = tf.nest.flatten(agent._observation_normalizer._count)[0]  # observations seen
+  seen = count.numpy().copy()
+  batches = Minibatches(agent, buffer, envs * length)
+  batches.fill()
+  np.testing.assert_array_equal(count.numpy() - seen, envs * length)  # the batch, once
+  expected = agent._preprocess(buffer.gather_all())  # with the normalizers it updated
+  flat = [tf.reshape(v, [envs * length, *v.shape[2:]]).numpy() for v in tf.nest.flatten(expected)]
+  assert np.any(expected.policy_info["advantage"].numpy() != 0)
+  orders = []
+  for _ in range(3):  # passes
+    order = []
+    for _ in range(4):  # minibatches of 4 of the 16 steps
+      steps, _ = next(batches)
+      first = tf.nest.flatten(steps)[0].numpy()
+      assert first.shape[:2] == (4, 1)
+      rows = batches._order[batches._cursor.numpy() - 1].numpy()
+      for got, want in zip(tf.nest.flatten(steps), flat, strict=True):
+        np.testing.assert_array_equal(got.numpy()[:, 0], want[rows])
+      order.extend(rows)
+    assert sorted(order) == list(range(envs * length))  # every step once per pass
+    orders.append(order)
+  assert orders[0] != orders[1] != orders[2]  # a fresh shuffle per pass

@@ -12,6 +12,7 @@ committed bundle and exit code 75.
 import gin
 import tensorflow as tf
 from absl import logging
+from tf_agents.agents.ppo import ppo_agent
 from tf_agents.policies import random_py_policy
 
 from trainer.config.settings import Settings
@@ -44,7 +45,7 @@ class OffPolicyLoop:
   def check_config(settings, agent, replay_fn) -> None:
     """Called before the run directory is touched."""
     del settings, replay_fn
-    if getattr(agent, "_num_epochs", None) is not None:  # PPOAgent's
+    if isinstance(agent, ppo_agent.PPOAgent):
       raise ConfigError("an on-policy agent (PPO) trains on the batch it just collected: set "
                         "train.loop = @on_policy_loop")
 

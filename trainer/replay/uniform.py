@@ -118,15 +118,16 @@ class UniformReplay(Replay):
       self._whole = _WholeBuffer(self._buffer, self.num_envs, self.capacity // self.num_envs)
     return self._whole
 
-  def take_batch(self) -> None:
-    """Moves the collected batch into the batch iterator and empties the buffer."""
+  def take_batch(self, iterator=None) -> None:
+    """Moves the collected batch into `iterator` (by its `fill()`, which reads
+    the buffer; `batch_iterator()` by default) and empties the buffer."""
     self.flush()
     rows = self.capacity // self.num_envs
     frames = int(self._buffer.num_frames())
     if self.capacity % self.num_envs or frames != rows * self.num_envs:
       raise RuntimeError(f"an on-policy batch is exactly {rows} steps of each of the "
                          f"{self.num_envs} environments; the buffer holds {frames}")
-    self.batch_iterator().fill()
+    (iterator or self.batch_iterator()).fill()
     self._buffer.clear()
 
   def size(self) -> int:
