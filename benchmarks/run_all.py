@@ -21,7 +21,7 @@ from benchmarks import common  # noqa: E402
 
 # Each merges a section into --output; export_stall.py writes its own file.
 BENCHMARKS = {"learner_throughput.py": [], "overhead.py": [], "persistence.py": [],
-              "time_to_solve.py": ["--example_hparams", "--timeout=200"]}
+              "time_to_solve.py": ["--example_hparams", "--timeout=200"], "strategies.py": []}
 DOC = REPO / "docs" / "benchmarks.md"
 EXPORT_STALL = REPO / "benchmarks" / "export_stall.json"
 
@@ -107,6 +107,7 @@ def render(results: dict) -> str:
         f"the job's loop: median {_fmt(overhead['trainer_s']['median_s'], ' s', 2)}; "
         f"blocks without a checkpoint or export: {per_step:+.1f}%",
         f"{pct:+.1f}% in all", "≤ 3 %", "met" if pct <= 3 else "missed", overhead["command"]))
+  rows += _strategy_rows(results.get("strategies"))
   machine = next((s["machine"] for s in results.values() if isinstance(s, dict) and "machine" in s),
                  common.machine())
   lines = [
@@ -128,6 +129,33 @@ def render(results: dict) -> str:
   lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
   lines.append("")
   return "\n".join(lines)
+
+
+def _strategy_rows(section: dict | None) -> list[tuple]:
+  """`train.strategy`: MirroredStrategy over 2 logical CPUs on 2 cores (overhead, not speed-up)."""
+  if not section:
+    return []
+  t, solve = section["throughput"], section["time_to_solve"]
+  d, m = t["default"], t["mirrored_2_logical_cpus"]
+  sd, sm = solve["default"], solve["mirrored_2_logical_cpus"]
+  return [
+      ("learner under `MirroredStrategy` over 2 logical CPU devices (2 cores shared; DQN "
+       f"CartPole, batch {t['batch_size']} per replica, {t['train_steps_per_call']} steps per call)",
+       f"default strategy: {_fmt(d['train_steps_per_s'], digits=0)} train steps/s, "
+       f"{_fmt(d['samples_per_s'], digits=0)} samples/s",
+       f"{_fmt(m['train_steps_per_s'], digits=0)} train steps/s, "
+       f"{_fmt(m['samples_per_s'], digits=0)} samples/s",
+       f"{t['mirrored_over_default_steps']:.2f}× the train steps, "
+       f"{m['samples_per_s'] / d['samples_per_s']:.2f}× the samples",
+       "none: the overhead, reported", "—", section["command"]),
+      ("wall time to first eval ≥ 195 on CartPole-v0, mirrored over 2 logical CPUs",
+       f"default strategy: median {_fmt(sd['median_s'], ' s')} ({sd['solved']}/{sd['n']} "
+       f"solved, steps {sd['train_steps']})",
+       f"median {_fmt(sm['median_s'], ' s')} ({sm['solved']}/{sm['n']} solved, steps "
+       f"{sm['train_steps']})",
+       "—" if not (sd["median_s"] and sm["median_s"]) else
+       f"{sm['median_s'] / sd['median_s']:.2f}× the time",
+       "solves", "met" if sm["solved"] == sm["n"] else "missed", section["command"])]
 
 
 def _persistence_rows(p: dict | None) -> list[tuple]:

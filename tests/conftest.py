@@ -10,6 +10,14 @@ import time
 
 import gin
 import pytest
+import tensorflow as tf
+
+# Two logical CPU devices for the tests of `train.strategy = @mirrored_strategy`, which
+# cannot split the CPU once TensorFlow has started (an earlier test would have started
+# it). Jobs under the default strategy use the first alone.
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0],
+    [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"

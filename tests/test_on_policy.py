@@ -83,6 +83,8 @@ def test_ppo_survives_sigkill_and_sigterm_and_finishes_its_total(tmp_path):
     ({"create_ppo_agent__minibatch_size": None, "train__train_steps_per_iteration": 4},
      "must be 2, the train steps PPO takes per batch: num_epochs=2"),
     ({"create_ppo_agent__minibatch_size": 65}, "minibatch_size=65 is larger than a batch"),
+    ({"train__strategy": "@mirrored_strategy", "mirrored_strategy__logical_cpus": 2},
+     "use train.strategy = @default_strategy"),
     ({"train__initial_collect_steps": 10}, "train.initial_collect_steps must be 0"),
     ({"create_uniform_replay__capacity": 100}, "create_uniform_replay.capacity = 64"),
     ({"train__checkpoint_interval": 3}, "train.checkpoint_interval=3 must be a multiple"),

@@ -124,7 +124,9 @@ def knob_names() -> list[str]:
 # Bindings that may change between runs of one experiment; every other change
 # is part of the experiment (or breaks the restore) and is refused on resume.
 BENIGN_BINDINGS = frozenset(f"train.{field.name}" for field in dataclasses.fields(Settings)
-                            if field.metadata["benign"])
+                            if field.metadata["benign"]) | {
+    # Where the learner trains, not what: a bundle restores under any strategy.
+    "train.strategy", "mirrored_strategy.devices", "mirrored_strategy.logical_cpus"}
 
 
 def knob_table() -> str:

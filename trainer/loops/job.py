@@ -39,7 +39,7 @@ from trainer.config import gin_config
 from trainer.config import settings as settings_lib
 from trainer.config.settings import Settings
 from trainer.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError, RunDirError
-from trainer.learning import learner
+from trainer.learning import learner, strategies
 from trainer.loops import config_change, schedule
 from trainer.loops.off_policy import OffPolicyLoop
 from trainer.policies import exporter, policy_index
@@ -53,8 +53,8 @@ from trainer.rundir.signals import StopRequest
 class Loop(Protocol):
   """What `train.loop` builds from a job: `loop(job, stop).run() -> exit code`.
 
-  The loop class may also offer `check_config(settings, agent, replay_fn)`,
-  called before the run directory is touched (a ConfigError: exit 2).
+  The loop class may also offer `check_config(settings, agent, replay_fn,
+  strategy)`, called before the run directory is touched (a ConfigError: exit 2).
   """
 
   def run(self) -> int: ...
@@ -71,6 +71,7 @@ class JobSpec:
   agent_fn: Callable[..., tf_agent.TFAgent]
   replay_fn: Callable[..., Replay]
   loop: Callable[["Job", StopRequest], Loop]
+  strategy: Callable[[], tf.distribute.Strategy]
 
 
 def configure_job(
@@ -81,6 +82,7 @@ def configure_job(
     agent_fn: Callable[..., tf_agent.TFAgent] = gin.REQUIRED,
     replay_fn: Callable[..., Replay] = create_uniform_replay,
     loop: Callable[["Job", StopRequest], Loop] = OffPolicyLoop,
+    strategy: Callable[[], tf.distribute.Strategy] = strategies.default_strategy,
     **knobs: Any,
 ) -> JobSpec:
   """The job as configured in gin (`train.*`), validated.
@@ -92,11 +94,13 @@ def configure_job(
     agent_fn: `fn(time_step_spec, action_spec, train_step) -> TFAgent`.
     replay_fn: a replay builder from `trainer.replay`.
     loop: `fn(job, stop)` -> the loop that runs the job (`run() -> exit code`).
+    strategy: builds the `tf.distribute` strategy the learner trains under
+      (`trainer.learning.strategies`).
     **knobs: the job's knobs, declared in `trainer.config.settings.Settings`.
   """
   return JobSpec(root_dir=root_dir, run_config=run_config,
                  settings=Settings.from_bindings(knobs), environment_fn=environment_fn,
-                 agent_fn=agent_fn, replay_fn=replay_fn, loop=loop)
+                 agent_fn=agent_fn, replay_fn=replay_fn, loop=loop, strategy=strategy)
 
 
 
@@ -113,6 +117,8 @@ def train(root_dir: str, run_config: gin_config.RunConfig, stop: StopRequest | N
   before the slow imports (as `trainer.train` does).
   """
   spec = configure_job(root_dir, run_config)
+  # First: a strategy over logical CPUs must split the CPU before TensorFlow starts.
+  strategy = spec.strategy()
   store = BundleStore(root_dir, keep=spec.settings.keep_checkpoints)
   if run_config.refused:  # before anything is written, a finished run included
     config_change.check(run_config, store.resume_point()[0], root_dir,
@@ -123,7 +129,7 @@ def train(root_dir: str, run_config: gin_config.RunConfig, stop: StopRequest | N
     logging.warning("Stopped before the job started (nothing new to commit); exiting with "
                     "code %d so the scheduler requeues the job.", EXIT_PREEMPTED)
     return EXIT_PREEMPTED
-  with open_job(spec, stop, store=store) as job:
+  with open_job(spec, stop, store=store, strategy=strategy) as job:
     logging.info("%s %s: %s, %s, %s; %d train steps in all.",
                  "Resuming" if job.restored_step is not None else "Starting", root_dir,
                  _name(spec.environment_fn), _name(spec.agent_fn), _name(spec.replay_fn),
@@ -170,7 +176,8 @@ def _already_complete(spec: JobSpec, store: BundleStore) -> bool:
 
 @contextlib.contextmanager
 def open_job(spec: JobSpec, stop: StopRequest | None = None, *,
-             store: BundleStore | None = None) -> Iterator["Job"]:
+             store: BundleStore | None = None,
+             strategy: tf.distribute.Strategy | None = None) -> Iterator["Job"]:
   """Builds and restores the job, and holds the run directory's lock while it is open.
 
   A changed config is checked by `train` (`config_change`), not here.
@@ -184,8 +191,9 @@ def open_job(spec: JobSpec, stop: StopRequest | None = None, *,
     stop = StopRequest()  # From the start: a SIGTERM while building still ends in a clean exit 75.
     stop.install()
   store = store or BundleStore(spec.root_dir, keep=spec.settings.keep_checkpoints)
+  strategy = strategy or spec.strategy()
   try:
-    with _locked_job(spec, stop, store) as job:
+    with _locked_job(spec, stop, store, strategy) as job:
       yield job
   finally:
     if own:
@@ -193,15 +201,16 @@ def open_job(spec: JobSpec, stop: StopRequest | None = None, *,
 
 
 @contextlib.contextmanager
-def _locked_job(spec: JobSpec, stop: StopRequest, store: BundleStore) -> Iterator["Job"]:
+def _locked_job(spec: JobSpec, stop: StopRequest, store: BundleStore,
+                strategy: tf.distribute.Strategy) -> Iterator["Job"]:
   # Read only: a lost run is refused, and a bad config found while building
   # leaves the run directory as it was.
   bundle, damaged = store.resume_point()
   _seed_globals(spec.settings.seed, bundle.step if bundle else 0)
-  agents = _Agents.build(spec)
+  agents = _Agents.build(spec, strategy)
   check_config = getattr(spec.loop, "check_config", None)
   if check_config is not None:  # what the loop needs of the parts, before any write
-    check_config(spec.settings, agents.agent, spec.replay_fn)
+    check_config(spec.settings, agents.agent, spec.replay_fn, strategy)
   created = not os.path.exists(spec.root_dir)
   os.makedirs(spec.root_dir, exist_ok=True)
   lock = RunLock(spec.root_dir)
@@ -238,14 +247,15 @@ class _Agents:
 
   collect_envs: list[py_environment.PyEnvironment]
   eval_envs: list[py_environment.PyEnvironment]
-  agent: tf_agent.TFAgent
+  strategy: tf.distribute.Strategy
+  agent: tf_agent.TFAgent  # its variables, and the train step, under the strategy
   train_step: tf.Variable
   # Exports are written from a copy, so training never waits for them.
   shadow: tf_agent.TFAgent
   shadow_step: tf.Variable
 
   @classmethod
-  def build(cls, spec: JobSpec) -> "_Agents":
+  def build(cls, spec: JobSpec, strategy: tf.distribute.Strategy) -> "_Agents":
     settings = spec.settings
     collect_envs = [spec.environment_fn() for _ in range(settings.collect_envs)]
     for i, env in enumerate(collect_envs):
@@ -253,15 +263,17 @@ class _Agents:
     # One environment per eval episode: the episodes of an eval run side by side.
     eval_envs = [spec.environment_fn() for _ in range(settings.eval_episodes)]
     time_step_spec, action_spec = collect_envs[0].time_step_spec(), collect_envs[0].action_spec()
-    train_step = train_utils.create_train_step()
-    agent = spec.agent_fn(time_step_spec, action_spec, train_step)
+    with strategy.scope():
+      train_step = train_utils.create_train_step()
+      agent = spec.agent_fn(time_step_spec, action_spec, train_step)
     # The Learner traces its loop with autograph, which would convert the agent's
     # whole train step as well: seconds of start-up for graph code that TF-Agents
     # itself runs unconverted (`common.function` defaults to autograph=False).
     agent.train = tf.autograph.experimental.do_not_convert(agent.train)
+    # Outside the strategy: exports are strategy-free SavedModels.
     shadow_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="export_train_step")
     shadow = spec.agent_fn(time_step_spec, action_spec, shadow_step)
-    return cls(collect_envs, eval_envs, agent, train_step, shadow, shadow_step)
+    return cls(collect_envs, eval_envs, strategy, agent, train_step, shadow, shadow_step)
 
 
 class Job:
@@ -274,6 +286,7 @@ class Job:
     self.stop = stop
     self.collect_envs = agents.collect_envs
     self.agent, self._train_step = agents.agent, agents.train_step
+    self.strategy = agents.strategy
     self.store = store
     self.restored_step = bundle.step if bundle else None
     # Eval environments are seeded afresh at each eval; only the collect ones carry state.
@@ -316,7 +329,7 @@ class Job:
         os.path.join(root_dir, layout.LEARNER_DIR), self._train_step, self.agent,
         experience_dataset_fn=None, triggers=list(triggers), checkpoint_interval=0,
         summary_interval=settings.summary_interval, run_optimizer_variable_init=True,
-        summary_root_dir=root_dir)
+        summary_root_dir=root_dir, strategy=self.strategy)
     if bundle:
       self.parts.restore(bundle)  # after the Learner: see AgentPart.restore
       for trigger in triggers:  # ours (the Learner adds its own to its copy): from the restored step

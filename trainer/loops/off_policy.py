@@ -42,9 +42,9 @@ class OffPolicyLoop:
     self._iterator = None  # the Learner's, made when training starts
 
   @staticmethod
-  def check_config(settings, agent, replay_fn) -> None:
+  def check_config(settings, agent, replay_fn, strategy) -> None:
     """Called before the run directory is touched."""
-    del settings, replay_fn
+    del settings, replay_fn, strategy
     if isinstance(agent, ppo_agent.PPOAgent):
       raise ConfigError("an on-policy agent (PPO) trains on the batch it just collected: set "
                         "train.loop = @on_policy_loop")
@@ -83,7 +83,7 @@ class OffPolicyLoop:
     job, s = self._job, self._settings
     if self._iterator is None:
       job.collector.use(job.agent.collect_policy)
-      self._iterator = job.replay.iterator(s.batch_size)
+      self._iterator = job.replay.iterator(s.batch_size, job.strategy)
     step = job.train_step
     while step < until_step and not self._stop.requested:
       if collects_before(s, step):

@@ -31,12 +31,16 @@ class OnPolicyLoop:
     self._stop = stop
 
   @staticmethod
-  def check_config(settings, agent, replay_fn) -> None:
+  def check_config(settings, agent, replay_fn, strategy) -> None:
     """What an on-policy job needs of its config, each a line naming the fix;
     called before the run directory is touched."""
     if not isinstance(agent, PPOClipAgent):
       raise ConfigError("train.loop = @on_policy_loop needs an on-policy agent (train.agent_fn "
                         "= @create_ppo_agent); use @off_policy_loop for this one")
+    if strategy.num_replicas_in_sync > 1:
+      raise ConfigError(
+          f"@on_policy_loop trains on one device; train.strategy has "
+          f"{strategy.num_replicas_in_sync} replicas: use train.strategy = @default_strategy")
     batch = settings.collect_steps_per_iteration
     if agent.minibatch_size is not None and agent.minibatch_size > batch:
       raise ConfigError(

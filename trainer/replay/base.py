@@ -49,9 +49,14 @@ class Replay(abc.ABC):
         sample_batch_size=batch_size, num_steps=self._sequence_length,
         num_parallel_calls=_DATASET_PARALLEL_CALLS).prefetch(_DATASET_PREFETCH)
 
-  def iterator(self, batch_size: int):
-    """What the Learner calls `next` on, inside its `tf.function`, each train step."""
-    return iter(self.dataset(batch_size))
+  def iterator(self, batch_size: int, strategy: tf.distribute.Strategy | None = None):
+    """What the Learner calls `next` on, inside its `tf.function`, each train
+    step: under a strategy of several replicas, a batch of `batch_size` for each
+    replica, from a dataset of its own."""
+    if strategy is None or strategy.num_replicas_in_sync == 1:
+      return iter(self.dataset(batch_size))
+    with strategy.scope():
+      return iter(strategy.distribute_datasets_from_function(lambda _: self.dataset(batch_size)))
 
   def prepare(self, train_steps: int) -> None:
     """Called before each Learner call of `train_steps` steps: makes every

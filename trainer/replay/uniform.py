@@ -82,12 +82,15 @@ class UniformReplay(Replay):
     if chunk is not None:
       self._add_many(chunk)
 
-  def iterator(self, batch_size: int):
+  def iterator(self, batch_size: int, strategy: tf.distribute.Strategy | None = None):
     """The Learner's iterator: batches sampled by `prepare`, read inside the
     Learner's graph (no tf.data pipeline between the in-graph buffer and the
-    train step: that cost about half the step rate)."""
-    if self._sampler is None or self._sampler.batch_size != batch_size:
-      self._sampler = _BlockSampler(self._buffer, batch_size, self._sequence_length)
+    train step: that cost about half the step rate); a batch per replica of
+    `strategy`."""
+    strategy = strategy or tf.distribute.get_strategy()
+    if (self._sampler is None or self._sampler.batch_size != batch_size
+        or self._sampler.strategy is not strategy):
+      self._sampler = _BlockSampler(self._buffer, batch_size, self._sequence_length, strategy)
       self._prepare_fns.clear()
     return self._sampler
 
@@ -167,12 +170,19 @@ class _BlockSampler:
   draws as sampling step by step. A call of more steps than were filled fails
   (the gather's index is out of range) instead of reusing a batch.
 
-  Memory: k batches of the sampled sequences (k x batch size x sequence
-  length steps).
+  Under a strategy of R replicas it samples k x R batches, and each `next`
+  gives every replica its own (a per-replica value): R different batches per
+  train step, together R x batch size uniform draws.
+
+  Memory: k x R batches of the sampled sequences (k x R x batch size x
+  sequence length steps).
   """
 
-  def __init__(self, buffer, batch_size: int, num_steps: int | None):
+  def __init__(self, buffer, batch_size: int, num_steps: int | None,
+               strategy: tf.distribute.Strategy):
     self._buffer, self.batch_size, self._num_steps = buffer, batch_size, num_steps
+    self.strategy = strategy
+    self._replicas = strategy.num_replicas_in_sync
     self._spec = buffer.data_spec
     inner = [batch_size] + ([num_steps] if num_steps else [])
     self._blocks = [
@@ -183,10 +193,11 @@ class _BlockSampler:
 
   def fill(self, count: int) -> None:
     """Graph code: samples `count` batches (replacing the previous ones)."""
-    experience, _ = self._buffer.get_next(sample_batch_size=count * self.batch_size,
+    batches = count * self._replicas
+    experience, _ = self._buffer.get_next(sample_batch_size=batches * self.batch_size,
                                           num_steps=self._num_steps)
     for block, values in zip(self._blocks, tf.nest.flatten(experience), strict=True):
-      block.assign(tf.reshape(values, [count, *block.shape[1:]]))
+      block.assign(tf.reshape(values, [batches, *block.shape[1:]]))
     self._cursor.assign(0)
 
   def __iter__(self):
@@ -197,8 +208,16 @@ class _BlockSampler:
     sample info to give (it only serves prioritized replay, which a uniform
     buffer is not)."""
     index = self._cursor.assign_add(1) - 1
-    batch = [tf.gather(block, index) for block in self._blocks]
-    return tf.nest.pack_sequence_as(self._spec, batch), None
+    if self._replicas == 1:
+      return self._batch(index), None
+
+    def replica_batch(context):
+      return self._batch(index * self._replicas + context.replica_id_in_sync_group)
+
+    return self.strategy.experimental_distribute_values_from_function(replica_batch), None
+
+  def _batch(self, index):
+    return tf.nest.pack_sequence_as(self._spec, [tf.gather(b, index) for b in self._blocks])
 
 
 class _WholeBuffer:
