@@ -17,6 +17,7 @@ median final return. Writes the table (markdown) to --output and prints it.
 import argparse
 import csv
 import datetime
+import json
 import pathlib
 import re
 import statistics
@@ -45,6 +46,8 @@ def run_one(config: str, seed: int, workdir: pathlib.Path, *, extra_bindings=(),
   the evaluations against `target` (the config's own by default)."""
   label = label or config
   root = workdir / f"{label}-seed{seed}"
+  if root.exists():  # it would resume that run (or refuse its config) instead of training anew
+    raise SystemExit(f"{root} exists: pass a new --workdir")
   started = time.time()
   result = subprocess.run(
       [sys.executable, "-m", "trainer.train", f"--root_dir={root}",
@@ -113,6 +116,8 @@ def main() -> int:
     for seed in range(args.seeds):
       runs.append(run_one(config, seed, workdir))
       r = runs[-1]
+      with open(workdir / "runs.jsonl", "a") as f:  # each run's figures, as they come
+        f.write(json.dumps(r) + "\n")
       print(f"{config} seed {seed}: final {r['final_return']:.1f}, best {r['best_return']:.1f}, "
             f"target at step {r['target_step']} ({r['target_env_steps']} env steps, "
             f"{r['target_wall_s'] and round(r['target_wall_s'])} s), run {r['wall_s']:.0f} s",

@@ -8,11 +8,11 @@ from tests.conftest import REPO, cli_env
 
 def test_chaos_short(tmp_path):
   out = subprocess.run(
-      [sys.executable, "scripts/chaos.py", "--kills=3", "--backend=both", "--seed=1",
+      [sys.executable, "scripts/chaos.py", "--kills=2", "--backend=both", "--seed=1",
        f"--workdir={tmp_path}", "--max_delay=3"],
       cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=900)
   summary = out.stdout.strip().splitlines()[-1]
   assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
-  assert summary.startswith("kills: 6, failed resumes: 0, unreadable exports: 0, grid exports "
+  assert summary.startswith("kills: 4, failed resumes: 0, unreadable exports: 0, grid exports "
                             "missing: 0, wrong indexes: 0"), summary
   assert "failures: 0" in summary

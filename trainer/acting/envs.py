@@ -96,7 +96,15 @@ def derived_seed(*keys: int) -> int:
 
 
 def seed_environment(env: py_environment.PyEnvironment, seed: int) -> None:
-  """Seeds the environment's own generator (Gym's `reset(seed=...)`)."""
+  """Seeds the environment's own generator (Gym's `reset(seed=...)`, or for an
+  environment written to the older Gym API, such as pybullet's, `seed(...)`)."""
   inner = gym_env(env)
-  if inner is not None:
+  if inner is None:
+    return
+  try:
     inner.reset(seed=seed)
+  except TypeError as e:
+    if "seed" not in str(e):
+      raise
+    inner.seed(seed)
+    inner.reset()
