@@ -8,7 +8,8 @@ against the default strategy, in one run.
   random policy; the cases take turns of `--steps` train steps as the job's
   loop runs them (`Replay.prepare(K)`, then `Learner.run(iterations=K)`, K =
   the config's train_steps_per_iteration). Train steps/s, and samples/s
-  (train steps x batch size x replicas: each replica trains on its own batch).
+  (train steps x train.batch_size, the global batch: each replica trains on
+  its share).
 - time to solve: `python -m trainer.train` with configs/dqn_cartpole.gin, seeds
   0..runs-1, with and without `train.strategy = @mirrored_strategy`
   (`mirrored_strategy.logical_cpus = 2`), interleaved: wall time to the first
@@ -61,7 +62,7 @@ def throughput(rounds: int, steps: int) -> dict:
   with default_job as default, mirrored_job as mirrored:
     for name, job in (("default", default), ("mirrored_2_logical_cpus", mirrored)):
       OffPolicyLoop(job, job.stop).initial_collect()
-      iterator = job.replay.iterator(batch, job.strategy)
+      iterator = job.replay.iterator(batch // job.strategy.num_replicas_in_sync, job.strategy)
 
       def run(job=job, iterator=iterator):
         for _ in range(steps // k):
@@ -82,9 +83,8 @@ def throughput(rounds: int, steps: int) -> dict:
   for name, (_, replicas) in cases.items():
     rate = steps // k * k * len(seconds[name]) / sum(seconds[name])
     section[name] = {"replicas": replicas, "train_steps_per_s": round(rate, 1),
-                     "samples_per_s": round(rate * batch * replicas, 1)}
-    print(f"{name:24s} {rate:8.0f} train steps/s, {rate * batch * replicas:9.0f} samples/s",
-          flush=True)
+                     "samples_per_s": round(rate * batch, 1)}
+    print(f"{name:24s} {rate:8.0f} train steps/s, {rate * batch:9.0f} samples/s", flush=True)
   section["mirrored_over_default_steps"] = round(
       section["mirrored_2_logical_cpus"]["train_steps_per_s"]
       / section["default"]["train_steps_per_s"], 3)

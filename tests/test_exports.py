@@ -272,13 +272,14 @@ def test_onnx_export_gives_the_saved_models_actions_for_each_agent(tmp_path, con
            "train.policy_export_interval": 4, "train.eval_interval": 4, "train.eval_episodes": 1,
            "train.initial_collect_steps": 20, "train.batch_size": 8,
            "create_gym_environment.max_episode_steps": 20}
-  if config.startswith("ppo"):  # batches of 32 env steps, one whole-batch epoch: a batch is a
-    # train step (the agent's own train, which no other test runs)
+  if config.startswith("ppo"):  # batches of 32 env steps, one epoch
     short.update({"train.initial_collect_steps": 0, "create_ppo_agent.num_epochs": 1,
-                  "create_ppo_agent.minibatch_size": None,
-                  "train.train_steps_per_iteration": 1, "train.log_interval": 4,
-                  "train.summary_interval": 4, "train.collect_steps_per_iteration": 32,
-                  "create_uniform_replay.capacity": 32})
+                  "train.log_interval": 4, "train.summary_interval": 4,
+                  "train.collect_steps_per_iteration": 32, "create_uniform_replay.capacity": 32})
+    if config == "ppo_cartpole.gin":  # whole batches (the agent's own train): a batch a step
+      short.update({"create_ppo_agent.minibatch_size": None, "train.train_steps_per_iteration": 1})
+    else:  # its minibatches, normal policy and per-state scale: two minibatches a batch
+      short.update({"create_ppo_agent.minibatch_size": 16, "train.train_steps_per_iteration": 2})
   trained = run_train(root, gin_files=(str(REPO / "configs" / config),),
                       gin_bindings=bindings(short))
   assert trained.returncode == 0, trained.stderr[-3000:]

@@ -146,3 +146,25 @@ def test_minibatches_are_every_step_of_the_batch_once_per_pass_in_a_fresh_order(
     assert sorted(order) == list(range(envs * length))  # every step once per pass
     orders.append(order)
   assert orders[0] != orders[1] != orders[2]  # a fresh shuffle per pass
+
+
+def test_minibatches_work_with_the_normalizers_off():
+  from tf_agents.replay_buffers import tf_uniform_replay_buffer
+  from tf_agents.specs import tensor_spec
+
+  from trainer.acting.envs import create_gym_environment
+  from trainer.agents.ppo import create_ppo_agent
+  from trainer.loops.on_policy import Minibatches
+
+  env = create_gym_environment("Pendulum-v1")
+  agent = create_ppo_agent(env.time_step_spec(), env.action_spec(),
+                           tf.Variable(0, dtype=tf.int64), minibatch_size=4,
+                           normalize_observations=False, normalize_rewards=False)
+  buffer = tf_uniform_replay_buffer.TFUniformReplayBuffer(agent.collect_data_spec, 2, 4)
+  for t in range(4):
+    buffer.add_batch(tensor_spec.sample_spec_nest(
+        agent.collect_data_spec, tf.random.Generator.from_seed(t), outer_dims=(2,)))
+  batches = Minibatches(agent, buffer, 8)
+  batches.fill()
+  steps, _ = next(batches)
+  assert steps.observation.shape == (4, 1, 3)

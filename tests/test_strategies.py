@@ -64,6 +64,34 @@ def test_each_replica_gets_its_own_batch_and_together_they_are_uniform_draws():
   assert all(abs(c - expected) < 0.25 * expected for c in counts.values()), counts
 
 
+def test_td3s_critic_loss_is_a_mean_over_the_global_batch_under_a_strategy():
+  """Every agent's loss, summed over replicas, is its mean over the global batch (the
+  gradients are summed so); TF-Agents' TD3 critic loss alone is a per-replica mean."""
+  from tf_agents.specs import array_spec
+  from tf_agents.trajectories import time_step as ts
+
+  from trainer.agents.td3 import create_td3_agent
+
+  strategy = strategies.mirrored_strategy(logical_cpus=2)
+  observation = array_spec.BoundedArraySpec((3,), np.float32, -8, 8, name="observation")
+  action = array_spec.BoundedArraySpec((1,), np.float32, -2, 2, name="action")
+  with strategy.scope():
+    agent = create_td3_agent(ts.time_step_spec(observation), action,
+                             tf.Variable(0, dtype=tf.int64), actor_fc_layers=(8,),
+                             critic_joint_fc_layers=(8,), target_policy_noise=0.0)
+  half = 4  # each replica gets the same half, so the sum over replicas is one half's mean
+
+  def step(seed):
+    return ts.TimeStep(step_type=tf.ones([half], tf.int32), reward=tf.ones([half]),
+                       discount=tf.ones([half]),
+                       observation=tf.random.stateless_normal([half, 3], [seed, 0]))
+
+  batch = (step(1), tf.zeros([half, 1]), step(2))
+  per_replica = strategy.run(lambda: agent.critic_loss(*batch))
+  summed = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+  np.testing.assert_allclose(summed.numpy(), agent.critic_loss(*batch).numpy(), rtol=1e-6)
+
+
 @pytest.mark.parametrize("kwargs,message", [
     ({"devices": ["/gpu:7"]}, "names '/gpu:7', which this machine does not have (it has"),
     ({"devices": ["gpu zero"]}, "is not a device name"),
@@ -73,6 +101,17 @@ def test_each_replica_gets_its_own_batch_and_together_they_are_uniform_draws():
 def test_a_bad_device_choice_is_one_line_naming_the_fix(kwargs, message):
   with pytest.raises(errors.ConfigError, match=re.escape(message)):
     strategies.mirrored_strategy(**kwargs)
+
+
+def test_a_batch_the_replicas_cannot_share_is_refused_before_anything_is_written(tmp_path):
+  root = str(tmp_path / "run")
+  with pytest.raises(errors.ConfigError, match=re.escape(
+      "train.batch_size=7 must be a multiple of the strategy's 2 replicas (each trains on its "
+      "share of every step's batch): set it to 6")):
+    with open_job(_load(root, {**{k.replace(".", "__"): v for k, v in MIRRORED.items()},
+                               "train__batch_size": 7})):
+      pass
+  assert not (tmp_path / "run").exists()
 
 
 def _load(root, extra=(), files=(DQN_CONFIG,), base=TINY_DQN):

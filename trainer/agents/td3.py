@@ -46,7 +46,7 @@ def create_td3_agent(
   actor = actor_network.ActorNetwork(observation_spec, action_tensor_spec,
                                      fc_layer_params=actor_layers)
   critic = joint_critic(observation_spec, action_tensor_spec, critic_layers)
-  return td3_agent.Td3Agent(
+  return Td3Agent(
       tensor_spec.from_spec(time_step_spec),
       action_tensor_spec,
       actor_network=actor,
@@ -68,3 +68,20 @@ def create_td3_agent(
       reward_scale_factor=reward_scale_factor,
       train_step_counter=train_step,
   )
+
+
+class Td3Agent(td3_agent.Td3Agent):
+  """TF-Agents' `Td3Agent` whose critic loss is averaged over the global batch.
+
+  Its critic loss is a plain mean over the replica's batch, where its actor
+  loss and the other agents' losses are divided by the global batch
+  (`common.aggregate_losses`); the gradients are then summed over replicas, so
+  under a strategy of N replicas the critic's would be N times too large.
+  Dividing by N makes them the mean over the global batch (nothing changes
+  with one replica).
+  """
+
+  def critic_loss(self, *args, **kwargs):
+    loss = super().critic_loss(*args, **kwargs)
+    replica = tf.distribute.get_replica_context()  # None outside `strategy.run`: one batch
+    return loss / replica.num_replicas_in_sync if replica is not None else loss

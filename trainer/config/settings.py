@@ -50,7 +50,9 @@ class Settings:
       "environments together (a multiple of `collect_envs`)", default=1)
   train_steps_per_iteration: int = knob(
       "train steps per chunk (one `Learner.run` call unless an interval cuts it)", default=1)
-  batch_size: int = knob("transitions (sequences) per train step", default=64)
+  batch_size: int = knob(
+      "transitions (sequences) per train step, in all (under a strategy of N replicas each "
+      "trains on batch_size / N of them)", default=64)
   keep_checkpoints: int = knob("committed checkpoint bundles kept (the newest)", default=3,
                                benign=True)
   summary_interval: int = knob("train steps between TensorBoard summaries (0: none)",

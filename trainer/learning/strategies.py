@@ -7,10 +7,12 @@
   `mirrored_strategy.logical_cpus` logical devices (to try the strategy, and
   test it, on a machine without GPUs; it shows the overhead, not a speed-up).
 
-Each replica trains on its own batch of `train.batch_size` per train step (the
-global batch is replicas x batch size); gradients are summed over replicas
-after each agent divides its loss by the global batch, as TF-Agents' `Learner`
-has it. The agent's variables, optimizer slots and the train step are created
+`train.batch_size` is the global batch: under N replicas each trains on its
+own batch of `train.batch_size / N` per train step (a multiple of N is
+required), so a strategy changes where the job trains, not what it learns.
+Gradients are summed over replicas after each agent divides its loss by the
+global batch, as TF-Agents' `Learner` has it (TD3's critic loss is made to,
+see `agents/td3.py`). The agent's variables, optimizer slots and the train step are created
 under the strategy's scope; a checkpoint bundle holds one copy of each, so a
 bundle restores under any strategy, and exports are strategy-free.
 

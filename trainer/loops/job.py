@@ -208,6 +208,12 @@ def _locked_job(spec: JobSpec, stop: StopRequest, store: BundleStore,
   bundle, damaged = store.resume_point()
   _seed_globals(spec.settings.seed, bundle.step if bundle else 0)
   agents = _Agents.build(spec, strategy)
+  replicas = strategy.num_replicas_in_sync
+  if spec.settings.batch_size % replicas:
+    raise ConfigError(
+        f"train.batch_size={spec.settings.batch_size} must be a multiple of the strategy's "
+        f"{replicas} replicas (each trains on its share of every step's batch): set it to "
+        f"{max(replicas, spec.settings.batch_size // replicas * replicas)}")
   check_config = getattr(spec.loop, "check_config", None)
   if check_config is not None:  # what the loop needs of the parts, before any write
     check_config(spec.settings, agents.agent, spec.replay_fn, strategy)

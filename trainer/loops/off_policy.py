@@ -47,7 +47,7 @@ class OffPolicyLoop:
     del settings, replay_fn, strategy
     if isinstance(agent, ppo_agent.PPOAgent):
       raise ConfigError("an on-policy agent (PPO) trains on the batch it just collected: set "
-                        "train.loop = @on_policy_loop")
+                        "train.loop = @on_policy_loop (with train.agent_fn = @create_ppo_agent)")
 
   def run(self) -> int:
     job = self._job
@@ -83,7 +83,9 @@ class OffPolicyLoop:
     job, s = self._job, self._settings
     if self._iterator is None:
       job.collector.use(job.agent.collect_policy)
-      self._iterator = job.replay.iterator(s.batch_size, job.strategy)
+      # train.batch_size is the global batch: each replica trains on its share.
+      self._iterator = job.replay.iterator(
+          s.batch_size // job.strategy.num_replicas_in_sync, job.strategy)
     step = job.train_step
     while step < until_step and not self._stop.requested:
       if collects_before(s, step):

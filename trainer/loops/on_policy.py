@@ -35,8 +35,8 @@ class OnPolicyLoop:
     """What an on-policy job needs of its config, each a line naming the fix;
     called before the run directory is touched."""
     if not isinstance(agent, PPOClipAgent):
-      raise ConfigError("train.loop = @on_policy_loop needs an on-policy agent (train.agent_fn "
-                        "= @create_ppo_agent); use @off_policy_loop for this one")
+      raise ConfigError("train.loop = @on_policy_loop needs trainer's PPO agent (train.agent_fn "
+                        "= @create_ppo_agent); use @off_policy_loop for an off-policy agent")
     if strategy.num_replicas_in_sync > 1:
       raise ConfigError(
           f"@on_policy_loop trains on one device; train.strategy has "
@@ -140,11 +140,11 @@ class Minibatches:
 
   def _prepare(self) -> None:
     batch = self._buffer.gather_all()  # [environments, steps of each, ...]
+    # No-ops for a normalizer that is off. Automatic control dependencies order the
+    # updates before the reads of the normalizers' variables below.
     self._agent.update_observation_normalizer(batch.observation)
     self._agent.update_reward_normalizer(batch.reward)
-    with tf.control_dependencies(self._agent._observation_normalizer.variables
-                                 + self._agent._reward_normalizer.variables):
-      processed = self._agent.preprocess_sequence(batch)  # with the updated normalizers
+    processed = self._agent.preprocess_sequence(batch)  # with the updated normalizers
     steps = self._steps[0].shape[0]
     for variable, values in zip(self._steps, tf.nest.flatten(processed), strict=True):
       variable.assign(tf.reshape(values, [steps, *values.shape[2:]]))

@@ -52,7 +52,7 @@ class Replay(abc.ABC):
   def iterator(self, batch_size: int, strategy: tf.distribute.Strategy | None = None):
     """What the Learner calls `next` on, inside its `tf.function`, each train
     step: under a strategy of several replicas, a batch of `batch_size` for each
-    replica, from a dataset of its own."""
+    replica (its share of the global batch), from a dataset of its own."""
     if strategy is None or strategy.num_replicas_in_sync == 1:
       return iter(self.dataset(batch_size))
     with strategy.scope():
