@@ -15,12 +15,13 @@ hyperparameters, on a task neither was tuned on; same run, interleaved.
   it into this Python if it is missing.
 
 Both variants of a task train the same number of train steps (the default
-config's total; 10,000 for SAC). Run it from a clone of a commit (it runs this checkout's
+config's total; --sac_steps for SAC). Run it from a clone of a commit (it runs this checkout's
 trainer), with nothing else running: wall times are compared within the run.
 """
 
 import argparse
 import importlib.util
+import json
 import pathlib
 import subprocess
 import sys
@@ -34,15 +35,13 @@ TASKS = {
     "dqn_cartpole": ("Acrobot-v1", -100.0, (
         "create_dqn_agent.learning_rate = 1e-3", "train.collect_envs = 1",
         "train.collect_steps_per_iteration = 1", "train.train_steps_per_iteration = 1")),
-    # Both variants of SAC stop at 10,000 train steps (SAC balances this pendulum in a few
-    # thousand; the example's one-step calls would take ~8 min a run for 20,000).
+    # Both variants of SAC stop at --sac_steps train steps (10,000 by default: the example's
+    # one-step calls take ~4 min a run for that here).
     "sac_pendulum": ("pybullet_envs:InvertedPendulumBulletEnv-v0", 950.0, (
         "train.collect_envs = 1", "train.collect_steps_per_iteration = 1",
         "train.train_steps_per_iteration = 1", "train.initial_collect_steps = 10000",
         "create_sac_agent.reward_scale_factor = 0.1", "create_uniform_replay.capacity = 1000000")),
 }
-
-BUDGET = {"sac_pendulum": ("train.num_iterations = 10000",)}  # for both variants
 
 
 def main() -> int:
@@ -51,6 +50,8 @@ def main() -> int:
   parser.add_argument("--configs", default=",".join(TASKS))
   parser.add_argument("--seeds", type=int, default=2)
   parser.add_argument("--workdir", default=None)
+  parser.add_argument("--sac_steps", type=int, default=10_000,
+                      help="train steps of both SAC variants (the example's calls are slow)")
   parser.add_argument("--output", default=str(learning_targets.REPO / "docs" / "cross_task.md"))
   args = parser.parse_args()
   configs = args.configs.split(",")
@@ -60,13 +61,16 @@ def main() -> int:
   runs = []
   for config in configs:
     env, target, example = TASKS[config]
-    name = (f"create_gym_environment.name = '{env}'", *BUDGET.get(config, ()))
+    budget = (f"train.num_iterations = {args.sac_steps}",) if config == "sac_pendulum" else ()
+    name = (f"create_gym_environment.name = '{env}'", *budget)
     for seed in range(args.seeds):
       for label, extra in ((f"{config} defaults", name),
                            (f"{config} with TF-Agents' example's", name + example)):
         runs.append(learning_targets.run_one(config, seed, workdir, extra_bindings=extra,
                                              target=target, label=label))
         r = runs[-1]
+        with open(workdir / "runs.jsonl", "a") as f:  # each run's figures, as they come
+          f.write(json.dumps(r) + "\n")
         print(f"{label} on {env}, seed {seed}: target at step {r['target_step']} "
               f"({r['target_env_steps']} env steps, {r['target_wall_s'] and round(r['target_wall_s'])}"
               f" s), best {r['best_return']:.1f}, run {r['wall_s']:.0f} s", flush=True)
