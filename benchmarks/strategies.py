@@ -62,7 +62,7 @@ def throughput(rounds: int, steps: int) -> dict:
   with default_job as default, mirrored_job as mirrored:
     for name, job in (("default", default), ("mirrored_2_logical_cpus", mirrored)):
       OffPolicyLoop(job, job.stop).initial_collect()
-      iterator = job.replay.iterator(batch // job.strategy.num_replicas_in_sync, job.strategy)
+      iterator = job.replay.iterator(job.replica_batch_size, job.strategy)
 
       def run(job=job, iterator=iterator):
         for _ in range(steps // k):

@@ -21,7 +21,6 @@ trainer), with nothing else running: wall times are compared within the run.
 
 import argparse
 import importlib.util
-import json
 import pathlib
 import subprocess
 import sys
@@ -69,8 +68,6 @@ def main() -> int:
         runs.append(learning_targets.run_one(config, seed, workdir, extra_bindings=extra,
                                              target=target, label=label))
         r = runs[-1]
-        with open(workdir / "runs.jsonl", "a") as f:  # each run's figures, as they come
-          f.write(json.dumps(r) + "\n")
         print(f"{label} on {env}, seed {seed}: target at step {r['target_step']} "
               f"({r['target_env_steps']} env steps, {r['target_wall_s'] and round(r['target_wall_s'])}"
               f" s), best {r['best_return']:.1f}, run {r['wall_s']:.0f} s", flush=True)

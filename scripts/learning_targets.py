@@ -43,7 +43,8 @@ def _clock(mmdd: str, hms: str) -> float:
 def run_one(config: str, seed: int, workdir: pathlib.Path, *, extra_bindings=(),
             target: float | None = None, label: str | None = None) -> dict:
   """Trains `config` with `train.seed = seed` (and `extra_bindings`) to its end;
-  the evaluations against `target` (the config's own by default)."""
+  the evaluations against `target` (the config's own by default). The figures
+  are also appended to `workdir/runs.jsonl` as each run ends."""
   label = label or config
   root = workdir / f"{label}-seed{seed}"
   if root.exists():  # it would resume that run (or refuse its config) instead of training anew
@@ -65,11 +66,14 @@ def run_one(config: str, seed: int, workdir: pathlib.Path, *, extra_bindings=(),
            for m in map(_EVAL.match, result.stderr.splitlines()) if m]
   target = TARGETS[config] if target is None else target
   hit = next(((step, seconds) for step, ret, seconds in evals if ret >= target), None)
-  return {"config": label, "target": target, "seed": seed, "wall_s": wall, "final_return": evals[-1][1],
-          "best_return": max(r for _, r, _ in evals),
-          "target_step": hit[0] if hit else None,
-          "target_env_steps": env_steps.get(hit[0]) if hit else None,
-          "target_wall_s": hit[1] if hit else None}
+  run = {"config": label, "target": target, "seed": seed, "wall_s": wall,
+         "final_return": evals[-1][1], "best_return": max(r for _, r, _ in evals),
+         "target_step": hit[0] if hit else None,
+         "target_env_steps": env_steps.get(hit[0]) if hit else None,
+         "target_wall_s": hit[1] if hit else None}
+  with open(workdir / "runs.jsonl", "a") as f:  # each run's figures, as they come
+    f.write(json.dumps(run) + "\n")
+  return run
 
 
 def table(runs: list[dict]) -> str:
@@ -116,8 +120,6 @@ def main() -> int:
     for seed in range(args.seeds):
       runs.append(run_one(config, seed, workdir))
       r = runs[-1]
-      with open(workdir / "runs.jsonl", "a") as f:  # each run's figures, as they come
-        f.write(json.dumps(r) + "\n")
       print(f"{config} seed {seed}: final {r['final_return']:.1f}, best {r['best_return']:.1f}, "
             f"target at step {r['target_step']} ({r['target_env_steps']} env steps, "
             f"{r['target_wall_s'] and round(r['target_wall_s'])} s), run {r['wall_s']:.0f} s",

@@ -358,6 +358,11 @@ class Job:
     self.exporter.prebuild()
 
   @property
+  def replica_batch_size(self) -> int:
+    """Each replica's share of `train.batch_size`, the global batch (checked to divide)."""
+    return self.settings.batch_size // self.strategy.num_replicas_in_sync
+
+  @property
   def train_step(self) -> int:
     return int(self._train_step.numpy())
 

@@ -83,9 +83,7 @@ class OffPolicyLoop:
     job, s = self._job, self._settings
     if self._iterator is None:
       job.collector.use(job.agent.collect_policy)
-      # train.batch_size is the global batch: each replica trains on its share.
-      self._iterator = job.replay.iterator(
-          s.batch_size // job.strategy.num_replicas_in_sync, job.strategy)
+      self._iterator = job.replay.iterator(job.replica_batch_size, job.strategy)
     step = job.train_step
     while step < until_step and not self._stop.requested:
       if collects_before(s, step):
