@@ -1,5 +1,6 @@
 """The shared shell of the command-line tools: one error line, the right exit code."""
 
+import os
 import sys
 from collections.abc import Callable
 
@@ -9,11 +10,15 @@ from trainer import errors
 from trainer.cli import quiet
 
 
-def run(main: Callable[[list[str]], int], *, prog: str, verbosity: int = logging.INFO) -> None:
+def run(main: Callable[[list[str]], int], *, prog: str, verbosity: int = logging.INFO,
+        exit_at_once: bool = False) -> None:
   """Runs an absl `main`; a TrainerError becomes `PROG: error: ...` and its exit code.
 
   `verbosity` is the command's default; absl's `--verbosity` overrides it, and
   `--verbosity=1` also shows other libraries' lines (see `quiet`).
+  `exit_at_once`: once `main` is done (its state written), the process exits
+  without waiting for library threads: a Reverb sampler or writer blocked on a
+  rate limiter would hold the interpreter's shutdown for as long as it waits.
   """
 
   def guarded(argv: list[str]) -> int:
@@ -30,4 +35,11 @@ def run(main: Callable[[list[str]], int], *, prog: str, verbosity: int = logging
         sys.stderr.write(f"  {line}\n")
       return e.exit_code
 
-  app.run(guarded)
+  def exiting(argv: list[str]) -> int:
+    code = guarded(argv)
+    logging.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+  app.run(exiting if exit_at_once else guarded)

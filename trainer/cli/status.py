@@ -20,6 +20,7 @@ from absl import app, flags
 from trainer.checkpoint.bundle_store import BundleStore
 from trainer.errors import EXIT_USAGE
 from trainer.policies import policy_index
+from trainer.roles import rolefiles
 from trainer.rundir import layout
 
 flags.DEFINE_string("root_dir", None, "Run directory to summarise.")
@@ -63,6 +64,8 @@ def run_status(root_dir: str) -> dict[str, Any]:
       "exports_missing": policy_index.missing_exports(policy_dir, grid),
       "last_eval_return": summary.get("last_eval_return"),
       "complete": complete,
+      # A job run as roles (trainer.launch): each role's newest heartbeat.
+      "roles": rolefiles.read_all(root_dir),
   }
 
 
@@ -92,6 +95,12 @@ def main(argv: list[str]) -> int:
   for damaged in status["damaged_checkpoints"]:
     print(f"damaged         bundle {damaged['step']}: {damaged['problem']}")
   print(f"exports         {[e['train_step'] for e in status['exports']]}")
+  for role in status["roles"]:
+    figures = "".join(f", {key.replace('_', ' ')} {role[key]}" for key in
+                      ("train_step", "env_steps", "episodes", "replay_size") if key in role)
+    state = "alive" if role["alive"] else ("stopped" if role.get("stopped") else "not alive")
+    print(f"role            {role['role']}: {state}, pid {role['pid']} on {role['host']}, "
+          f"heartbeat {role['age_s']:.0f} s ago{figures}")
   if status["exports_missing"]:
     print(f"exports missing {status['exports_missing']} (trainer.export --step=N remakes one "
           "whose checkpoint bundle is still kept)")

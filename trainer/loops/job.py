@@ -110,19 +110,23 @@ configure_job.__signature__ = settings_lib.with_knobs(inspect.signature(configur
 configure_job = gin.configurable("train", denylist=["root_dir", "run_config"])(configure_job)
 
 
-def train(root_dir: str, run_config: gin_config.RunConfig, stop: StopRequest | None = None) -> int:
+def train(root_dir: str, run_config: gin_config.RunConfig, stop: StopRequest | None = None, *,
+          adapt: Callable[[JobSpec], JobSpec] | None = None) -> int:
   """Runs (or resumes) the job configured in gin; returns the exit code.
 
   `stop` is the process's signal handler when the caller installed one
-  before the slow imports (as `trainer.train` does).
+  before the slow imports (as `trainer.train` does). `adapt` swaps parts of
+  the configured job (the learner role's replay and loop: `trainer.roles.learn`).
   """
   spec = configure_job(root_dir, run_config)
+  if adapt is not None:
+    spec = adapt(spec)
   # First: a strategy over logical CPUs must split the CPU before TensorFlow starts.
   strategy = spec.strategy()
   store = BundleStore(root_dir, keep=spec.settings.keep_checkpoints)
   if run_config.refused:  # before anything is written, a finished run included
     config_change.check(run_config, store.resume_point()[0], root_dir,
-                        replay_fn=spec.replay_fn, build_agent=lambda: _build_agent(spec))
+                        replay_fn=spec.replay_fn, build_agent=lambda: build_agent(spec))
   if _already_complete(spec, store):
     return EXIT_OK
   if stop is not None and stop.requested:
@@ -144,7 +148,7 @@ def _name(builder) -> str:
   return f"{name}({env_name!r})" if env_name else name
 
 
-def _build_agent(spec: JobSpec) -> tuple[tf_agent.TFAgent, tf.Variable]:
+def build_agent(spec: JobSpec) -> tuple[tf_agent.TFAgent, tf.Variable]:
   """The configured agent alone, on the environment's specs."""
   env = spec.environment_fn()
   train_step = train_utils.create_train_step()
@@ -295,6 +299,9 @@ class Job:
     self.strategy = agents.strategy
     self.store = store
     self.restored_step = bundle.step if bundle else None
+    # Called before a checkpoint, export or status reads the counters: a loop whose
+    # counters live elsewhere (the learner role's, on the replay server) sets it.
+    self.refresh_counters: Callable[[], None] = lambda: None
     # Eval environments are seeded afresh at each eval; only the collect ones carry state.
     self.run_state = RunState(self.collect_envs)
     self.exporter: exporter.PolicyExporter | None = None
@@ -366,6 +373,10 @@ class Job:
   def train_step(self) -> int:
     return int(self._train_step.numpy())
 
+  @property
+  def train_step_variable(self) -> tf.Variable:
+    return self._train_step
+
   def run(self) -> int:
     """Runs the job to its total with the loop chosen in gin (`train.loop`)."""
     return self.spec.loop(self, self.stop).run()
@@ -373,11 +384,13 @@ class Job:
   # --- what the triggers and loops call --------------------------------------
 
   def status(self) -> dict[str, Any]:
+    self.refresh_counters()
     return {"train_step": self.train_step, "env_steps": self.run_state.env_steps,
             "episodes": self.run_state.episodes,
             "last_eval_return": self.run_state.last_eval_return}
 
   def export(self) -> None:
+    self.refresh_counters()
     stall = self.exporter.export(self.run_state.env_steps)
     self.export_stalls.append(stall)
 
@@ -388,11 +401,18 @@ class Job:
     step = self.restored_step
     if step is None or step != self.train_step:
       return
+    self.export_if_missing(f"The export of step {step} is missing: writing it from checkpoint "
+                           f"bundle {step}.")
+
+  def export_if_missing(self, warning: str | None = None) -> None:
+    """Exports the current step if it is on the export grid and has no export
+    (a trigger cut short by an error skipped it), logging `warning` first."""
+    step = self.train_step
     grid = policy_index.export_grid(self.run_state.export_schedule, step)
     policy_dir = os.path.join(self.root_dir, layout.POLICY_DIR)
     if step in grid and policy_index.missing_exports(policy_dir, [step]):
-      logging.warning("The export of step %d is missing: writing it from checkpoint bundle %d.",
-                      step, step)
+      if warning:
+        logging.warning(warning)
       self.export()
 
   def _export_metadata(self, step: int) -> dict[str, Any]:
@@ -412,6 +432,7 @@ class Job:
     latest = self.store.latest()
     if latest is not None and latest.step == step:
       return
+    self.refresh_counters()
     start = time.monotonic()
     try:
       path = self.store.begin(step)

@@ -19,17 +19,23 @@ from trainer.replay.base import Replay, ReplaySaveError, check_capacity
 from trainer.rundir import layout
 
 _REVERB_MAX_SIZE = 2**31 - 1  # a Reverb table's max_size is a C int
+# In a bundle whose replay lives on an outside server: that server's checkpoint path.
+REMOTE_FILE = "reverb_remote.json"
 
 
 class ReverbReplay(Replay):
   """A Reverb table with uniform sampling and FIFO removal."""
 
-  _REMOTE_FILE = "reverb_remote.json"
-
   def __init__(self, data_spec, *, capacity: int, sequence_length: int, table_name: str,
                scratch_dir: str, address: str | None, restore_dir: str | None,
-               num_envs: int = 1):
+               num_envs: int = 1, run_dir: str | None = None, sample_timeout_ms: int = -1):
+    """`run_dir`: a server checkpoint written under it (the replay server role's,
+    on the run's filesystem) is moved into the bundle, as an in-process one is.
+    `sample_timeout_ms`: how long the dataset waits for the rate limiter before
+    it ends (-1: for ever)."""
     self.capacity = capacity
+    self._run_dir = run_dir
+    self._sample_timeout_ms = sample_timeout_ms
     self._data_spec = data_spec
     self._table_name = table_name
     self._sequence_length = sequence_length
@@ -38,15 +44,26 @@ class ReverbReplay(Replay):
     if address is None:
       self._server = self._start_server(restore_dir)
       address = f"localhost:{self._server.port}"
+    self._num_envs = num_envs
+    self._observer = None
+    self.connect(address)
+    self._check_table(restore_dir)
+
+  def connect(self, address: str) -> None:
+    """(Re)connects the client, the dataset and the writers to the server at
+    `address` (after a restart of the replay server role)."""
+    if self._observer is not None:
+      try:
+        self._observer.close()
+      except Exception:  # noqa: BLE001  (the old server is gone; its writers with it)
+        pass
     self.address = address
     self._client = reverb.Client(address)
-    self._check_table(restore_dir)
     self._buffer = reverb_replay_buffer.ReverbReplayBuffer(
-        data_spec, table_name, sequence_length=sequence_length, server_address=address)
-    self._observer = _PerRowObserver([
-        reverb_utils.ReverbAddTrajectoryObserver(
-            self._client, table_name, sequence_length=sequence_length, stride_length=1)
-        for _ in range(num_envs)])
+        self._data_spec, self._table_name, sequence_length=self._sequence_length,
+        server_address=address, rate_limiter_timeout_ms=self._sample_timeout_ms)
+    self._observer = per_env_writers(self._client, self._table_name, self._sequence_length,
+                                     self._num_envs)
 
   def _table(self) -> reverb.Table:
     signature = tensor_spec.add_outer_dim(self._data_spec, self._sequence_length)
@@ -112,13 +129,24 @@ class ReverbReplay(Replay):
         for name in os.listdir(self._scratch_dir):
           shutil.rmtree(os.path.join(self._scratch_dir, name), ignore_errors=True)
       raise ReplaySaveError(f"the Reverb checkpoint failed: {one_line(e)}") from e
-    if self._server is None:
-      # A remote server owns its checkpoints (and keeps only the latest).
+    if self._server is None and not self._ours(path):
+      # An outside server owns its checkpoints (and keeps only the latest).
       os.makedirs(target_dir)
-      with open(os.path.join(target_dir, self._REMOTE_FILE), "w") as f:
+      with open(os.path.join(target_dir, REMOTE_FILE), "w") as f:
         json.dump({"server_checkpoint": path, "size": self.size()}, f)
       return
     os.rename(path, target_dir)
+
+  @property
+  def client(self) -> reverb.Client:
+    return self._client
+
+  def _ours(self, path: str) -> bool:
+    """Whether a server checkpoint lies in the run directory (the replay server role's)."""
+    if self._run_dir is None:
+      return False
+    root = os.path.realpath(self._run_dir)
+    return os.path.commonpath([root, os.path.realpath(path)]) == root
 
   def check_restored(self, expected_size: int, saved_dir: str, source: str) -> None:
     """In-process, the table is the bundle's checkpoint, item for item. A
@@ -129,15 +157,19 @@ class ReverbReplay(Replay):
       return
     size = self.size()
     if size < expected_size:
+      fix = (f"Restart it from its checkpoint {_remote_checkpoint(saved_dir)}"
+             if os.path.exists(os.path.join(saved_dir, REMOTE_FILE)) else
+             "Restart the replay server role (python -m trainer.replay_server loads the newest "
+             "bundle)")
       raise RunDirError(
           f"the Reverb server at {self.address} holds {size} items in table "
           f"{self._table_name!r}, fewer than the {expected_size} that {source} recorded: it lost "
-          f"items (restarted without its checkpoint?). Restart it from its checkpoint "
-          f"{_remote_checkpoint(saved_dir)}, then run the same command")
+          f"items (restarted without its checkpoint?). {fix}, then run the same command")
     if size > expected_size:
-      logging.warning("The Reverb server at %s holds %d items, %d more than %s recorded (written "
-                      "after it); training goes on with them.", self.address, size,
-                      size - expected_size, source)
+      # Expected of the replay server role (its collectors went on), news of an outside server.
+      log = logging.info if self._run_dir else logging.warning
+      log("The Reverb server at %s holds %d items, %d more than %s recorded (written after it); "
+          "training goes on with them.", self.address, size, size - expected_size, source)
 
   def close(self) -> None:
     if getattr(self, "_observer", None) is not None:
@@ -146,6 +178,16 @@ class ReverbReplay(Replay):
     if self._server is not None:
       self._server.stop()
       self._server = None
+
+
+def per_env_writers(client: reverb.Client, table_name: str, sequence_length: int,
+                    num_envs: int) -> "_PerRowObserver":
+  """An observer of batched steps that writes each environment's row through a
+  writer of its own (sequences never mix environments)."""
+  return _PerRowObserver([
+      reverb_utils.ReverbAddTrajectoryObserver(
+          client, table_name, sequence_length=sequence_length, stride_length=1)
+      for _ in range(num_envs)])
 
 
 class _PerRowObserver:
@@ -159,9 +201,15 @@ class _PerRowObserver:
     for observer, row in zip(self._observers, nest_utils.unstack_nested_arrays(traj), strict=True):
       observer(row)
 
-  def flush(self) -> None:
+  def flush(self, timeout_ms: int | None = None) -> None:
+    """Blocks until the server confirmed every item written; with `timeout_ms`,
+    raises `reverb.errors.DeadlineExceededError` after that long (a server that
+    went away never confirms)."""
     for observer in self._observers:
-      observer.flush()
+      if timeout_ms is None:
+        observer.flush()
+      else:  # the observer's own flush takes no timeout; its writer's does
+        observer._writer.flush(timeout_ms=timeout_ms)  # noqa: SLF001
 
   def close(self) -> None:
     for observer in self._observers:
@@ -189,7 +237,7 @@ def create_reverb_replay(
       starts a server inside the training process.
     table_name: the table to write to and sample from.
   """
-  if restore_dir is not None and os.path.exists(os.path.join(restore_dir, ReverbReplay._REMOTE_FILE)):
+  if restore_dir is not None and os.path.exists(os.path.join(restore_dir, REMOTE_FILE)):
     logging.info("Replay lives on the Reverb server at %s; it restores its own checkpoint.", address)
     restore_dir = None
   return ReverbReplay(
@@ -208,7 +256,7 @@ create_reverb_replay.saved_form_bindings = ("create_reverb_replay.capacity",
 def _remote_checkpoint(saved_dir: str) -> str:
   """The server checkpoint that a bundle of a remote table recorded."""
   try:
-    with open(os.path.join(saved_dir, ReverbReplay._REMOTE_FILE)) as f:
+    with open(os.path.join(saved_dir, REMOTE_FILE)) as f:
       return json.load(f)["server_checkpoint"]
   except (OSError, ValueError, KeyError):
     return f"(not recorded in {saved_dir})"

@@ -14,9 +14,14 @@ and users find files through these names, so they live in one place.
           replay/  state.json  operative_config.gin  COMMITTED
         bundles/<N>.damaged-<time>/  a damaged bundle set aside, every file kept
         reverb/                      Reverb server's scratch checkpoint root
+        reverb_server/               the same, of the replay server role
         learner/                     TF-Agents' Learner's root; its checkpoints/ stays empty
       eval/                          eval summaries; returns.csv
       policies/                      exports (see trainer/policies/exporter.py)
+      roles/                         a job run as roles (trainer.launch): where they meet
+        replay_address.json          the replay server's address (host:port, pid)
+        <role>.json                  each role's heartbeat (pid, time, counters)
+        logs/<role>.log              each role's output, when trainer.launch runs it
 """
 
 import os
@@ -29,6 +34,10 @@ EVAL_DIR = "eval"
 CHECKPOINT_DIR = os.path.join(TRAIN_DIR, "checkpoints")
 BUNDLE_DIR = os.path.join(TRAIN_DIR, "bundles")
 REVERB_SCRATCH_DIR = os.path.join(TRAIN_DIR, "reverb")
+# The replay server role's checkpoints, moved into bundles by the learner (shared filesystem).
+REVERB_SERVER_DIR = os.path.join(TRAIN_DIR, "reverb_server")
+ROLES_DIR = "roles"
+ROLE_LOGS_DIR = os.path.join(ROLES_DIR, "logs")
 # Root of TF-Agents' Learner, whose own checkpoint directory (under it) stays
 # empty, so the Learner restores nothing: the bundle restores the agent, once.
 LEARNER_DIR = os.path.join(TRAIN_DIR, "learner")

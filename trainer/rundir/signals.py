@@ -40,7 +40,10 @@ class StopRequest:
 
   DUPLICATE_WINDOW_S = 2.0
 
-  def __init__(self):
+  def __init__(self, action: str = "finishing this iteration, then committing a checkpoint and "
+               "exiting"):
+    """`action`: what the process does on the first signal, for its log line."""
+    self.action = action
     self.signum: int | None = None
     self._first_at = 0.0
     self._previous = {}
@@ -72,5 +75,4 @@ class StopRequest:
       os._exit(128 + signum)
     self.signum = signum
     self._first_at = now
-    _warn(f"Received {name}: finishing this iteration, then committing a checkpoint and "
-          "exiting (send it again to exit at once).")
+    _warn(f"Received {name}: {self.action} (send it again to exit at once).")

@@ -1,0 +1,49 @@
+r"""`python -m trainer.launch`: every role of a job on this machine, supervised.
+
+  python -m trainer.launch --root_dir=DIR --gin_file=configs/X.gin [--gin_bindings=...] \
+      [--collectors=N] [--allow_config_change]
+
+Exit codes: 0 the learner reached its total; 75 stopped by SIGTERM/Ctrl-C after
+the learner committed a bundle; 2 or 3 a role refused the config or the run
+directory (its error line is printed); 1 a role kept failing.
+"""
+
+import os
+import sys
+
+from absl import app, flags
+
+from trainer.errors import EXIT_USAGE
+from trainer.roles import launch, rolefiles
+
+flags.DEFINE_string("root_dir", None, "Run directory, shared by every role.")
+flags.DEFINE_multi_string("gin_file", [], "Gin config files, parsed in order.")
+flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings applied after the files.")
+flags.DEFINE_integer("collectors", 1, "Collector processes.")
+flags.DEFINE_bool("allow_config_change", False,
+                  "Resume even though the config changes the experiment (the learner decides).")
+FLAGS = flags.FLAGS
+
+
+def main(argv: list[str]) -> int:
+  def refuse(message: str) -> int:
+    sys.stderr.write(f"trainer.launch: error: {message}\n")
+    return EXIT_USAGE
+
+  if len(argv) > 1:
+    return refuse(f"unexpected arguments {argv[1:]}; use --gin_bindings for settings")
+  if not FLAGS.root_dir:
+    return refuse("--root_dir is required (the run directory every role shares)")
+  if not 1 <= FLAGS.collectors <= rolefiles.MAX_COLLECTORS:
+    return refuse(f"--collectors={FLAGS.collectors} must be from 1 to "
+                  f"{rolefiles.MAX_COLLECTORS}")
+  if not FLAGS.gin_file and not os.path.isfile(os.path.join(FLAGS.root_dir, "config.gin")):
+    return refuse(f"{FLAGS.root_dir} holds no run to resume; pass --gin_file=configs/X.gin")
+  config_args = [*(f"--gin_file={f}" for f in FLAGS.gin_file),
+                 *(f"--gin_bindings={b}" for b in FLAGS.gin_bindings)]
+  return launch.Launch(FLAGS.root_dir, config_args, FLAGS.collectors,
+                       FLAGS.allow_config_change).run()
+
+
+def entry() -> None:
+  app.run(main)

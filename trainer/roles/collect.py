@@ -1,0 +1,211 @@
+"""The collector role: steps `train.collect_envs` environments with the newest
+policy the learner pushed, and writes what it collects to the replay server.
+
+- Policy: a random one until the replay holds `train.initial_collect_steps`
+  items (the single-process job's initial collect), then the agent's collect
+  policy, its weights pulled from the server before every chunk of
+  `train.collect_steps_per_iteration` env steps (TF-Agents'
+  `ReverbVariableContainer`).
+- Counters: collector I's env steps and episodes are those that reached the
+  replay: after each chunk is flushed to the server, the totals are written
+  into the server's `counters_<I>` table. A restarted collector (or one whose
+  server was restored from a bundle) continues from what the server holds, so
+  the counts never restart nor count a step twice. A collector killed between
+  a chunk's flush and its counter write leaves that chunk's items in the replay
+  uncounted (at most one chunk per kill).
+- The rate limiter (`tables.rate_control`) blocks a collector that runs too far
+  ahead of the learner: the collect:train ratio is the config's.
+- A replay server that stops answering is waited for (the log says so), then
+  the collector reconnects and continues from the counters the server holds.
+"""
+
+import os
+import threading
+import time
+
+import reverb
+import tensorflow as tf
+from absl import logging
+from tf_agents.experimental.distributed import reverb_variable_container
+from tf_agents.policies import random_py_policy
+from tf_agents.train.utils import train_utils
+
+from trainer.acting import envs
+from trainer.acting.collect_stats import CollectStats
+from trainer.acting.collector import Collector
+from trainer.errors import EXIT_CRASH, EXIT_PREEMPTED, ConfigError
+from trainer.loops import job as job_lib
+from trainer.replay.reverb import per_env_writers
+from trainer.roles import connection, rolefiles, tables
+from trainer.roles.replay_server import replay_options
+from trainer.rundir import layout
+from trainer.rundir.signals import StopRequest
+
+# Errors of a server that stopped answering, from Reverb's Python client and its TF ops.
+_GONE = (*connection.ERRORS, tf.errors.DeadlineExceededError)
+
+
+_FLUSH_TIMEOUT_MS = 30_000  # longer than the rate limiter holds a write while the learner works
+_MAX_RECONNECTS = 5  # in a row without a chunk counted: the error is not the server's going
+_STUCK_S = 30.0
+
+
+class _Watchdog:
+  """Ends a collector stuck in a Reverb call that a restarted server will never
+  answer (a writer's episode end waits without a timeout): after `_STUCK_S`
+  without a chunk, if the server is another process than the one connected to,
+  the collector exits (code 1) with a line saying why, and is restarted by its
+  supervisor; a rate-limited wait on a live server is left alone."""
+
+  def __init__(self, root_dir: str, task: int):
+    self._root, self._task = root_dir, task
+    self._incarnation = None
+    self._progress = None
+    self._thread = None
+
+  def start(self, incarnation, progress) -> None:
+    self._incarnation, self._progress = incarnation, progress
+    if self._thread is None:
+      self._thread = threading.Thread(target=self._watch, daemon=True)
+      self._thread.start()
+
+  def _watch(self) -> None:
+    last, since = self._progress(), time.monotonic()
+    while True:
+      time.sleep(1.0)
+      now, count = time.monotonic(), self._progress()
+      if count != last:
+        last, since = count, now
+        continue
+      current = rolefiles.server_incarnation(self._root)
+      if now - since > _STUCK_S and current is not None and current != self._incarnation:
+        logging.error("Collector %d is stuck in a write to a replay server that has since "
+                      "restarted; exiting so that it is restarted (its counters are on the "
+                      "server).", self._task)
+        logging.flush()
+        os._exit(EXIT_CRASH)
+
+
+class CollectorRole:
+  """One collector task, from its config to its stop."""
+
+  def __init__(self, root_dir: str, run_config, task: int, address: str | None,
+               stop: StopRequest):
+    if not 0 <= task < tables.MAX_COLLECTORS:
+      raise ConfigError(f"--task={task} is out of range: collectors are numbered 0 to "
+                        f"{tables.MAX_COLLECTORS - 1}")
+    self._root, self._task, self._stop = root_dir, task, stop
+    spec = job_lib.configure_job(root_dir, run_config)
+    self._settings = s = spec.settings
+    self._envs = [spec.environment_fn() for _ in range(s.collect_envs)]
+    self._train_step = train_utils.create_train_step()
+    env = self._envs[0]
+    self._agent = spec.agent_fn(env.time_step_spec(), env.action_spec(), self._train_step)
+    self._variables = tables.policy_variables(self._agent.collect_policy, self._train_step)
+    self._random = random_py_policy.RandomPyPolicy(
+        env.time_step_spec(), env.action_spec(), outer_dims=(len(self._envs),))
+    _, self._table = replay_options(spec.replay_fn)
+    self._name = rolefiles.collector(task)
+    self._link = connection.ServerLink(root_dir, address, f"Collector {task}")
+    self._heartbeat = rolefiles.Heartbeat(root_dir, self._name)
+    self._stats = CollectStats(len(self._envs))
+    self._collector = None
+    self._policy = None
+    self._client = self._writers = self._container = None
+    self._chunks = 0  # chunks counted since the process started
+
+  def run(self) -> int:
+    reason, failures = None, 0
+    watchdog = _Watchdog(self._root, self._task)
+    while not self._stop.requested:
+      if self._link.wait(lambda: self._stop.requested, reason) is None:
+        break
+      chunks = self._chunks
+      try:
+        self._connect()
+        watchdog.start(rolefiles.server_incarnation(self._root), lambda: self._chunks)
+        self._collect_until_stopped()
+      except _GONE as e:
+        if self._stop.requested:
+          break
+        failures = 1 if self._chunks > chunks else failures + 1
+        if failures > _MAX_RECONNECTS:
+          raise
+        logging.warning("Collector %d lost the replay server (%s); reconnecting.", self._task,
+                        connection.describe(e))
+        reason = "restarting?"
+    self._heartbeat.beat(force=True, env_steps=self._stats.env_steps,
+                         episodes=self._stats.episodes, stopped=True)
+    logging.warning("Collector %d stopped at %d env steps (%d episodes) in the replay.",
+                    self._task, self._stats.env_steps, self._stats.episodes)
+    return EXIT_PREEMPTED
+
+  def _connect(self) -> None:
+    """Connects to the server; the counters continue from what it holds."""
+    address = self._link.address
+    self._client = reverb.Client(address)
+    counters = tables.read_counters(self._client, timeout=10).get(self._task, (0, 0))
+    self._stats.env_steps, self._stats.episodes = counters
+    # A new seed for each (task, count): a restart does not replay its predecessor's episodes.
+    for i, env in enumerate(self._envs):
+      envs.seed_environment(env, envs.derived_seed(self._settings.seed, 1 + self._task, i,
+                                                   counters[0]))
+    sequence_length = self._agent.train_sequence_length
+    self._writers = per_env_writers(self._client, self._table, sequence_length, len(self._envs))
+    self._container = reverb_variable_container.ReverbVariableContainer(
+        address, table_names=[tables.VARIABLES_TABLE])
+    self._collector = Collector(
+        self._envs, self._train_step, observers=[self._writers], metrics=self._stats,
+        summary_dir=os.path.join(self._root, layout.TRAIN_DIR, self._name),
+        summary_interval=self._settings.summary_interval)
+    self._policy = None
+    self._heartbeat.beat(force=True, env_steps=counters[0], episodes=counters[1])
+    logging.info("Collector %d connected to the replay server at %s (env steps %d, episodes "
+                 "%d so far).", self._task, address, *counters)
+
+  def _collect_until_stopped(self) -> None:
+    s = self._settings
+    while not self._stop.requested:
+      self._choose_policy()
+      before = (self._stats.env_steps, self._stats.episodes)
+      self._collector.run(s.collect_steps_per_iteration)
+      # The chunk is in the replay, then it is counted. A server that went away
+      # never confirms: the timeout ends the wait, and the collector reconnects.
+      self._writers.flush(timeout_ms=_FLUSH_TIMEOUT_MS)
+      self._count(before)
+      self._chunks += 1
+
+  def _count(self, before: tuple[int, int]) -> None:
+    """Adds the chunk just flushed to the server's counters. A server restarted
+    meanwhile (gRPC reconnects by itself) holds the counters of the bundle it
+    restored, not `before`: the count goes on from those, as its replay does."""
+    held = tables.read_counters(self._client, timeout=10).get(self._task, (0, 0))
+    if held != before:
+      logging.warning("Collector %d: the replay server holds %d env steps (%d episodes) of this "
+                      "collector, not %d: it restarted from a checkpoint; counting on from it.",
+                      self._task, held[0], held[1], before[0])
+    self._stats.env_steps = held[0] + self._stats.env_steps - before[0]
+    self._stats.episodes = held[1] + self._stats.episodes - before[1]
+    tables.write_counters(self._client, self._task, self._stats.env_steps, self._stats.episodes)
+    self._heartbeat.beat(force=held != before, env_steps=self._stats.env_steps,
+                         episodes=self._stats.episodes, policy_step=int(self._train_step.numpy()))
+
+  def _choose_policy(self) -> None:
+    """Random until the replay holds the initial collect; then the newest weights."""
+    info = self._client.server_info()
+    if info[self._table].current_size < self._settings.initial_collect_steps:
+      if self._policy is not self._random:
+        self._collector.use(self._random)
+        self._policy = self._random
+      return
+    if not info[tables.VARIABLES_TABLE].current_size:
+      if self._policy is None:  # nothing pushed yet: keep exploring at random
+        self._collector.use(self._random)
+        self._policy = self._random
+      return
+    self._container.update(self._variables)
+    if self._policy is not self._agent.collect_policy:
+      self._collector.use(self._agent.collect_policy)
+      self._policy = self._agent.collect_policy
+      logging.info("Collector %d: collecting with the learner's policy of train step %d.",
+                   self._task, int(self._train_step.numpy()))

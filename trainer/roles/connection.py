@@ -1,0 +1,70 @@
+"""Finding the replay server, and waiting for it when it is gone."""
+
+import time
+from collections.abc import Callable
+
+import reverb
+import tensorflow as tf
+from absl import logging
+
+from trainer.errors import one_line
+from trainer.roles import rolefiles
+
+_POLL_S = 1.0
+_LOG_EVERY_S = 30.0
+
+
+# What Reverb's client and its TF ops raise when the server stops answering.
+ERRORS = (RuntimeError, ConnectionError, reverb.errors.DeadlineExceededError,
+          tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.InternalError,
+          tf.errors.AbortedError, tf.errors.UnknownError)
+
+
+def reachable(address: str | None, timeout: int = 2) -> bool:
+  if not address:
+    return False
+  try:
+    reverb.Client(address).server_info(timeout)
+    return True
+  except Exception:  # noqa: BLE001  (any failure to answer: not reachable)
+    return False
+
+
+class ServerLink:
+  """The replay server's address (a fixed `--replay_address`, else what the
+  server wrote in the run directory), and a wait for it that logs."""
+
+  def __init__(self, root_dir: str, address: str | None, who: str):
+    self._root, self._fixed, self._who = root_dir, address, who
+
+  @property
+  def address(self) -> str | None:
+    return self._fixed or rolefiles.server_address(self._root)
+
+  def wait(self, stopped: Callable[[], bool], reason: str | None = None) -> str | None:
+    """Blocks until the server answers (its address, re-read each time) or
+    `stopped()`; returns the address, or None if stopped."""
+    start = last_log = time.monotonic()
+    logged = False
+    while not stopped():
+      address = self.address
+      if reachable(address):
+        if logged:
+          logging.info("%s: the replay server at %s answers%s (after %.0f s).", self._who,
+                       address, " again; reconnecting" if reason else "",
+                       time.monotonic() - start)
+        return address
+      now = time.monotonic()
+      if not logged or now - last_log > _LOG_EVERY_S:
+        # At start-up the server may simply not be up yet: no warning for that.
+        log = logging.warning if reason or logged else logging.info
+        log("%s: waiting for the replay server%s%s.", self._who,
+            f" at {address}" if address else " (no address in the run directory yet)",
+            f" ({reason})" if reason else "")
+        logged, last_log = True, now
+      time.sleep(_POLL_S)
+    return None
+
+
+def describe(error: BaseException) -> str:
+  return one_line(error, 160)

@@ -1,0 +1,187 @@
+"""The learner role: the single-process job's Learner, fed by the replay server.
+
+It is `trainer.train`'s job (the same bundle, triggers, exports, evaluations,
+SIGTERM -> bundle -> 75) with two parts swapped: the replay is the server's
+table (`ReverbReplay` at the server's address), and the loop
+(`LearnerLoop`) trains without collecting: the collectors fill the replay, and
+the table's rate limiter keeps the config's collect:train ratio.
+
+- After every Learner call it pushes the policy weights and the train step to
+  the server's `variables` table, where the collectors pull them.
+- At a checkpoint step it asks the server for a checkpoint of all its tables
+  (the replay, the weights, the collectors' counters: one instant) and moves
+  it into the bundle, beside the agent and the env steps and episodes summed
+  over the collectors' counters (read just before the server's checkpoint: a
+  collector's chunk written in between is in the bundle's replay, and counted
+  by the next bundle).
+- A server that stops answering is waited for; then the learner reconnects
+  (a restarted server holds the newest bundle's replay) and goes on from its
+  own step. A checkpoint that the gone server could not write is taken again.
+"""
+
+import dataclasses
+import os
+import time
+
+import tensorflow as tf
+from absl import logging
+from tf_agents.agents.ppo import ppo_agent
+from tf_agents.experimental.distributed import reverb_variable_container
+
+from trainer.errors import ConfigError, RunDirError
+from trainer.loops import job as job_lib
+from trainer.loops import schedule
+from trainer.loops.off_policy import OffPolicyLoop
+from trainer.replay.reverb import ReverbReplay
+from trainer.roles import connection, rolefiles, tables
+from trainer.roles.replay_server import replay_options
+from trainer.rundir import layout
+from trainer.rundir.signals import StopRequest
+
+SAMPLE_TIMEOUT_MS = 10_000  # the dataset ends after this long without a sample: stop requests are seen
+_WAIT_LOG_S = 30.0
+
+
+class LearnerLoop(OffPolicyLoop):
+  """Trains from the server's replay to the job's total; see the module doc."""
+
+  link: connection.ServerLink  # set by `learn` on a subclass
+
+  def __init__(self, job, stop: StopRequest):
+    super().__init__(job, stop)
+    self._heartbeat = rolefiles.Heartbeat(job.root_dir, rolefiles.LEARNER)
+    self._control = tables.rate_control(job.settings)
+    self._container = reverb_variable_container.ReverbVariableContainer(
+        job.replay.address, table_names=[tables.VARIABLES_TABLE])
+    self._variables = tables.policy_variables(job.agent.collect_policy, job.train_step_variable)
+    job.refresh_counters = self._refresh_counters
+
+  @staticmethod
+  def check_config(settings, agent, replay_fn, strategy) -> None:
+    del settings, replay_fn, strategy
+    if isinstance(agent, ppo_agent.PPOAgent):
+      raise ConfigError("PPO trains on the batch it just collected and runs in one process: "
+                        "run it with python -m trainer.train, not as roles")
+
+  def initial_collect(self) -> None:
+    """The collectors fill the replay: waits until it can be sampled."""
+    self._push()
+    need, last_log = self._control.min_size_to_sample, None
+    while not self._stop.requested:
+      try:
+        size = self._job.replay.size()
+      except connection.ERRORS as e:
+        self._reconnect(e)
+        continue
+      if size >= need:
+        return
+      if last_log is None or time.monotonic() - last_log > _WAIT_LOG_S:
+        logging.info("Waiting for the collectors: the replay holds %d of the %d items training "
+                     "starts from.", size, need)
+        last_log = time.monotonic()
+      self._heartbeat.beat(train_step=self._job.train_step, waiting="replay")
+      time.sleep(0.5)
+
+  def train(self, until_step: int) -> None:
+    job, s = self._job, self._settings
+    step = job.train_step
+    while step < until_step and not self._stop.requested:
+      if self._iterator is None:
+        self._iterator = job.replay.iterator(job.replica_batch_size, job.strategy)
+      iterations = schedule.steps_until_next_event(s, step, until_step)
+      try:
+        self._learn(step, iterations)
+      except (tf.errors.OutOfRangeError, tf.errors.DeadlineExceededError):
+        # The dataset waited SAMPLE_TIMEOUT_MS for the rate limiter: no collector
+        # wrote meanwhile. A new iterator; the stop request is checked first.
+        logging.warning("No new replay items for %d s: waiting for the collectors.",
+                        SAMPLE_TIMEOUT_MS // 1000)
+        self._iterator = None
+      except (*connection.ERRORS, RunDirError) as e:
+        self._reconnect(e)
+      self._push()
+      self._heartbeat.beat(train_step=job.train_step, env_steps=job.run_state.env_steps)
+      step = job.train_step
+
+  def _reconnect(self, error: BaseException, stopping: bool = False) -> None:
+    """After an error: re-raises it unless the server is gone; then waits for
+    the server, reconnects, and takes a checkpoint the gone server missed.
+    `stopping`: the wait is for the stop's own checkpoint (a second signal
+    still ends the process at once)."""
+    job = self._job
+    if connection.reachable(job.replay.address):
+      raise error
+    logging.warning("The replay server at %s stopped answering (%s); the learner waits for it.",
+                    job.replay.address, connection.describe(error))
+    address = self.link.wait(lambda: self._stop.requested and not stopping, "restarting?")
+    if address is None:
+      return
+    job.replay.connect(address)
+    self._container = reverb_variable_container.ReverbVariableContainer(
+        address, table_names=[tables.VARIABLES_TABLE])
+    self._iterator = None
+    self._push()
+    # What the error cut short at this step: its export (before any bundle past
+    # it: the export invariant), then its checkpoint.
+    job.export_if_missing()
+    step, every = job.train_step, self._settings.checkpoint_interval
+    if step % every == 0 and (job.store.latest() is None or job.store.latest().step != step):
+      job.checkpoint()
+
+  def _push(self) -> None:
+    """The policy weights and train step, for the collectors."""
+    try:
+      self._container.push(self._variables)
+    except connection.ERRORS as e:
+      if connection.reachable(self._job.replay.address):
+        raise
+      logging.warning("Could not push the policy weights (%s); the next call retries.",
+                      connection.describe(e))
+
+  def _refresh_counters(self) -> None:
+    """The env steps and episodes summed over the collectors' counters on the
+    server; a server that does not answer leaves them as they were (lower than
+    the truth, never higher: its checkpoint for a bundle fails as well)."""
+    try:
+      counters = tables.read_counters(self._job.replay.client, timeout=10)
+    except connection.ERRORS:
+      return
+    stats = self._job.run_state.collect_stats
+    stats.env_steps = sum(c[0] for c in counters.values())
+    stats.episodes = sum(c[1] for c in counters.values())
+
+  def _finish(self) -> None:
+    super()._finish()
+    self._heartbeat.beat(force=True, train_step=self._job.train_step, complete=True,
+                         stopped=True)
+
+  def _stop_now(self) -> int:
+    try:
+      self._job.checkpoint()
+    except (*connection.ERRORS, RunDirError) as e:  # the server is restarting: wait for it
+      self._reconnect(e, stopping=True)
+    code = super()._stop_now()
+    self._heartbeat.beat(force=True, train_step=self._job.train_step, stopped=True)
+    return code
+
+
+def learn(root_dir: str, run_config, stop: StopRequest, address: str | None) -> int:
+  """Runs (or resumes) the job's learner against the replay server."""
+  link = connection.ServerLink(root_dir, address, "Learner")
+  if link.wait(lambda: stop.requested) is None:
+    return job_lib.EXIT_PREEMPTED
+
+  def adapt(spec: job_lib.JobSpec) -> job_lib.JobSpec:
+    capacity, table_name = replay_options(spec.replay_fn)
+
+    def replay_server(data_spec, *, sequence_length, root_dir, restore_dir, num_envs):
+      return ReverbReplay(
+          data_spec, capacity=capacity, sequence_length=sequence_length, table_name=table_name,
+          scratch_dir=os.path.join(root_dir, layout.REVERB_SCRATCH_DIR), address=link.address,
+          restore_dir=restore_dir, num_envs=num_envs, run_dir=root_dir,
+          sample_timeout_ms=SAMPLE_TIMEOUT_MS)
+
+    loop = type("LearnerLoop", (LearnerLoop,), {"link": link})
+    return dataclasses.replace(spec, replay_fn=replay_server, loop=loop)
+
+  return job_lib.train(root_dir, run_config, stop=stop, adapt=adapt)

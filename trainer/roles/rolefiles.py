@@ -1,0 +1,98 @@
+"""Where the roles of a job find each other, and say that they live: `DIR/roles/`.
+
+- `replay_address.json`: the replay server's address (`host:port`), written by the
+  server when it serves; the learner and the collectors read it unless given
+  `--replay_address`.
+- `<role>.json`: each role's heartbeat (pid, host, time, and its figures: the
+  collectors' env steps), rewritten every few seconds; `trainer.status` reads them.
+
+Plain JSON files on the run directory's (shared) filesystem: nothing here needs
+TensorFlow, so `trainer.launch` and `trainer.status` read them cheaply.
+"""
+
+import os
+import socket
+import time
+from typing import Any
+
+from trainer.rundir import fileio, layout
+
+SERVER = "replay_server"
+LEARNER = "learner"
+HEARTBEAT_S = 2.0  # how often a role rewrites its heartbeat
+STALE_S = 30.0  # a heartbeat older than this: the role is not alive
+MAX_COLLECTORS = 64  # collector tasks a job may have (the server holds a counter table each)
+
+
+def collector(task: int) -> str:
+  return f"collector-{task}"
+
+
+def _path(root_dir: str, name: str) -> str:
+  return os.path.join(root_dir, layout.ROLES_DIR, f"{name}.json")
+
+
+def write_server_address(root_dir: str, address: str) -> None:
+  os.makedirs(os.path.join(root_dir, layout.ROLES_DIR), exist_ok=True)
+  fileio.atomic_write_json(os.path.join(root_dir, layout.ROLES_DIR, "replay_address.json"),
+                           {"address": address, "pid": os.getpid(), "since": time.time()})
+
+
+def server_incarnation(root_dir: str) -> tuple | None:
+  """Which server process wrote the address (pid, start time): a new one after a restart."""
+  try:
+    record = fileio.read_json(os.path.join(root_dir, layout.ROLES_DIR, "replay_address.json"))
+    return (record["pid"], record["since"])
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
+
+
+def server_address(root_dir: str) -> str | None:
+  """The address the replay server last wrote, or None."""
+  try:
+    return fileio.read_json(os.path.join(root_dir, layout.ROLES_DIR,
+                                         "replay_address.json"))["address"]
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
+
+
+class Heartbeat:
+  """Rewrites `DIR/roles/<role>.json` at most every `HEARTBEAT_S` seconds."""
+
+  def __init__(self, root_dir: str, role: str):
+    self._path = _path(root_dir, role)
+    self._role = role
+    self._last = 0.0
+    os.makedirs(os.path.dirname(self._path), exist_ok=True)
+
+  def beat(self, force: bool = False, **figures: Any) -> None:
+    now = time.time()
+    if not force and now - self._last < HEARTBEAT_S:
+      return
+    self._last = now
+    try:
+      fileio.atomic_write_json(self._path, {"role": self._role, "pid": os.getpid(),
+                                            "host": socket.gethostname(), "time": now, **figures})
+    except OSError:
+      pass  # a heartbeat is advice; a full disk is reported by what writes the run's state
+
+
+def read_all(root_dir: str) -> list[dict[str, Any]]:
+  """Every role's newest heartbeat, with `alive` (fresh) and `age_s`."""
+  directory = os.path.join(root_dir, layout.ROLES_DIR)
+  out = []
+  try:
+    names = sorted(os.listdir(directory))
+  except OSError:
+    return out
+  now = time.time()
+  for name in names:
+    if not name.endswith(".json") or name == "replay_address.json":
+      continue
+    try:
+      beat = fileio.read_json(os.path.join(directory, name))
+      age = now - float(beat["time"])
+    except (OSError, ValueError, KeyError, TypeError):
+      continue
+    out.append({**beat, "age_s": round(age, 1), "alive": age < STALE_S and not beat.get("stopped")})
+  return out

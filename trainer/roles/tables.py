@@ -1,0 +1,144 @@
+"""The replay server's tables, and what each role reads and writes in them.
+
+One Reverb server holds, and checkpoints together (one consistent snapshot):
+
+- the replay table (`create_reverb_replay.table_name`): sequences written by the
+  collectors, sampled by the learner, with a `SampleToInsertRatio` rate limiter
+  (`rate_control`) so that the collect:train ratio does not depend on which
+  process happens to be faster;
+- `variables`: the newest policy weights and train step, pushed by the learner
+  and pulled by the collectors (TF-Agents' `ReverbVariableContainer`);
+- `counters_<I>`: collector I's env steps and episodes that reached the replay.
+
+Because the counters live in the server, a checkpoint of it holds the replay and
+the counters of one instant, and a collector restarted (or a server restored)
+continues from what the replay holds.
+"""
+
+import dataclasses
+
+import gin
+import numpy as np
+import reverb
+import tensorflow as tf
+from tf_agents.experimental.distributed import reverb_variable_container
+from tf_agents.specs import tensor_spec
+
+from trainer.config.settings import Settings
+from trainer.errors import ConfigError
+from trainer.roles import rolefiles
+
+VARIABLES_TABLE = reverb_variable_container.DEFAULT_TABLE
+POLICY_KEY = reverb_variable_container.POLICY_KEY
+TRAIN_STEP_KEY = reverb_variable_container.TRAIN_STEP_KEY
+MAX_COLLECTORS = rolefiles.MAX_COLLECTORS  # counter tables the server holds, one per task
+
+
+def counters_table(task: int) -> str:
+  return f"counters_{task}"
+
+
+@dataclasses.dataclass(frozen=True)
+class RateControl:
+  """Samples per inserted item, and the slack around it (in samples)."""
+
+  samples_per_insert: float
+  min_size_to_sample: int
+  error_buffer: float
+
+  def limiter(self) -> reverb.rate_limiters.SampleToInsertRatio:
+    return reverb.rate_limiters.SampleToInsertRatio(
+        samples_per_insert=self.samples_per_insert, min_size_to_sample=self.min_size_to_sample,
+        error_buffer=self.error_buffer)
+
+  def matches(self, info) -> bool:
+    """Whether a table's `rate_limiter_info` is this control (a restored table keeps
+    the settings it was saved with, whatever the config says)."""
+    low = self.min_size_to_sample * self.samples_per_insert - self.error_buffer
+    high = self.min_size_to_sample * self.samples_per_insert + self.error_buffer
+    return (abs(info.samples_per_insert - self.samples_per_insert) < 1e-9
+            and info.min_size_to_sample == self.min_size_to_sample
+            and abs(info.min_diff - low) < 1e-6 and abs(info.max_diff - high) < 1e-6)
+
+
+@gin.configurable("rate_control")
+def rate_control(settings: Settings, *, samples_per_insert: float | None = None,
+                 error_buffer_chunks: int = 8) -> RateControl:
+  """The replay table's ratio of samples (sequences the learner trains on) to
+  inserts (sequences the collectors write).
+
+  Args:
+    settings: the job's knobs.
+    samples_per_insert: None: the single-process job's own ratio,
+      `batch_size * train_steps_per_iteration / collect_steps_per_iteration`.
+    error_buffer_chunks: how far either side may run ahead of the ratio, in
+      collect chunks of all the learner's samples (`train_steps_per_iteration *
+      batch_size` each): the smaller, the more each waits for the other.
+  """
+  if samples_per_insert is None:
+    samples_per_insert = (settings.batch_size * settings.train_steps_per_iteration
+                          / settings.collect_steps_per_iteration)
+  if isinstance(samples_per_insert, bool) or not isinstance(samples_per_insert, (int, float)) \
+      or samples_per_insert <= 0:
+    raise ConfigError(f"rate_control.samples_per_insert must be a positive number, got "
+                      f"{samples_per_insert!r}")
+  if isinstance(error_buffer_chunks, bool) or not isinstance(error_buffer_chunks, int) \
+      or error_buffer_chunks < 1:
+    raise ConfigError(f"rate_control.error_buffer_chunks must be an int >= 1, got "
+                      f"{error_buffer_chunks!r}")
+  chunk = settings.batch_size * settings.train_steps_per_iteration
+  # At least one batch of slack either way, or the first sample could never happen.
+  buffer = float(max(error_buffer_chunks * chunk, 2 * settings.batch_size, samples_per_insert))
+  return RateControl(float(samples_per_insert),
+                     max(settings.initial_collect_steps, settings.batch_size), buffer)
+
+
+def replay_table(name: str, capacity: int, signature, control: RateControl) -> reverb.Table:
+  return reverb.Table(name, max_size=capacity, sampler=reverb.selectors.Uniform(),
+                      remover=reverb.selectors.Fifo(), rate_limiter=control.limiter(),
+                      signature=signature)
+
+
+def policy_variables(policy, train_step: tf.Variable) -> dict:
+  """What the learner pushes and the collectors pull: TF-Agents' layout."""
+  return {POLICY_KEY: policy.variables(), TRAIN_STEP_KEY: train_step}
+
+
+def variables_table(variables: dict) -> reverb.Table:
+  signature = tf.nest.map_structure(lambda v: tf.TensorSpec(v.shape, v.dtype), variables)
+  return reverb.Table(VARIABLES_TABLE, max_size=1, sampler=reverb.selectors.Uniform(),
+                      remover=reverb.selectors.Fifo(),
+                      rate_limiter=reverb.rate_limiters.MinSize(1), max_times_sampled=0,
+                      signature=signature)
+
+
+def counter_tables() -> list[reverb.Table]:
+  return [reverb.Table(counters_table(task), max_size=1, sampler=reverb.selectors.Uniform(),
+                       remover=reverb.selectors.Fifo(),
+                       rate_limiter=reverb.rate_limiters.MinSize(1))
+          for task in range(MAX_COLLECTORS)]
+
+
+def sequence_signature(data_spec, sequence_length: int):
+  return tensor_spec.add_outer_dim(data_spec, sequence_length)
+
+
+# --- the counters, as the roles read and write them ------------------------
+
+def write_counters(client: reverb.Client, task: int, env_steps: int, episodes: int) -> None:
+  """Collector `task`'s totals (the newest item replaces the one before)."""
+  client.insert({"env_steps": np.int64(env_steps), "episodes": np.int64(episodes)},
+                priorities={counters_table(task): 1.0})
+
+
+def read_counters(client: reverb.Client, timeout: int | None = None) -> dict[int, tuple[int, int]]:
+  """Every collector's `(env_steps, episodes)` that the server holds."""
+  info = client.server_info(timeout)
+  out = {}
+  for task in range(MAX_COLLECTORS):
+    table = info.get(counters_table(task))
+    if table is not None and table.current_size:
+      # Keys in sorted order: env_steps, episodes.
+      env_steps, episodes = next(client.sample(counters_table(task), 1))[0].data
+      out[task] = (int(env_steps), int(episodes))
+  return out
