@@ -48,6 +48,7 @@ test-fast: $(STAMP)
 # Kill-and-resume chaos suite: >= 30 SIGKILLs per replay backend (8-11 minutes here).
 chaos: $(STAMP)
 	$(BIN)/python scripts/chaos.py --kills=30 --backend=both
+	$(BIN)/python scripts/chaos_roles.py --kills=20
 
 # Benchmarks (two runs here took 19 and 15 minutes; up to ~30 when the TF-Agents example is slow to
 # solve, as its time varies from 30 s to 3 min here): benchmarks/results.json and docs/benchmarks.md.

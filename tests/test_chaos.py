@@ -16,3 +16,14 @@ def test_chaos_short(tmp_path):
   assert summary.startswith("kills: 4, failed resumes: 0, unreadable exports: 0, grid exports "
                             "missing: 0, wrong indexes: 0"), summary
   assert "failures: 0" in summary
+
+
+def test_chaos_roles_short(tmp_path):
+  """Roles mode: a collector, the server and the learner (seed 1's draws) SIGKILLed at random
+  moments of a job run by trainer.launch; SIGTERM; the rerun completes."""
+  out = subprocess.run(
+      [sys.executable, "scripts/chaos_roles.py", "--kills=3", "--seed=1", f"--workdir={tmp_path}"],
+      cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=900)
+  summary = out.stdout.strip().splitlines()[-1]
+  assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+  assert "kills: 3 " in summary and "failures: 0" in summary, summary

@@ -99,3 +99,82 @@ def test_kubernetes_job_manifest():
   assert root.startswith(mount["mountPath"] + "/")
   volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
   assert volume["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+
+
+ROLES_SBATCH = REPO / "cluster" / "slurm" / "roles.sbatch"
+ROLES_YAML = REPO / "cluster" / "kubernetes" / "roles.yaml"
+
+
+def test_roles_sbatch_runs_every_role_as_a_step_and_requeues(slurm_env, tmp_path):
+  """Under bash with a stub `srun` (runs the step's command) and `scontrol`: the
+  server, the learner and two collectors run; SIGTERM stops the learner first (a
+  bundle at its step), then the others; 75 and a requeue."""
+  env, calls, root = slurm_env
+  srun = tmp_path / "bin" / "srun"
+  srun.write_text('#!/bin/bash\nwhile [[ "$1" == --* ]]; do shift; done\nexec "$@"\n')
+  srun.chmod(0o755)
+  env.update(COLLECTORS="2", PORT=str(launch_port()), SERVER_HOST="localhost")
+  args = [f"--gin_bindings={b}" for b in bindings(TINY_DQN, train__num_iterations=100_000,
+                                                   train__checkpoint_interval=100,
+                                                   train__policy_export_interval=100)]
+  with open(tmp_path / "job.log", "w") as log:
+    shell = subprocess.Popen(["bash", str(ROLES_SBATCH), *args], cwd=REPO, env=env, stdout=log,
+                             stderr=subprocess.STDOUT)
+    try:
+      wait_for(lambda: committed_steps(root), 240, "the first bundle", shell)
+      shell.send_signal(signal.SIGTERM)
+      rc = shell.wait(timeout=120)
+    finally:
+      shell.kill()
+  output = (tmp_path / "job.log").read_text()
+  assert rc == errors.EXIT_PREEMPTED, output[-3000:]
+  assert calls.read_text().split() == ["requeue", "4242"]
+  learner_log = (root / "roles" / "logs" / "learner.log").read_text()
+  stopped = status(root)
+  assert f"Stopped at step {stopped['train_step']}" in learner_log
+  assert stopped["checkpoints"][-1] == stopped["train_step"]
+  assert {r["role"] for r in stopped["roles"]} == {"replay_server", "learner", "collector-0",
+                                                   "collector-1"}
+  assert not any(r["alive"] for r in stopped["roles"])
+
+
+def launch_port() -> int:
+  from trainer.roles.launch import free_port
+  return free_port()
+
+
+def test_roles_manifests_share_one_volume_and_rerun_on_75():
+  docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(ROLES_YAML.read_text())}
+  pvc = docs[("PersistentVolumeClaim", "trainer-roles-runs")]
+  assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+  service = docs[("Service", "trainer-replay")]
+  server = docs[("StatefulSet", "trainer-replay")]
+  learner = docs[("Job", "trainer-learner")]
+  collectors = docs[("Job", "trainer-collectors")]
+  port = service["spec"]["ports"][0]["port"]
+  address = f"--replay_address={service['metadata']['name']}:{port}"
+
+  def container(doc):
+    return doc["spec"]["template"]["spec"]["containers"][0]
+
+  assert container(server)["command"] == ["python", "-m", "trainer.replay_server"]
+  assert f"--port={port}" in container(server)["args"]
+  assert container(learner)["command"] == ["python", "-m", "trainer.learn"]
+  assert address in container(learner)["args"] and address in container(collectors)["args"]
+  assert collectors["spec"]["completionMode"] == "Indexed"
+  assert "--task=$(JOB_COMPLETION_INDEX)" in container(collectors)["args"]
+  roots = set()
+  for doc in (server, learner, collectors):
+    pod = doc["spec"]["template"]["spec"]
+    volume = pod["volumes"][0]
+    assert volume["persistentVolumeClaim"]["claimName"] == "trainer-roles-runs"
+    roots.add(next(a for a in container(doc)["args"] if a.startswith("--root_dir=")))
+  assert len(roots) == 1  # one run directory for every role
+  for job in (learner, collectors):
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    rules = job["spec"]["podFailurePolicy"]["rules"]
+    assert any(r["action"] == "Ignore" and r.get("onExitCodes", {}).get("values") ==
+               [errors.EXIT_PREEMPTED] for r in rules)
+    assert any(r["action"] == "FailJob" and r["onExitCodes"]["values"] == [errors.EXIT_USAGE]
+               for r in rules)
+  assert learner["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 120

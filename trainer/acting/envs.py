@@ -2,12 +2,13 @@
 
 import importlib
 import pkgutil
+import time
 from typing import Any
 
 import gin
 import gym
 import numpy as np
-from tf_agents.environments import py_environment, suite_gym
+from tf_agents.environments import py_environment, suite_gym, wrappers
 
 from trainer.errors import ConfigError, one_line
 
@@ -17,6 +18,7 @@ def create_gym_environment(
     name: str = gin.REQUIRED,
     *,
     max_episode_steps: int | None = None,
+    step_seconds: float = 0.0,
 ) -> py_environment.PyEnvironment:
   """A Gym environment wrapped for TF-Agents.
 
@@ -24,6 +26,8 @@ def create_gym_environment(
     name: the Gym id, e.g. 'CartPole-v0' or 'Pendulum-v1'.
     max_episode_steps: overrides the environment's own time limit (env steps);
       None keeps the registered limit.
+    step_seconds: sleeps this long in every step: a stand-in for a slow
+      simulator (the collection benchmarks of the roles); 0 for none.
   """
   if not isinstance(name, str) or not name:
     raise ConfigError(f"create_gym_environment.name must be a Gym id string, got {name!r}")
@@ -31,8 +35,12 @@ def create_gym_environment(
       max_episode_steps, int) or max_episode_steps <= 0):
     raise ConfigError("create_gym_environment.max_episode_steps must be a positive int (env "
                       f"steps) or None for the registered limit, got {max_episode_steps!r}")
+  if isinstance(step_seconds, bool) or not isinstance(step_seconds, (int, float)) \
+      or step_seconds < 0:
+    raise ConfigError(f"create_gym_environment.step_seconds must be a number >= 0, got "
+                      f"{step_seconds!r}")
   try:
-    return suite_gym.load(name, max_episode_steps=max_episode_steps)
+    env = suite_gym.load(name, max_episode_steps=max_episode_steps)
   except Exception as e:  # gym raises its own error types for unknown ids.
     missing = _missing_module(name)
     if missing is not None:
@@ -45,6 +53,19 @@ def create_gym_environment(
     raise ConfigError(
         f"create_gym_environment.name={name!r} cannot be made: {one_line(e, 300)}; "
         "use a registered Gym id such as 'CartPole-v0'") from e
+  return _SlowSteps(env, step_seconds) if step_seconds else env
+
+
+class _SlowSteps(wrappers.PyEnvironmentBaseWrapper):
+  """Sleeps in every step, as a simulator that takes time would."""
+
+  def __init__(self, env: py_environment.PyEnvironment, seconds: float):
+    super().__init__(env)
+    self._seconds = seconds
+
+  def _step(self, action):
+    time.sleep(self._seconds)
+    return self._env.step(action)
 
 
 # Modules that Gym's optional environments import, and the pip package of each.

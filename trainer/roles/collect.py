@@ -33,7 +33,7 @@ from tf_agents.train.utils import train_utils
 from trainer.acting import envs
 from trainer.acting.collect_stats import CollectStats
 from trainer.acting.collector import Collector
-from trainer.errors import EXIT_CRASH, EXIT_PREEMPTED, ConfigError
+from trainer.errors import EXIT_CRASH, EXIT_OK, EXIT_PREEMPTED, ConfigError
 from trainer.loops import job as job_lib
 from trainer.replay.reverb import per_env_writers
 from trainer.roles import connection, rolefiles, tables
@@ -113,11 +113,14 @@ class CollectorRole:
     self._policy = None
     self._client = self._writers = self._container = None
     self._chunks = 0  # chunks counted since the process started
+    self._job_complete = False
+    self._started = time.time()
+    self._checked_learner = 0.0
 
   def run(self) -> int:
     reason, failures = None, 0
     watchdog = _Watchdog(self._root, self._task)
-    while not self._stop.requested:
+    while not self._stop.requested and not self._job_complete:
       if self._link.wait(lambda: self._stop.requested, reason) is None:
         break
       chunks = self._chunks
@@ -136,6 +139,11 @@ class CollectorRole:
         reason = "restarting?"
     self._heartbeat.beat(force=True, env_steps=self._stats.env_steps,
                          episodes=self._stats.episodes, stopped=True)
+    if self._job_complete:
+      logging.info("Collector %d: the learner reached its total; stopping at %d env steps (%d "
+                   "episodes) in the replay.", self._task, self._stats.env_steps,
+                   self._stats.episodes)
+      return EXIT_OK
     logging.warning("Collector %d stopped at %d env steps (%d episodes) in the replay.",
                     self._task, self._stats.env_steps, self._stats.episodes)
     return EXIT_PREEMPTED
@@ -165,7 +173,7 @@ class CollectorRole:
 
   def _collect_until_stopped(self) -> None:
     s = self._settings
-    while not self._stop.requested:
+    while not self._stop.requested and not self._learner_complete():
       self._choose_policy()
       before = (self._stats.env_steps, self._stats.episodes)
       self._collector.run(s.collect_steps_per_iteration)
@@ -174,6 +182,18 @@ class CollectorRole:
       self._writers.flush(timeout_ms=_FLUSH_TIMEOUT_MS)
       self._count(before)
       self._chunks += 1
+
+  def _learner_complete(self) -> bool:
+    """Whether the learner wrote that it reached the job's total (checked every
+    few seconds): on a cluster nobody else stops the collectors then."""
+    now = time.monotonic()
+    if now - self._checked_learner > rolefiles.HEARTBEAT_S:
+      self._checked_learner = now
+      # Written since this collector started: not a finished run's, resumed for more steps.
+      self._job_complete = any(beat["role"] == rolefiles.LEARNER and beat.get("complete")
+                               and beat["time"] > self._started
+                               for beat in rolefiles.read_all(self._root))
+    return self._job_complete
 
   def _count(self, before: tuple[int, int]) -> None:
     """Adds the chunk just flushed to the server's counters. A server restarted

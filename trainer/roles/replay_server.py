@@ -96,6 +96,19 @@ def _check_restored(server_info: dict, table_name: str, capacity: int,
         "or start a new --root_dir")
 
 
+LINGER_S = 300  # how long a stopped server serves on for a learner committing its bundle
+
+
+def _learner_needs_it(root_dir: str, linger_until: float | None) -> bool:
+  """Whether a stopped server should serve on: a scheduler that signals every
+  role at once (scancel) would otherwise take the server away from the learner's
+  last checkpoint."""
+  if linger_until is not None and time.monotonic() > linger_until:
+    return False
+  return any(beat["role"] == rolefiles.LEARNER and beat["alive"]
+             for beat in rolefiles.read_all(root_dir))
+
+
 def serve(root_dir: str, run_config, stop: StopRequest, *, port: int, host: str) -> int:
   """Serves until stopped; returns the exit code."""
   spec = job_lib.configure_job(root_dir, run_config)
@@ -122,7 +135,12 @@ def serve(root_dir: str, run_config, stop: StopRequest, *, port: int, host: str)
                  "weights, collector counters.", address, table_name, capacity,
                  control.samples_per_insert)
     heartbeat = rolefiles.Heartbeat(root_dir, rolefiles.SERVER)
-    while not stop.requested:
+    linger_until = None
+    while not stop.requested or _learner_needs_it(root_dir, linger_until):
+      if stop.requested and linger_until is None:
+        linger_until = time.monotonic() + LINGER_S
+        logging.warning("Stop requested: serving until the learner has committed its "
+                        "checkpoint (at most %d s).", LINGER_S)
       info = client.server_info()
       heartbeat.beat(address=address, replay_size=int(info[table_name].current_size))
       time.sleep(0.5)

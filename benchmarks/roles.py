@@ -1,0 +1,101 @@
+r"""Collection scaling of the roles: env steps per second with 1, 2, 4, 8 collectors.
+
+  python benchmarks/roles.py [--collectors 1,2,4,8] [--window 20] [--quick]
+
+For each count, `python -m trainer.launch` runs the default DQN config on
+CartPole-v0 with every environment step sleeping 10 ms
+(`create_gym_environment.step_seconds = 0.01`, a stand-in for a slow
+simulator), one environment per collector, and a rate limiter that does not
+hold the collectors back (`rate_control.samples_per_insert = 0.001`: this
+measures collection, not the collect:train ratio). Once every collector writes
+with the learner's policy, the script reads the collectors' counters on the
+replay server (exact: what reached the replay) at the start and the end of a
+`--window`-second window; the rate is the env steps in between over its
+length. Then it stops the job (SIGTERM).
+
+A collector alone does at most ~100 env steps/s here (10 ms of sleep a step);
+8 collectors on this machine's 2 cores share them with the learner and the
+server. Results are the "roles_collection" section of --output.
+"""
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import reverb  # noqa: E402
+
+from benchmarks import common  # noqa: E402
+from trainer.roles import rolefiles, tables  # noqa: E402
+
+STEP_SECONDS = 0.01
+BINDINGS = (
+    f"create_gym_environment.step_seconds = {STEP_SECONDS}",
+    "train.collect_envs = 1",
+    "train.collect_steps_per_iteration = 20",
+    "rate_control.samples_per_insert = 0.001",
+    "train.num_iterations = 100000000",
+    "train.eval_interval = 0",
+    "train.initial_collect_steps = 200",
+    "train.checkpoint_interval = 100000000",
+    "train.policy_export_interval = 100000000",
+)
+
+
+def measure(collectors: int, window: float, workdir: pathlib.Path) -> dict:
+  root = workdir / f"collectors-{collectors}"
+  log = open(workdir / f"collectors-{collectors}.log", "w")  # noqa: SIM115
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "trainer.launch", f"--root_dir={root}",
+       f"--collectors={collectors}", f"--gin_file={REPO / 'configs' / 'dqn_cartpole.gin'}",
+       *(f"--gin_bindings={b}" for b in BINDINGS)],
+      cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=log, stderr=subprocess.STDOUT)
+  try:
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:  # every collector acts with the learner's policy
+      beats = [rolefiles.read_all(str(root))]
+      ready = [b for b in beats[0] if b["role"].startswith("collector-") and b.get("policy_step")]
+      if len(ready) == collectors:
+        break
+      if proc.poll() is not None:
+        raise SystemExit(f"launch exited {proc.returncode}; see {log.name}")
+      time.sleep(1.0)
+    client = reverb.Client(rolefiles.server_address(str(root)))
+    start, first = time.monotonic(), sum(c[0] for c in tables.read_counters(client).values())
+    time.sleep(window)
+    end, last = time.monotonic(), sum(c[0] for c in tables.read_counters(client).values())
+  finally:
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=300)
+  rate = (last - first) / (end - start)
+  print(f"{collectors} collector(s): {rate:.0f} env steps/s", flush=True)
+  return {"collectors": collectors, "env_steps_per_s": rate, "window_s": end - start}
+
+
+def main() -> int:
+  parser = common.argument_parser(__doc__, quick_help="1 and 2 collectors, 5 s windows")
+  parser.add_argument("--collectors", default="1,2,4,8")
+  parser.add_argument("--window", type=float, default=20.0)
+  args = parser.parse_args()
+  counts = [1, 2] if args.quick else [int(c) for c in args.collectors.split(",")]
+  window = 5.0 if args.quick else args.window
+  workdir = pathlib.Path(tempfile.mkdtemp(prefix="trainer-bench-roles-"))
+  runs = [measure(n, window, workdir) for n in counts]
+  base = runs[0]["env_steps_per_s"]
+  for run in runs:
+    run["speedup"] = run["env_steps_per_s"] / base
+  common.write_results(args, "roles_collection", {
+      "step_seconds": STEP_SECONDS, "runs": runs,
+      "ideal_one_collector_env_steps_per_s": 1 / STEP_SECONDS})
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
