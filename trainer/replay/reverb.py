@@ -19,6 +19,7 @@ from trainer.replay.base import Replay, ReplaySaveError, check_capacity
 from trainer.rundir import layout
 
 _REVERB_MAX_SIZE = 2**31 - 1  # a Reverb table's max_size is a C int
+_INFO_TIMEOUT_S = 60  # seconds a server may take to answer server_info
 # In a bundle whose replay lives on an outside server: that server's checkpoint path.
 REMOTE_FILE = "reverb_remote.json"
 
@@ -117,7 +118,8 @@ class ReverbReplay(Replay):
 
   def size(self) -> int:
     self.flush()  # Items still in the writer are not in the table yet.
-    return int(self._client.server_info()[self._table_name].current_size)
+    # A timeout: a server that went away raises instead of blocking for ever.
+    return int(self._client.server_info(_INFO_TIMEOUT_S)[self._table_name].current_size)
 
   def save(self, target_dir: str) -> None:
     self.flush()

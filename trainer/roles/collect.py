@@ -48,17 +48,26 @@ _GONE = (*connection.ERRORS, tf.errors.DeadlineExceededError)
 _FLUSH_TIMEOUT_MS = 30_000  # longer than the rate limiter holds a write while the learner works
 _MAX_RECONNECTS = 5  # in a row without a chunk counted: the error is not the server's going
 _STUCK_S = 30.0
+_STOP_GRACE_S = 5.0  # a stopped collector that does not finish its chunk by then exits anyway
+_INFO_TIMEOUT_S = 30  # a server that does not answer server_info in this long is gone
 
 
 class _Watchdog:
-  """Ends a collector stuck in a Reverb call that a restarted server will never
-  answer (a writer's episode end waits without a timeout): after `_STUCK_S`
-  without a chunk, if the server is another process than the one connected to,
-  the collector exits (code 1) with a line saying why, and is restarted by its
-  supervisor; a rate-limited wait on a live server is left alone."""
+  """Ends a collector stuck in a Reverb call that will never return (a writer's
+  episode end waits without a timeout, and a rate-limited write waits for a
+  learner that is gone):
 
-  def __init__(self, root_dir: str, task: int):
-    self._root, self._task = root_dir, task
+  - stopped (SIGTERM) and no chunk for `_STOP_GRACE_S`: it exits 75 (its
+    counters are on the server; the unfinished chunk is not counted);
+  - after `_STUCK_S` without a chunk, if the server is another process than the
+    one connected to (it restarted): it exits 1 with a line saying why, and its
+    supervisor restarts it. A rate-limited wait on a live server is left alone.
+  """
+
+  def __init__(self, root_dir: str, task: int, stop: StopRequest, on_exit):
+    """`on_exit()`: called before the process exits (the final heartbeat)."""
+    self._root, self._task, self._stop, self._on_exit = root_dir, task, stop, on_exit
+    self._stopped_at = None
     self._incarnation = None
     self._progress = None
     self._thread = None
@@ -74,6 +83,13 @@ class _Watchdog:
     while True:
       time.sleep(1.0)
       now, count = time.monotonic(), self._progress()
+      if self._stop.requested:
+        self._stopped_at = self._stopped_at or now
+        if now - max(self._stopped_at, since) > _STOP_GRACE_S:
+          logging.warning("Collector %d: stopped, and its write to the replay server does not "
+                          "return; exiting without it (its counters are on the server).",
+                          self._task)
+          self._exit(EXIT_PREEMPTED)
       if count != last:
         last, since = count, now
         continue
@@ -82,8 +98,12 @@ class _Watchdog:
         logging.error("Collector %d is stuck in a write to a replay server that has since "
                       "restarted; exiting so that it is restarted (its counters are on the "
                       "server).", self._task)
-        logging.flush()
-        os._exit(EXIT_CRASH)
+        self._exit(EXIT_CRASH)
+
+  def _exit(self, code: int) -> None:
+    self._on_exit()
+    logging.flush()
+    os._exit(code)
 
 
 class CollectorRole:
@@ -119,7 +139,7 @@ class CollectorRole:
 
   def run(self) -> int:
     reason, failures = None, 0
-    watchdog = _Watchdog(self._root, self._task)
+    watchdog = _Watchdog(self._root, self._task, self._stop, self._final_beat)
     while not self._stop.requested and not self._job_complete:
       if self._link.wait(lambda: self._stop.requested, reason) is None:
         break
@@ -137,8 +157,7 @@ class CollectorRole:
         logging.warning("Collector %d lost the replay server (%s); reconnecting.", self._task,
                         connection.describe(e))
         reason = "restarting?"
-    self._heartbeat.beat(force=True, env_steps=self._stats.env_steps,
-                         episodes=self._stats.episodes, stopped=True)
+    self._final_beat()
     if self._job_complete:
       logging.info("Collector %d: the learner reached its total; stopping at %d env steps (%d "
                    "episodes) in the replay.", self._task, self._stats.env_steps,
@@ -147,6 +166,10 @@ class CollectorRole:
     logging.warning("Collector %d stopped at %d env steps (%d episodes) in the replay.",
                     self._task, self._stats.env_steps, self._stats.episodes)
     return EXIT_PREEMPTED
+
+  def _final_beat(self) -> None:
+    self._heartbeat.beat(force=True, env_steps=self._stats.env_steps,
+                         episodes=self._stats.episodes, stopped=True)
 
   def _connect(self) -> None:
     """Connects to the server; the counters continue from what it holds."""
@@ -212,7 +235,7 @@ class CollectorRole:
 
   def _choose_policy(self) -> None:
     """Random until the replay holds the initial collect; then the newest weights."""
-    info = self._client.server_info()
+    info = self._client.server_info(_INFO_TIMEOUT_S)
     if info[self._table].current_size < self._settings.initial_collect_steps:
       if self._policy is not self._random:
         self._collector.use(self._random)
