@@ -54,6 +54,8 @@ class LearnerLoop(OffPolicyLoop):
     self._container = reverb_variable_container.ReverbVariableContainer(
         job.replay.address, table_names=[tables.VARIABLES_TABLE])
     self._variables = tables.policy_variables(job.agent.collect_policy, job.train_step_variable)
+    # Which server process this learner talks to: one that restarted (even at once) is another.
+    self._incarnation = rolefiles.server_incarnation(job.root_dir)
     job.refresh_counters = self._refresh_counters
 
   @staticmethod
@@ -109,13 +111,15 @@ class LearnerLoop(OffPolicyLoop):
     `stopping`: the wait is for the stop's own checkpoint (a second signal
     still ends the process at once)."""
     job = self._job
-    if connection.reachable(job.replay.address):
+    restarted = rolefiles.server_incarnation(job.root_dir) != self._incarnation
+    if connection.reachable(job.replay.address) and not restarted:
       raise error
     logging.warning("The replay server at %s stopped answering (%s); the learner waits for it.",
                     job.replay.address, connection.describe(error))
     address = self.link.wait(lambda: self._stop.requested and not stopping, "restarting?")
     if address is None:
       return
+    self._incarnation = rolefiles.server_incarnation(job.root_dir)
     job.replay.connect(address)
     self._container = reverb_variable_container.ReverbVariableContainer(
         address, table_names=[tables.VARIABLES_TABLE])
