@@ -21,7 +21,8 @@ from benchmarks import common  # noqa: E402
 
 # Each merges a section into --output; export_stall.py writes its own file.
 BENCHMARKS = {"learner_throughput.py": [], "overhead.py": [], "persistence.py": [],
-              "time_to_solve.py": ["--example_hparams", "--timeout=200"], "strategies.py": []}
+              "time_to_solve.py": ["--example_hparams", "--timeout=200"], "strategies.py": [],
+              "roles.py": []}
 DOC = REPO / "docs" / "benchmarks.md"
 EXPORT_STALL = REPO / "benchmarks" / "export_stall.json"
 
@@ -108,6 +109,7 @@ def render(results: dict) -> str:
         f"blocks without a checkpoint or export: {per_step:+.1f}%",
         f"{pct:+.1f}% in all", "≤ 3 %", "met" if pct <= 3 else "missed", overhead["command"]))
   rows += _strategy_rows(results.get("strategies"))
+  rows += _roles_rows(results.get("roles_collection"))
   machine = next((s["machine"] for s in results.values() if isinstance(s, dict) and "machine" in s),
                  common.machine())
   lines = [
@@ -182,6 +184,24 @@ def _persistence_rows(p: dict | None) -> list[tuple]:
        f"{t['peak_rss_mb'] / a['peak_rss_mb']:.2f}× the anchor", "≤ 1 GB",
        "met" if t["peak_rss_mb"] <= 1000 else "missed", p["command"]),
   ]
+
+
+def _roles_rows(section: dict | None) -> list[tuple]:
+  """Collection scaling of the roles (benchmarks/roles.py)."""
+  if not section:
+    return []
+  runs = {r["collectors"]: r for r in section["runs"]}
+  one, most = runs[min(runs)], runs[max(runs)]
+  others = ", ".join(f"{n}: {r['env_steps_per_s']:,.0f} ({r['speedup']:.1f}×)"
+                     for n, r in sorted(runs.items()) if n not in (min(runs), max(runs)))
+  return [(
+      f"env steps/s collected as roles on a slow environment ({section['step_seconds'] * 1000:.0f} "
+      f"ms a step; `trainer.launch`, {max(runs)} collectors against {min(runs)})",
+      f"{min(runs)} collector: {one['env_steps_per_s']:,.0f} env steps/s",
+      f"{max(runs)} collectors: {most['env_steps_per_s']:,.0f} env steps/s ({others})",
+      f"{most['speedup']:.1f}×", "≥ 6× at 8 collectors",
+      "met" if max(runs) >= 8 and most["speedup"] >= 6 else "missed",
+      section["command"])]
 
 
 def main() -> int:
