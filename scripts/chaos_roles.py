@@ -14,7 +14,8 @@ each kill it checks:
 - the committed train step never goes back;
 - a restarted learner resumes from the newest committed bundle;
 - every export visible in the policy directory loads and acts;
-- no export step at or below the committed step is missing.
+- no export step at or below the committed step is missing;
+- at the end, `trainer.status` lists every role, none alive.
 
 Then it stops the job with SIGTERM (exit 75) and reruns it to a total just
 past the committed step: it must complete (exit 0). The last line is a
@@ -191,6 +192,10 @@ class RolesChaos:
     final = status(self.root)
     if rc != 0 or not final["complete"]:
       self.fail("finish", f"the final launch exited {rc}, status {final}")
+    roles = {r["role"]: r for r in final["roles"]}
+    if set(roles) != {"replay_server", "learner", "collector-0", "collector-1"} or any(
+        r["alive"] for r in roles.values()):
+      self.fail("status", f"trainer.status lists the roles {final['roles']}")
     self.check()
 
 
