@@ -94,5 +94,19 @@ def read_all(root_dir: str) -> list[dict[str, Any]]:
       age = now - float(beat["time"])
     except (OSError, ValueError, KeyError, TypeError):
       continue
-    out.append({**beat, "age_s": round(age, 1), "alive": age < STALE_S and not beat.get("stopped")})
+    alive = age < STALE_S and not beat.get("stopped") and _may_run(beat)
+    out.append({**beat, "age_s": round(age, 1), "alive": alive})
   return out
+
+
+def _may_run(beat: dict[str, Any]) -> bool:
+  """False if the role's process is on this host and gone (killed before its last beat)."""
+  if beat.get("host") != socket.gethostname():
+    return True  # another machine's: the heartbeat's age is all there is
+  try:
+    os.kill(int(beat["pid"]), 0)
+  except ProcessLookupError:
+    return False
+  except (PermissionError, KeyError, TypeError, ValueError):
+    return True
+  return True
