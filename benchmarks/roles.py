@@ -16,6 +16,11 @@ length. Then it stops the job (SIGTERM).
 A collector alone does at most ~100 env steps/s here (10 ms of sleep a step);
 8 collectors on this machine's 2 cores share them with the learner and the
 server. Results are the "roles_collection" section of --output.
+
+Then, time to solve: wall time from launch to the first greedy evaluation
+>= 195 on CartPole-v0 (the default config, no sleep), `trainer.launch
+--collectors=2` against `trainer.train`, seeds 0 to `--solve_runs`-1,
+interleaved ("roles_time_to_solve" section).
 """
 
 import os
@@ -32,7 +37,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import reverb  # noqa: E402
 
-from benchmarks import common  # noqa: E402
+from benchmarks import common, time_to_solve  # noqa: E402
 from trainer.roles import rolefiles, tables  # noqa: E402
 
 STEP_SECONDS = 0.01
@@ -79,21 +84,54 @@ def measure(collectors: int, window: float, workdir: pathlib.Path) -> dict:
   return {"collectors": collectors, "env_steps_per_s": rate, "window_s": end - start}
 
 
+def solve_as_roles(seed: int, timeout: float, workdir: pathlib.Path) -> dict:
+  root = workdir / f"solve-roles-{seed}"
+  cmd = [sys.executable, "-m", "trainer.launch", f"--root_dir={root}", "--collectors=2",
+         f"--gin_file={REPO / 'configs' / 'dqn_cartpole.gin'}",
+         f"--gin_bindings=train.seed = {seed}"]
+
+  def parse(line):
+    m = time_to_solve._TRAINER_EVAL.search(line)  # noqa: SLF001  (the same eval line)
+    return (int(m.group(1)), float(m.group(2))) if m else None
+
+  result = time_to_solve._watch(cmd, parse, timeout, str(root) + ".log")  # noqa: SLF001
+  time.sleep(15)  # the roles stop after launch (their parent-death signal)
+  return result
+
+
+def time_to_solve_both(runs: int, timeout: float, workdir: pathlib.Path) -> dict:
+  single, roles = [], []
+  for seed in range(runs):
+    single.append(time_to_solve.run_trainer(seed, timeout, str(workdir), []))
+    roles.append(solve_as_roles(seed, timeout, workdir))
+    print(f"seed {seed}: single process {single[-1]['seconds']} s, roles "
+          f"{roles[-1]['seconds']} s", flush=True)
+  return {"single_process": common.describe_runs(single), "roles_2_collectors":
+          common.describe_runs(roles)}
+
+
 def main() -> int:
   parser = common.argument_parser(__doc__, quick_help="1 and 2 collectors, 5 s windows")
   parser.add_argument("--collectors", default="1,2,4,8")
   parser.add_argument("--window", type=float, default=20.0)
+  parser.add_argument("--solve_runs", type=int, default=3)
+  parser.add_argument("--solve_timeout", type=float, default=300.0)
+  parser.add_argument("--skip_collection", action="store_true")
   args = parser.parse_args()
   counts = [1, 2] if args.quick else [int(c) for c in args.collectors.split(",")]
   window = 5.0 if args.quick else args.window
   workdir = pathlib.Path(tempfile.mkdtemp(prefix="trainer-bench-roles-"))
-  runs = [measure(n, window, workdir) for n in counts]
-  base = runs[0]["env_steps_per_s"]
-  for run in runs:
-    run["speedup"] = run["env_steps_per_s"] / base
-  common.write_results(args, "roles_collection", {
-      "step_seconds": STEP_SECONDS, "runs": runs,
-      "ideal_one_collector_env_steps_per_s": 1 / STEP_SECONDS})
+  if not args.skip_collection:
+    runs = [measure(n, window, workdir) for n in counts]
+    base = runs[0]["env_steps_per_s"]
+    for run in runs:
+      run["speedup"] = run["env_steps_per_s"] / base
+    common.write_results(args, "roles_collection", {
+        "step_seconds": STEP_SECONDS, "runs": runs,
+        "ideal_one_collector_env_steps_per_s": 1 / STEP_SECONDS})
+  solve_runs = 1 if args.quick else args.solve_runs
+  common.write_results(args, "roles_time_to_solve",
+                       time_to_solve_both(solve_runs, args.solve_timeout, workdir))
   return 0
 
 
