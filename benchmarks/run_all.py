@@ -110,6 +110,7 @@ def render(results: dict) -> str:
         f"{pct:+.1f}% in all", "≤ 3 %", "met" if pct <= 3 else "missed", overhead["command"]))
   rows += _strategy_rows(results.get("strategies"))
   rows += _roles_rows(results.get("roles_collection"))
+  rows += _roles_solve_rows(results.get("roles_time_to_solve"))
   machine = next((s["machine"] for s in results.values() if isinstance(s, dict) and "machine" in s),
                  common.machine())
   lines = [
@@ -201,6 +202,26 @@ def _roles_rows(section: dict | None) -> list[tuple]:
       f"{max(runs)} collectors: {most['env_steps_per_s']:,.0f} env steps/s ({others})",
       f"{most['speedup']:.1f}×", "≥ 6× at 8 collectors",
       "met" if max(runs) >= 8 and most["speedup"] >= 6 else "missed",
+      section["command"])]
+
+
+def _roles_solve_rows(section: dict | None) -> list[tuple]:
+  """Time to solve as roles against the single process (benchmarks/roles.py)."""
+  if not section:
+    return []
+  one, roles = section["single_process"], section["roles_2_collectors"]
+
+  def runs(r):
+    return (f"median {_fmt(r.get('median_s'), ' s')} ({r.get('solved')}/{r.get('n')} solved, "
+            f"steps {r.get('train_steps')})")
+
+  ratio = (roles["median_s"] / one["median_s"]
+           if roles.get("median_s") and one.get("median_s") else None)
+  return [(
+      "wall time to first eval ≥ 195 on CartPole-v0 as roles (`trainer.launch --collectors=2`, "
+      "processes started included)",
+      f"single process (`trainer.train`): {runs(one)}", runs(roles),
+      f"{_fmt(ratio, '×', 2)} the time", "solves", "met" if roles.get("median_s") else "missed",
       section["command"])]
 
 
