@@ -65,8 +65,8 @@ def measure(collectors: int, window: float, workdir: pathlib.Path) -> dict:
   try:
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:  # every collector acts with the learner's policy
-      beats = [rolefiles.read_all(str(root))]
-      ready = [b for b in beats[0] if b["role"].startswith("collector-") and b.get("policy_step")]
+      ready = [b for b in rolefiles.read_all(str(root))
+               if b["role"].startswith("collector-") and b.get("policy_step")]
       if len(ready) == collectors:
         break
       if proc.poll() is not None:

@@ -23,7 +23,6 @@ summary; the exit code is non-zero on any failure.
 """
 
 import argparse
-import json
 import os
 import pathlib
 import random
@@ -36,6 +35,8 @@ import time
 
 from chaos import ExportChecker
 from jobs import DQN_CONFIG, REPO, env, status
+
+from trainer.roles import rolefiles
 
 BINDINGS = {
     "train.checkpoint_interval": 20,
@@ -57,10 +58,7 @@ RESUMED = re.compile(r"Resumed from step (\d+)")
 
 
 def _beat(root: pathlib.Path, role: str) -> dict:
-  try:
-    return json.loads((root / "roles" / f"{role}.json").read_text())
-  except (OSError, ValueError):
-    return {}
+  return rolefiles.read(str(root), role) or {}
 
 
 def _kill(pid: int | None) -> None:

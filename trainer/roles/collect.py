@@ -213,9 +213,8 @@ class CollectorRole:
     if now - self._checked_learner > rolefiles.HEARTBEAT_S:
       self._checked_learner = now
       # Written since this collector started: not a finished run's, resumed for more steps.
-      self._job_complete = any(beat["role"] == rolefiles.LEARNER and beat.get("complete")
-                               and beat["time"] > self._started
-                               for beat in rolefiles.read_all(self._root))
+      learner = rolefiles.read(self._root, rolefiles.LEARNER) or {}
+      self._job_complete = bool(learner.get("complete")) and learner["time"] > self._started
     return self._job_complete
 
   def _count(self, before: tuple[int, int]) -> None:

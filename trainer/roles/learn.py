@@ -128,9 +128,8 @@ class LearnerLoop(OffPolicyLoop):
     # What the error cut short at this step: its export (before any bundle past
     # it: the export invariant), then its checkpoint.
     job.export_if_missing()
-    step, every = job.train_step, self._settings.checkpoint_interval
-    if step % every == 0 and (job.store.latest() is None or job.store.latest().step != step):
-      job.checkpoint()
+    if job.train_step % self._settings.checkpoint_interval == 0:
+      job.checkpoint()  # a no-op if that bundle was committed before the error
 
   def _push(self) -> None:
     """The policy weights and train step, for the collectors."""

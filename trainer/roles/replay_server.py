@@ -105,8 +105,8 @@ def _learner_needs_it(root_dir: str, linger_until: float | None) -> bool:
   last checkpoint."""
   if linger_until is not None and time.monotonic() > linger_until:
     return False
-  return any(beat["role"] == rolefiles.LEARNER and beat["alive"]
-             for beat in rolefiles.read_all(root_dir))
+  learner = rolefiles.read(root_dir, rolefiles.LEARNER)
+  return learner is not None and learner["alive"]
 
 
 def serve(root_dir: str, run_config, stop: StopRequest, *, port: int, host: str) -> int:

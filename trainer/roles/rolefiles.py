@@ -34,26 +34,28 @@ def _path(root_dir: str, name: str) -> str:
 
 def write_server_address(root_dir: str, address: str) -> None:
   os.makedirs(os.path.join(root_dir, layout.ROLES_DIR), exist_ok=True)
-  fileio.atomic_write_json(os.path.join(root_dir, layout.ROLES_DIR, "replay_address.json"),
+  fileio.atomic_write_json(os.path.join(root_dir, layout.SERVER_ADDRESS_FILE),
                            {"address": address, "pid": os.getpid(), "since": time.time()})
+
+
+def _server_record(root_dir: str) -> dict[str, Any]:
+  """What the replay server last wrote of itself, or {}."""
+  try:
+    record = fileio.read_json(os.path.join(root_dir, layout.SERVER_ADDRESS_FILE))
+  except (OSError, ValueError):
+    return {}
+  return record if isinstance(record, dict) else {}
 
 
 def server_incarnation(root_dir: str) -> tuple | None:
   """Which server process wrote the address (pid, start time): a new one after a restart."""
-  try:
-    record = fileio.read_json(os.path.join(root_dir, layout.ROLES_DIR, "replay_address.json"))
-    return (record["pid"], record["since"])
-  except (OSError, ValueError, KeyError, TypeError):
-    return None
+  record = _server_record(root_dir)
+  return (record["pid"], record["since"]) if {"pid", "since"} <= record.keys() else None
 
 
 def server_address(root_dir: str) -> str | None:
   """The address the replay server last wrote, or None."""
-  try:
-    return fileio.read_json(os.path.join(root_dir, layout.ROLES_DIR,
-                                         "replay_address.json"))["address"]
-  except (OSError, ValueError, KeyError, TypeError):
-    return None
+  return _server_record(root_dir).get("address")
 
 
 class Heartbeat:
@@ -77,26 +79,28 @@ class Heartbeat:
       pass  # a heartbeat is advice; a full disk is reported by what writes the run's state
 
 
-def read_all(root_dir: str) -> list[dict[str, Any]]:
-  """Every role's newest heartbeat, with `alive` (fresh) and `age_s`."""
-  directory = os.path.join(root_dir, layout.ROLES_DIR)
-  out = []
+def read(root_dir: str, role: str) -> dict[str, Any] | None:
+  """`role`'s newest heartbeat, with `alive` (fresh, not stopped, its process
+  not gone) and `age_s`; None if it has none."""
   try:
-    names = sorted(os.listdir(directory))
+    beat = fileio.read_json(_path(root_dir, role))
+    age = time.time() - float(beat["time"])
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
+  alive = age < STALE_S and not beat.get("stopped") and _may_run(beat)
+  return {**beat, "age_s": round(age, 1), "alive": alive}
+
+
+def read_all(root_dir: str) -> list[dict[str, Any]]:
+  """Every role's newest heartbeat (`read`), in name order."""
+  try:
+    names = sorted(os.listdir(os.path.join(root_dir, layout.ROLES_DIR)))
   except OSError:
-    return out
-  now = time.time()
-  for name in names:
-    if not name.endswith(".json") or name == "replay_address.json":
-      continue
-    try:
-      beat = fileio.read_json(os.path.join(directory, name))
-      age = now - float(beat["time"])
-    except (OSError, ValueError, KeyError, TypeError):
-      continue
-    alive = age < STALE_S and not beat.get("stopped") and _may_run(beat)
-    out.append({**beat, "age_s": round(age, 1), "alive": alive})
-  return out
+    return []
+  server_file = os.path.basename(layout.SERVER_ADDRESS_FILE)
+  beats = (read(root_dir, name[:-len(".json")]) for name in names
+           if name.endswith(".json") and name != server_file)
+  return [beat for beat in beats if beat is not None]
 
 
 def _may_run(beat: dict[str, Any]) -> bool:

@@ -38,6 +38,7 @@ REVERB_SCRATCH_DIR = os.path.join(TRAIN_DIR, "reverb")
 REVERB_SERVER_DIR = os.path.join(TRAIN_DIR, "reverb_server")
 ROLES_DIR = "roles"
 ROLE_LOGS_DIR = os.path.join(ROLES_DIR, "logs")
+SERVER_ADDRESS_FILE = os.path.join(ROLES_DIR, "replay_address.json")
 # Root of TF-Agents' Learner, whose own checkpoint directory (under it) stays
 # empty, so the Learner restores nothing: the bundle restores the agent, once.
 LEARNER_DIR = os.path.join(TRAIN_DIR, "learner")
