@@ -15,11 +15,16 @@ from tf_agents.specs import tensor_spec
 from tf_agents.utils import nest_utils
 
 from trainer.errors import ConfigError, RunDirError, one_line
-from trainer.replay.base import Replay, ReplaySaveError, check_capacity
+from trainer.replay.base import _DATASET_PREFETCH, Replay, ReplaySaveError, check_capacity
+from trainer.replay.packing import StepPacking
 from trainer.rundir import layout
 
 _REVERB_MAX_SIZE = 2**31 - 1  # a Reverb table's max_size is a C int
 _INFO_TIMEOUT_S = 60  # seconds a server may take to answer server_info
+# A packed table's dataset: sampler threads, and samples each keeps requested
+# ahead (Reverb's advice: 2-3x the batch; docs/benchmarks.md).
+_SAMPLE_WORKERS = 2
+_IN_FLIGHT_BATCHES = 2
 # In a bundle whose replay lives on an outside server: that server's checkpoint path.
 REMOTE_FILE = "reverb_remote.json"
 
@@ -47,6 +52,7 @@ class ReverbReplay(Replay):
       address = f"localhost:{self._server.port}"
     self._num_envs = num_envs
     self._observer = None
+    self._packing = None  # set by connect: the table's own layout
     self.connect(address)
     self._check_table(restore_dir)
 
@@ -63,8 +69,25 @@ class ReverbReplay(Replay):
     self._buffer = reverb_replay_buffer.ReverbReplayBuffer(
         self._data_spec, self._table_name, sequence_length=self._sequence_length,
         server_address=address, rate_limiter_timeout_ms=self._sample_timeout_ms)
+    self._packing = table_packing(self._client, self._table_name, self._data_spec,
+                                  self._sequence_length)
     self._observer = per_env_writers(self._client, self._table_name, self._sequence_length,
-                                     self._num_envs)
+                                     self._num_envs, self._packing)
+
+  def dataset(self, batch_size: int) -> tf.data.Dataset:
+    if self._packing is None:
+      return super().dataset(batch_size)
+    # One sampler for the whole batch, batched before anything else: the
+    # per-sample work is Reverb's alone, and the unpacking runs once a batch.
+    column = self._packing.column_spec(self._sequence_length)
+    samples = reverb.TrajectoryDataset(
+        self.address, self._table_name, column.dtype, column.shape,
+        max_in_flight_samples_per_worker=_IN_FLIGHT_BATCHES * batch_size,
+        num_workers_per_iterator=_SAMPLE_WORKERS,
+        rate_limiter_timeout_ms=self._sample_timeout_ms)
+    return (samples.batch(batch_size, drop_remainder=True)
+            .map(lambda sample: (self._packing.unpack(sample.data), sample.info))
+            .prefetch(_DATASET_PREFETCH))
 
   def _table(self) -> reverb.Table:
     signature = tensor_spec.add_outer_dim(self._data_spec, self._sequence_length)
@@ -100,7 +123,7 @@ class ReverbReplay(Replay):
           f"(restored from {restore_dir or 'the server'}) but the config says capacity="
           f"{self.capacity}; Reverb keeps the saved table settings, so set "
           f"create_reverb_replay.capacity = {info.max_size} or start a new --root_dir")
-    if restore_dir is not None and info.signature is not None:
+    if restore_dir is not None and info.signature is not None and self._packing is None:
       expected = tensor_spec.add_outer_dim(self._data_spec, self._sequence_length)
       if not _same_specs(info.signature, expected):
         self.close()
@@ -182,14 +205,47 @@ class ReverbReplay(Replay):
       self._server = None
 
 
+def table_packing(client: reverb.Client, table_name: str, data_spec,
+                  sequence_length: int) -> StepPacking | None:
+  """A table's layout, read from its signature: one packed column per step
+  (`trainer.replay.packing`: the replay server role's tables) or TF-Agents'
+  column per field (None: the in-process table's, and an outside server's)."""
+  info = client.server_info(_INFO_TIMEOUT_S).get(table_name)
+  packing = StepPacking(data_spec)
+  if info is not None and packing.matches(info.signature, sequence_length):
+    return packing
+  return None
+
+
 def per_env_writers(client: reverb.Client, table_name: str, sequence_length: int,
-                    num_envs: int) -> "_PerRowObserver":
+                    num_envs: int, packing: StepPacking | None = None) -> "_PerRowObserver":
   """An observer of batched steps that writes each environment's row through a
-  writer of its own (sequences never mix environments)."""
-  return _PerRowObserver([
-      reverb_utils.ReverbAddTrajectoryObserver(
-          client, table_name, sequence_length=sequence_length, stride_length=1)
-      for _ in range(num_envs)])
+  writer of its own (sequences never mix environments); with `packing`, each
+  step as one packed column."""
+  observers = []
+  for _ in range(num_envs):
+    observer = reverb_utils.ReverbAddTrajectoryObserver(
+        client, table_name, sequence_length=sequence_length, stride_length=1)
+    if packing is not None:
+      # TF-Agents' observer keeps its episode and stride logic; only what it
+      # appends to the writer changes.
+      observer._writer = _PackingWriter(observer._writer, packing)  # noqa: SLF001
+    observers.append(observer)
+  return _PerRowObserver(observers)
+
+
+class _PackingWriter:
+  """A Reverb `TrajectoryWriter` that appends each step packed into one column."""
+
+  def __init__(self, writer, packing: StepPacking):
+    self._writer = writer
+    self._packing = packing
+
+  def append(self, step) -> None:
+    self._writer.append(self._packing.pack(step))
+
+  def __getattr__(self, name):  # history, create_item, flush, close: the writer's own
+    return getattr(self._writer, name)
 
 
 class _PerRowObserver:

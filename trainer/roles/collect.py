@@ -35,7 +35,7 @@ from trainer.acting.collect_stats import CollectStats
 from trainer.acting.collector import Collector
 from trainer.errors import EXIT_CRASH, EXIT_OK, EXIT_PREEMPTED, ConfigError
 from trainer.loops import job as job_lib
-from trainer.replay.reverb import per_env_writers
+from trainer.replay.reverb import per_env_writers, table_packing
 from trainer.roles import connection, rolefiles, tables
 from trainer.roles.replay_server import replay_options
 from trainer.rundir import layout
@@ -182,7 +182,10 @@ class CollectorRole:
       envs.seed_environment(env, envs.derived_seed(self._settings.seed, 1 + self._task, i,
                                                    counters[0]))
     sequence_length = self._agent.train_sequence_length
-    self._writers = per_env_writers(self._client, self._table, sequence_length, len(self._envs))
+    packing = table_packing(self._client, self._table, self._agent.collect_data_spec,
+                            sequence_length)
+    self._writers = per_env_writers(self._client, self._table, sequence_length, len(self._envs),
+                                    packing)
     self._container = reverb_variable_container.ReverbVariableContainer(
         address, table_names=[tables.VARIABLES_TABLE])
     self._collector = Collector(

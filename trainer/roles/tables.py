@@ -22,7 +22,6 @@ import numpy as np
 import reverb
 import tensorflow as tf
 from tf_agents.experimental.distributed import reverb_variable_container
-from tf_agents.specs import tensor_spec
 
 from trainer.config.settings import Settings
 from trainer.errors import ConfigError
@@ -117,10 +116,6 @@ def counter_tables() -> list[reverb.Table]:
                        remover=reverb.selectors.Fifo(),
                        rate_limiter=reverb.rate_limiters.MinSize(1))
           for task in range(MAX_COLLECTORS)]
-
-
-def sequence_signature(data_spec, sequence_length: int):
-  return tensor_spec.add_outer_dim(data_spec, sequence_length)
 
 
 # --- the counters, as the roles read and write them ------------------------
