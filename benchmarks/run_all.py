@@ -22,7 +22,7 @@ from benchmarks import common  # noqa: E402
 # Each merges a section into --output; export_stall.py writes its own file.
 BENCHMARKS = {"learner_throughput.py": [], "overhead.py": [], "persistence.py": [],
               "time_to_solve.py": ["--example_hparams", "--timeout=200"], "strategies.py": [],
-              "roles.py": []}
+              "roles.py": [], "learner_feed.py": [], "replay_checkpoint.py": []}
 DOC = REPO / "docs" / "benchmarks.md"
 EXPORT_STALL = REPO / "benchmarks" / "export_stall.json"
 
@@ -111,6 +111,8 @@ def render(results: dict) -> str:
   rows += _strategy_rows(results.get("strategies"))
   rows += _roles_rows(results.get("roles_collection"))
   rows += _roles_solve_rows(results.get("roles_time_to_solve"))
+  rows += _feed_rows(results.get("learner_feed"))
+  rows += _replay_checkpoint_rows(results.get("replay_checkpoint"))
   machine = next((s["machine"] for s in results.values() if isinstance(s, dict) and "machine" in s),
                  common.machine())
   lines = [
@@ -222,6 +224,50 @@ def _roles_solve_rows(section: dict | None) -> list[tuple]:
       "processes started included)",
       f"single process (`trainer.train`): {runs(one)}", runs(roles),
       f"{_fmt(ratio, '×', 2)} the time", "solves", "met" if roles.get("median_s") else "missed",
+      section["command"])]
+
+
+def _feed_rows(section: dict | None) -> list[tuple]:
+  """The learner fed over loopback (benchmarks/learner_feed.py)."""
+  if not section:
+    return []
+  anchor, roles = section["anchor"], section["roles_learner"]
+  plain, local = section["roles_learner_plain"], section["in_process"]
+  cpu = section["sampling_cpu_per_item"]
+
+  def rate(r):
+    return (f"{_fmt(r['steps_per_s'], '', 0)} (groups: {_fmt(r['min_group_steps_per_s'], '', 0)}"
+            f"–{_fmt(r['max_group_steps_per_s'], '', 0)})")
+
+  return [(
+      "learner train steps/s fed from the replay server over loopback (`trainer.learn`'s feed: "
+      "packed table, one Reverb sampler, 20 steps per Learner call)",
+      f"TF-Agents `Learner` on `ReverbReplayBuffer.as_dataset`, 100 per call: {rate(anchor)}",
+      f"{rate(roles)}; in-process feed (single process): {rate(local)}; the same learner on "
+      f"TF-Agents' layout and dataset: {rate(plain)}. Learner CPU per sampled item: "
+      f"{cpu['packed']['client_cpu_us']:.0f} µs packed, {cpu['plain']['client_cpu_us']:.0f} µs "
+      "TF-Agents'",
+      f"{roles['x_anchor']:.1f}× the anchor ({roles['steps_per_s'] / local['steps_per_s']:.0%} "
+      "of in-process)", "≥ 3× the anchor", "met" if roles["x_anchor"] >= 3 else "missed",
+      section["command"])]
+
+
+def _replay_checkpoint_rows(section: dict | None) -> list[tuple]:
+  """The learner's stall at a replay server checkpoint (benchmarks/replay_checkpoint.py)."""
+  if not section:
+    return []
+  checkpoints = section["checkpoints"]
+  commits = [c["commit_s"] for c in checkpoints if c["commit_s"] is not None]
+  longest = section["longest_gap_after_checkpoint_s"]
+  return [(
+      f"learner stall while the replay server checkpoints {section['replay_size']:,} items "
+      "(longest time without a new train step after a checkpoint began, read from outside)",
+      f"between Learner calls: median {section['typical_gap_s'] * 1000:.0f} ms",
+      f"{_fmt(longest, ' s', 2)} ({len(checkpoints)} checkpoints; training paused "
+      f"{max(c['paused_s'] for c in checkpoints):.2f} s at most; the commit took "
+      f"{min(commits):.1f}–{max(commits):.1f} s in the background); server peak memory "
+      f"{section['server_peak_rss_mb']:,} MB",
+      "—", "≤ 0.5 s", "met" if longest is not None and longest <= 0.5 else "missed",
       section["command"])]
 
 

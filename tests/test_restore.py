@@ -1,5 +1,6 @@
 """save -> rebuild -> restore is bit-exact, for both replay backends."""
 
+import os
 import threading
 
 import numpy as np
@@ -12,6 +13,8 @@ from trainer import errors
 from trainer.cli import registry  # noqa: F401
 from trainer.config import gin_config
 from trainer.loops.job import configure_job, open_job
+from trainer.replay.base import ReplaySaveError
+from trainer.rundir import layout
 
 
 def _variables(agent) -> list[np.ndarray]:
@@ -176,3 +179,43 @@ def test_remote_reverb_table_is_checked_against_the_bundle_on_resume(tmp_path):
         pass
   finally:
     empty.stop()
+
+
+def test_background_checkpoint_commits_after_the_replay_and_reports_its_failure(tmp_path):
+  """The learner role's checkpoints: training goes on while the replay is
+  written; the bundle commits once it is whole, a failure surfaces at the next
+  wait, and nothing of the failed bundle stays."""
+  root = str(tmp_path / "run")
+  run_config = gin_config.load(root, [DQN_CONFIG], bindings({**TINY_DQN, **REVERB_BINDINGS}))
+  with open_job(configure_job(root, run_config)) as job:
+    assert job.run() == 0
+    first = job.store.latest().step
+    save, release = job.replay.save, threading.Event()
+
+    def slow_save(target_dir):
+      assert release.wait(60), "the checkpoint waited for the replay"
+      save(target_dir)
+
+    job.replay.save = slow_save
+    job.train_step_variable.assign(first + 1)
+    job.checkpoint(background=True)  # returns while the replay is held back
+    assert job.store.latest().step == first  # not committed before the replay is in
+    release.set()
+    job.wait_for_commit()
+    committed = job.store.latest()
+    assert committed.step == first + 1 and job.store.verify(committed) is None
+
+    def failing_save(target_dir):
+      raise ReplaySaveError("the Reverb checkpoint failed: no space left on device")
+
+    job.replay.save = failing_save
+    job.train_step_variable.assign(first + 2)
+    job.checkpoint(background=True)
+    with pytest.raises(errors.RunDirError, match=f"cannot write checkpoint bundle {first + 2}"):
+      job.wait_for_commit()
+    assert job.store.latest().step == first + 1
+    leftovers = [n for d in (layout.BUNDLE_DIR, layout.CHECKPOINT_DIR)
+                 for n in os.listdir(os.path.join(root, d))
+                 if layout.step_name(first + 2) in n or n.startswith(f"ckpt-{first + 2}.")]
+    assert not leftovers
+    job.wait_for_commit()  # the error is reported once

@@ -89,15 +89,21 @@ class BundleParts:
     self._config = OperativeConfigPart()
     self._num_iterations = num_iterations
 
-  def save(self, step: int, bundle_path: str) -> dict[str, Any]:
+  def save(self, step: int, bundle_path: str, *, replay: bool = True) -> dict[str, Any]:
     """Writes every part of bundle `step` into `bundle_path`; returns the summary
-    that its manifest carries."""
+    that its manifest carries. `replay=False`: all but the replay, which
+    `save_replay` writes later (its recorded size is read now: a Reverb table
+    grows or stays full, so the later checkpoint holds at least as many)."""
     self._agent.save(step)
-    self._replay.save(bundle_path)
+    if replay:
+      self.save_replay(bundle_path)
     summary = self._run_state.summary(step, self._replay.size(), self._num_iterations)
     self._run_state.save(bundle_path, summary)
     self._config.save(bundle_path)
     return summary
+
+  def save_replay(self, bundle_path: str) -> None:
+    self._replay.save(bundle_path)
 
   def restore(self, bundle: Bundle) -> None:
     self._replay.restore(bundle)  # first: a replay that lost items stops the resume

@@ -17,6 +17,7 @@ import inspect
 import os
 import random
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
@@ -302,6 +303,12 @@ class Job:
     # Called before a checkpoint, export or status reads the counters: a loop whose
     # counters live elsewhere (the learner role's, on the replay server) sets it.
     self.refresh_counters: Callable[[], None] = lambda: None
+    # The checkpoints that triggers take write the replay in a thread while
+    # training goes on (the learner role's: a Reverb checkpoint of a large table
+    # takes seconds); SIGTERM's and the last one are whole before they return.
+    self.background_checkpoints = False
+    self._commit: threading.Thread | None = None
+    self._commit_error: BaseException | None = None
     # Eval environments are seeded afresh at each eval; only the collect ones carry state.
     self.run_state = RunState(self.collect_envs)
     self.exporter: exporter.PolicyExporter | None = None
@@ -337,7 +344,8 @@ class Job:
     # given one that never holds any, it restores nothing. Summaries go to the
     # run's train/ as before.
     triggers = schedule.triggers(settings, evaluate=self.evaluator, export=self.export,
-                                 checkpoint=self.checkpoint, status=self.status)
+                                 checkpoint=lambda: self.checkpoint(background=self.background_checkpoints),
+                                 status=self.status)
     self.learner = learner.Learner(
         os.path.join(root_dir, layout.LEARNER_DIR), self._train_step, self.agent,
         experience_dataset_fn=None, triggers=list(triggers), checkpoint_interval=0,
@@ -421,13 +429,17 @@ class Job:
         eval_average_return=self.run_state.eval_return_at(step),
         config_text=self.spec.run_config.text)
 
-  def checkpoint(self) -> None:
+  def checkpoint(self, background: bool = False) -> None:
     """Commits a bundle at the current train step (no-op if one exists).
+    `background`: returns once every part but the replay is written; a thread
+    writes the replay and commits (the next checkpoint, or `close`, waits for it).
 
     Raises:
-      RunDirError: the bundle could not be written (disk full, permissions).
-        Its partial files are removed; the previous bundle stays intact.
+      RunDirError: the bundle (or the previous one, in the background) could not
+        be written (disk full, permissions). Its partial files are removed; the
+        bundle before it stays intact.
     """
+    self.wait_for_commit()
     step = self.train_step
     latest = self.store.latest()
     if latest is not None and latest.step == step:
@@ -436,28 +448,50 @@ class Job:
     start = time.monotonic()
     try:
       path = self.store.begin(step)
-      summary = self.parts.save(step, path)
+      summary = self.parts.save(step, path, replay=not background)
+      if background:
+        self._commit = threading.Thread(
+            target=self._commit_in_background, name=f"commit-{step}", daemon=True,
+            args=(step, path, summary, self.exporter.queued(), latest, start))
+        self._commit.start()
+        logging.info("Checkpoint at step %d: training paused %.2f s; the replay is written "
+                     "meanwhile.", step, time.monotonic() - start)
+        return
       # The export invariant: every export at or below a committed step is on disk.
       # The parts were written while the export thread worked; an export that
       # failed raises here, and nothing past it commits.
       self.exporter.wait()
       self.store.commit(step, summary)
-    except exporter.ExportError as e:
+    except (exporter.ExportError, OSError, tf.errors.OpError, ReplaySaveError) as e:
       self.store.abandon(step)
-      raise RunDirError(
-          f"cannot write the policy export of step {e.step} in {self.root_dir} ({e.reason}); no "
-          f"checkpoint past it was committed (the last is {latest.step if latest else 'none'}) "
-          "and earlier exports are intact. Free space or fix permissions, then run the same "
-          "command: it resumes and writes it") from e
-    except (OSError, tf.errors.OpError, ReplaySaveError) as e:
-      self.store.abandon(step)
-      reason = fileio.write_error_reason(e)
-      raise RunDirError(
-          f"cannot write checkpoint bundle {step} in {self.root_dir} ({reason}); the previous "
-          f"bundle ({latest.step if latest else 'none'}) is intact. Free space or fix "
-          "permissions, then run the same command to resume") from e
+      raise _bundle_error(e, self.root_dir, step, latest) from e
     logging.info("Committed checkpoint bundle at step %d (replay %d, env steps %d) in %.2f s.",
                  step, summary["replay_size"], summary["env_steps"], time.monotonic() - start)
+
+  def _commit_in_background(self, step: int, path: str, summary: dict[str, Any], exports: list,
+                            latest: Bundle | None, start: float) -> None:
+    try:
+      self.parts.save_replay(path)
+      self.exporter.wait_for(exports, step)
+      self.store.commit(step, summary)
+    except BaseException as e:  # noqa: BLE001  (re-raised in the training thread)
+      self.store.abandon(step)
+      self._commit_error = e
+      if isinstance(e, (exporter.ExportError, OSError, tf.errors.OpError, ReplaySaveError)):
+        self._commit_error = _bundle_error(e, self.root_dir, step, latest)
+        self._commit_error.__cause__ = e
+      return
+    logging.info("Committed checkpoint bundle at step %d (replay %d, env steps %d) in %.2f s.",
+                 step, summary["replay_size"], summary["env_steps"], time.monotonic() - start)
+
+  def wait_for_commit(self) -> None:
+    """Waits for a bundle being committed in the background; raises its error."""
+    if self._commit is not None:
+      self._commit.join()
+      self._commit = None
+    error, self._commit_error = self._commit_error, None
+    if error is not None:
+      raise error
 
   def flush(self) -> None:
     """Writes out the summaries and waits for the exports."""
@@ -468,7 +502,27 @@ class Job:
 
   def close(self) -> None:
     try:
+      self.wait_for_commit()
+    except Exception as e:  # noqa: BLE001  (closing after another error: that one is reported)
+      logging.warning("The checkpoint being written in the background failed: %s", e)
+    try:
       if self.exporter is not None:
         self.exporter.close()
     finally:
       self.replay.close()
+
+
+def _bundle_error(error: BaseException, root_dir: str, step: int,
+                  latest: Bundle | None) -> RunDirError:
+  """The one line for a bundle that could not be written."""
+  if isinstance(error, exporter.ExportError):
+    return RunDirError(
+        f"cannot write the policy export of step {error.step} in {root_dir} ({error.reason}); no "
+        f"checkpoint past it was committed (the last is {latest.step if latest else 'none'}) "
+        "and earlier exports are intact. Free space or fix permissions, then run the same "
+        "command: it resumes and writes it")
+  return RunDirError(
+      f"cannot write checkpoint bundle {step} in {root_dir} "
+      f"({fileio.write_error_reason(error)}); the previous bundle "
+      f"({latest.step if latest else 'none'}) is intact. Free space or fix permissions, then "
+      "run the same command to resume")

@@ -247,6 +247,21 @@ class PolicyExporter:
       self._failed.clear()
       raise ExportError(step, self._policy_dir, reason)
 
+  def queued(self) -> list[concurrent.futures.Future]:
+    """The exports queued now, for `wait_for` (from another thread)."""
+    return list(self._pending)
+
+  def wait_for(self, queued: list[concurrent.futures.Future], step: int) -> None:
+    """Blocks until the `queued` exports are written; raises `ExportError` if an
+    export at or below `step` failed. Safe beside the training thread: unlike
+    `wait`, it changes nothing (that thread's next `wait` reports the failure too)."""
+    for future in queued:
+      future.result()
+    failed = sorted((s, reason) for s, reason in list(self._failed.items()) if s <= step)
+    if failed:
+      first, reason = failed[0]
+      raise ExportError(first, self._policy_dir, reason)
+
   def close(self) -> None:
     """Waits for queued exports (failures were reported by `wait`, or are logged)."""
     try:

@@ -8,12 +8,13 @@ the table's rate limiter keeps the config's collect:train ratio.
 
 - After every Learner call it pushes the policy weights and the train step to
   the server's `variables` table, where the collectors pull them.
-- At a checkpoint step it asks the server for a checkpoint of all its tables
-  (the replay, the weights, the collectors' counters: one instant) and moves
-  it into the bundle, beside the agent and the env steps and episodes summed
-  over the collectors' counters (read just before the server's checkpoint: a
-  collector's chunk written in between is in the bundle's replay, and counted
-  by the next bundle).
+- At a checkpoint step it writes the agent and the env steps and episodes
+  summed over the collectors' counters, then, in a thread while training goes
+  on, asks the server for a checkpoint of all its tables (the replay, the
+  weights, the collectors' counters: one instant), moves it into the bundle and
+  commits it (a collector's chunk written after the counters were read is in
+  the bundle's replay, and counted by the next bundle). The next checkpoint,
+  and a stop's, wait for it.
 - A server that stops answering is waited for; then the learner reconnects
   (a restarted server holds the newest bundle's replay) and goes on from its
   own step. A checkpoint that the gone server could not write is taken again.
@@ -57,6 +58,9 @@ class LearnerLoop(OffPolicyLoop):
     # Which server process this learner talks to: one that restarted (even at once) is another.
     self._incarnation = rolefiles.server_incarnation(job.root_dir)
     job.refresh_counters = self._refresh_counters
+    # The server's checkpoint of a large table takes seconds: training goes on
+    # while it is written (docs/benchmarks.md, "replay checkpoint stall").
+    job.background_checkpoints = True
 
   @staticmethod
   def check_config(settings, agent, replay_fn, strategy) -> None:
