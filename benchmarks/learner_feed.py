@@ -5,16 +5,20 @@ and against TF-Agents' Reverb-fed `Learner`.
 
 Builds the default DQN job (CartPole, batch 64), fills its in-graph replay with
 `--items` random-policy steps, and starts a Reverb server in a process of its
-own (as `trainer.replay_server` is) with two tables that a random policy fills
-with `--items` steps each: `packed`, the replay server role's layout (one byte
-column per step, `trainer.replay.packing`), and `plain`, TF-Agents' layout (one
-column per field, written by its `ReverbAddTrajectoryObserver`). Both tables
-sample uniformly without a rate limiter (this measures the feed). Then, in
+own (as `trainer.replay_server` is) with three replays that a random policy
+fills with `--items` steps each: `sharded`, the replay server role's layout
+(one byte column per step, `trainer.replay.packing`, in `replay_shards` tables
+written in turn), `packed` (the same in one table) and `plain`, TF-Agents'
+layout (one column per field, one table, written by its
+`ReverbAddTrajectoryObserver`). All sample uniformly without a rate limiter
+(this measures the feed). Then, in
 rounds, each case trains `--steps` steps (cases take turns; the rate is steps
 over total time, the range over five groups of rounds):
 
-- roles_learner: the learner role's feed: `ReverbReplay` on the packed table,
-  the job's Learner, one call per `train_steps_per_iteration` steps (20);
+- roles_learner: the learner role's feed: `ReverbReplay` on the sharded replay
+  (a batch from whichever shard has one ready), the job's Learner, one call per
+  `train_steps_per_iteration` steps (20);
+- roles_learner_one_table: the same on the packed replay in one table;
 - roles_learner_plain: the same learner on the plain table through TF-Agents'
   dataset (what the packed layout and its one-sampler dataset are worth);
 - in_process: the single-process job's feed (the in-graph buffer) at 20;
@@ -53,16 +57,20 @@ from trainer.loops.job import configure_job, open_job  # noqa: E402
 from trainer.loops.off_policy import OffPolicyLoop  # noqa: E402
 from trainer.replay import reverb as reverb_replay  # noqa: E402
 from trainer.replay.packing import StepPacking  # noqa: E402
+from trainer.roles import tables  # noqa: E402
+
+_SHARDS = tables.replay_shards(1_000_000)  # the replay server role's default
 
 _SERVER = """
 import sys, reverb, tensorflow as tf
-def table(name, signature):
-  return reverb.Table(name, max_size=1_000_000, sampler=reverb.selectors.Uniform(),
+def table(name, signature, max_size=1_000_000):
+  return reverb.Table(name, max_size=max_size, sampler=reverb.selectors.Uniform(),
                       remover=reverb.selectors.Fifo(), rate_limiter=reverb.rate_limiters.MinSize(1),
                       signature=signature)
-port, width = int(sys.argv[1]), int(sys.argv[2])
-server = reverb.Server([table("packed", tf.TensorSpec([2, width], tf.uint8)),
-                        table("plain", None)], port=port)
+port, width, shards = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+packed = tf.TensorSpec([2, width], tf.uint8)
+sharded = [table(f"sharded.{i}", packed, 1_000_000 // shards) for i in range(shards)]
+server = reverb.Server([table("packed", packed), table("plain", None), *sharded], port=port)
 server.wait()
 """
 
@@ -83,6 +91,8 @@ def _fill(job, address: str, items: int) -> None:
   spec = job.agent.collect_data_spec
   writers = [reverb_replay.per_env_writers(client, "packed", 2, len(job.collect_envs),
                                            StepPacking(spec)),
+             reverb_replay.per_env_writers(client, reverb_replay.shard_names("sharded", _SHARDS),
+                                           2, len(job.collect_envs), StepPacking(spec)),
              reverb_replay.per_env_writers(client, "plain", 2, len(job.collect_envs))]
   env = job.collect_envs[0]
   collector = Collector(job.collect_envs, job.train_step_variable, observers=writers,
@@ -132,7 +142,8 @@ def main() -> int:
   port = _free_port()
   with open_job(spec) as job:
     width = StepPacking(job.agent.collect_data_spec).width
-    server = subprocess.Popen([sys.executable, "-c", _SERVER, str(port), str(width)])
+    server = subprocess.Popen([sys.executable, "-c", _SERVER, str(port), str(width),
+                               str(_SHARDS)])
     try:
       address = f"localhost:{port}"
       _wait_for(address)
@@ -168,9 +179,11 @@ def _remote(job, address: str, table: str) -> reverb_replay.ReverbReplay:
 
 
 def _measure(args, job, address: str, server: psutil.Process, batch: int, per_call: int) -> dict:
-  packed, plain = _remote(job, address, "packed"), _remote(job, address, "plain")
-  assert packed._packing is not None and plain._packing is None  # noqa: SLF001
-  feeds = {"roles_learner": packed.iterator(batch), "roles_learner_plain": plain.iterator(batch),
+  sharded, packed = _remote(job, address, "sharded"), _remote(job, address, "packed")
+  plain = _remote(job, address, "plain")
+  assert sharded._packing is not None and plain._packing is None  # noqa: SLF001
+  feeds = {"roles_learner": sharded.iterator(batch), "roles_learner_one_table":
+           packed.iterator(batch), "roles_learner_plain": plain.iterator(batch),
            "in_process": job.replay.iterator(batch)}
   anchor_iterator = iter(plain.dataset(batch))  # ReverbReplayBuffer.as_dataset, as TF-Agents'
   anchor = tf_agents_learner.Learner(
@@ -216,6 +229,7 @@ def _measure(args, job, address: str, server: psutil.Process, batch: int, per_ca
     print(f"{name:20s} {section[name]['steps_per_s']:7.0f} train steps/s "
           f"({section[name]['x_anchor']:.2f}x the anchor)", flush=True)
   section["sampling_cpu_per_item"] = {
+      "sharded": _cpu_per_sample(iter(sharded.dataset(batch)), server, 300, batch),
       "packed": _cpu_per_sample(iter(packed.dataset(batch)), server, 300, batch),
       "plain": _cpu_per_sample(anchor_iterator, server, 300, batch)}
   print("sampling alone:", section["sampling_cpu_per_item"], flush=True)

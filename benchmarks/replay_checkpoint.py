@@ -1,7 +1,7 @@
 r"""How long the learner role stalls while the replay server checkpoints a
 1M-item table, and the server's peak memory.
 
-  python benchmarks/replay_checkpoint.py [--items 1000000] [--interval 10000] [--quick]
+  python benchmarks/replay_checkpoint.py [--items 1000000] [--interval 10000] [--shards N] [--quick]
 
 Starts `python -m trainer.replay_server` for the default DQN config with a
 replay of `--items` capacity, fills it with `--items` CartPole steps (a random
@@ -16,7 +16,8 @@ learner pushes to the server after every Learner call (20 steps), 50 times a
 second, and takes the longest time the step did not move within 3 s after each
 checkpoint began, against the median time between moves. The learner's own log
 says how long each checkpoint paused training and how long its commit took.
-The server's peak memory is its VmHWM. Results: "replay_checkpoint" section.
+The server's peak memory is its VmHWM. Results: "replay_checkpoint" section
+(the config's `replay_shards`), or "replay_checkpoint_<N>_shards" with --shards.
 """
 
 import os
@@ -81,7 +82,8 @@ def _fill(address: str, steps: list, items: int) -> float:
   client = reverb.Client(address)
   packing = StepPacking(tf.nest.map_structure(
       lambda x: tf.TensorSpec(np.shape(x), tf.as_dtype(np.asarray(x).dtype)), steps[0]))
-  writers = reverb_replay.per_env_writers(client, "uniform_table", 2, 1, packing)
+  shards = reverb_replay.table_shards(client.server_info(), "uniform_table")
+  writers = reverb_replay.per_env_writers(client, shards, 2, 1, packing)
   start = time.monotonic()
   # No item starts at an episode's last step (~5 % of CartPole's): 10 % more
   # steps than items fill the table to its capacity (FIFO beyond it).
@@ -121,6 +123,8 @@ def main() -> int:
   parser.add_argument("--items", type=int, default=1_000_000)
   parser.add_argument("--interval", type=int, default=10_000)
   parser.add_argument("--checkpoints", type=int, default=4)
+  parser.add_argument("--shards", type=int, default=None,
+                      help="replay_shards.shards (default: the config's)")
   args = parser.parse_args()
   if args.quick:
     args.items, args.interval = 100_000, 4_000
@@ -129,7 +133,8 @@ def main() -> int:
   work = pathlib.Path(tempfile.mkdtemp(prefix="trainer-bench-ckpt-"))
   root = work / "run"
   flags = [f"--root_dir={root}", f"--gin_file={CONFIG}",
-           *(f"--gin_bindings={b}" for b in _bindings(args.items, args.interval, iterations))]
+           *(f"--gin_bindings={b}" for b in _bindings(args.items, args.interval, iterations)),
+           *([f"--gin_bindings=replay_shards.shards = {args.shards}"] if args.shards else [])]
   env = {**os.environ, "PYTHONPATH": str(REPO)}
   steps = _real_steps(20_000)
   server_log = open(work / "server.log", "w")  # noqa: SIM115
@@ -142,7 +147,9 @@ def main() -> int:
         raise SystemExit(f"the replay server exited {server.returncode}; see {server_log.name}")
       time.sleep(0.5)
     fill_s = _fill(address, steps, args.items)
-    size = reverb.Client(address).server_info()["uniform_table"].current_size
+    info = reverb.Client(address).server_info()
+    size = reverb_replay.replay_size(info, "uniform_table")
+    shards = len(reverb_replay.table_shards(info, "uniform_table"))
     print(f"filled {size:,} items in {fill_s:.0f} s", flush=True)
     watch = _StepWatch(address)
     watch.start()
@@ -166,11 +173,12 @@ def main() -> int:
   paused = {int(s): float(t) for s, t in _PAUSED.findall(text)}
   committed = {int(s): (int(n), float(t)) for s, n, t in _COMMITTED.findall(text)}
   section = _stalls(watch.moves, paused, committed, args.interval)
-  section.update(items=args.items, replay_size=size, fill_s=round(fill_s, 1),
+  section.update(items=args.items, replay_size=size, shards=shards, fill_s=round(fill_s, 1),
                  server_peak_rss_mb=round(peak_mb), checkpoint_interval=args.interval,
                  learner_log=str(learner_log))
   print(common.dumps({k: v for k, v in section.items() if k != "moves"}), flush=True)
-  common.write_results(args, "replay_checkpoint", section)
+  common.write_results(args, "replay_checkpoint" if args.shards is None
+                       else f"replay_checkpoint_{args.shards}_shards", section)
   return 0
 
 

@@ -11,6 +11,7 @@ from tf_agents.trajectories import trajectory
 
 from trainer.replay import reverb as reverb_replay
 from trainer.replay.packing import StepPacking
+from trainer.roles import tables
 
 _SPEC = {
     "observation": tf.TensorSpec([2, 3], tf.float32),
@@ -55,21 +56,23 @@ def test_matches_only_its_own_column():
   assert not packing.matches(tensor_spec.add_outer_dim(_SPEC, 2), 2)
 
 
-def test_packed_table_round_trip_through_a_reverb_server(tmp_path):
+@pytest.mark.parametrize("shards", [1, 3])
+def test_packed_table_round_trip_through_a_reverb_server(tmp_path, shards):
   """Collector-side writers pack, the learner-side dataset unpacks: the batch
-  holds exactly the trajectories written (each 2-step item, one env's steps)."""
+  holds exactly the trajectories written (each 2-step item, one env's steps).
+  Sharded, each writer fills the shards in turn and each batch comes from one
+  shard, every shard in its turn."""
   data_spec = trajectory.Trajectory(
       step_type=tf.TensorSpec([], tf.int32), observation=tf.TensorSpec([4], tf.float32),
       action=tf.TensorSpec([], tf.int64), policy_info=(),
       next_step_type=tf.TensorSpec([], tf.int32), reward=tf.TensorSpec([], tf.float32),
       discount=tf.TensorSpec([], tf.float32))
   packing = StepPacking(data_spec)
-  server = reverb.Server([reverb.Table(
-      "uniform_table", max_size=1000, sampler=reverb.selectors.Uniform(),
-      remover=reverb.selectors.Fifo(), rate_limiter=reverb.rate_limiters.MinSize(1),
-      signature=packing.column_spec(2))], port=None)
+  control = tables.RateControl(samples_per_insert=1e6, min_size_to_sample=1, error_buffer=1e9)
+  server = reverb.Server(tables.replay_tables("uniform_table", 999, shards,
+                                              packing.column_spec(2), control), port=None)
   replay = reverb_replay.ReverbReplay(
-      data_spec, capacity=1000, sequence_length=2, table_name="uniform_table",
+      data_spec, capacity=999, sequence_length=2, table_name="uniform_table",
       scratch_dir=str(tmp_path / "scratch"), address=f"localhost:{server.port}",
       restore_dir=None, num_envs=2)
   try:
@@ -84,16 +87,29 @@ def test_packed_table_round_trip_through_a_reverb_server(tmp_path):
       for env, row in enumerate(rows):
         written[(env, t)] = row
     assert replay.size() == 2 * 5  # 5 two-step items per environment
-    experience, info = next(iter(replay.dataset(32)))
-    assert experience.observation.shape == (32, 2, 4) and experience.action.dtype == tf.int64
-    assert info.key.shape == (32,)
-    for i in range(32):
-      env, t = int(experience.discount[i, 0]), int(experience.reward[i, 0])
-      for k in range(2):
-        expected = written[(env, t + k)]
-        got = tf.nest.map_structure(lambda x, i=i, k=k: x[i, k].numpy(), experience)
-        np.testing.assert_array_equal(got.observation, expected.observation)
-        assert got.action == expected.action and got.step_type == expected.step_type
+    info = reverb.Client(replay.address).server_info()
+    names = reverb_replay.table_shards(info, "uniform_table")
+    assert len(names) == shards
+    assert sorted(info[n].current_size for n in names) == sorted(
+        10 // shards + (i < 10 % shards) for i in range(shards))  # in turn: evenly
+    batches = iter(replay.dataset(32))
+    seen = set()
+    for _ in range(8 * shards):
+      experience, info = next(batches)
+      assert experience.observation.shape == (32, 2, 4) and experience.action.dtype == tf.int64
+      assert info.key.shape == (32,)
+      of_batch = set()
+      for i in range(32):
+        env, t = int(experience.discount[i, 0]), int(experience.reward[i, 0])
+        of_batch.add((env + t) % shards)  # env's writer starts on shard env, then in turn
+        for k in range(2):
+          expected = written[(env, t + k)]
+          got = tf.nest.map_structure(lambda x, i=i, k=k: x[i, k].numpy(), experience)
+          np.testing.assert_array_equal(got.observation, expected.observation)
+          assert got.action == expected.action and got.step_type == expected.step_type
+      assert len(of_batch) == 1  # one shard's batch
+      seen |= of_batch
+    assert seen == set(range(shards))
   finally:
     replay.close()
     server.stop()

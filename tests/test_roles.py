@@ -2,6 +2,7 @@
 processes, really killed: tests/test_chaos.py (trainer.launch) and tests/test_cluster.py
 (the Slurm script)."""
 
+import dataclasses
 import tempfile
 
 import numpy as np
@@ -41,29 +42,44 @@ def test_backoff_doubles_to_its_cap():
 
 def test_a_restored_table_with_other_settings_is_refused():
   """Reverb restores a table with the settings it was saved with (its issues #64,
-  #118, #147); the server role compares them with the config before serving."""
+  #118, #147); the server role compares them with the config before serving,
+  shard by shard, and a bundle's shard that the config lacks stops Reverb's load."""
   signature = tf.TensorSpec([2], tf.float32)
   saved = tables.rate_control(_settings())
+  layout = replay_server.ReplayLayout("t", 100, 2, saved)
+
+  def start(path, shards, control, capacity=100):
+    return reverb.Server(
+        tables.replay_tables("t", capacity, shards, signature, control), port=None,
+        checkpointer=reverb.checkpointers.DefaultCheckpointer(
+            path, fallback_checkpoint_path=checkpoint))
+
   with tempfile.TemporaryDirectory() as tmp:
-    server = reverb.Server([tables.replay_table("t", 100, signature, saved)], port=None,
-                           checkpointer=reverb.checkpointers.DefaultCheckpointer(tmp + "/a"))
+    checkpoint = None
+    server = start(tmp + "/a", 2, saved)
     client = reverb.Client(f"localhost:{server.port}")
-    client.insert(np.zeros([2], np.float32), {"t": 1.0})
-    path = client.checkpoint()
+    client.insert(np.zeros([2], np.float32), {"t.1": 1.0})
+    checkpoint = client.checkpoint()
     server.stop()
     changed = tables.rate_control(_settings(), samples_per_insert=8)
-    server = reverb.Server(
-        [tables.replay_table("t", 100, signature, changed)], port=None,
-        checkpointer=reverb.checkpointers.DefaultCheckpointer(tmp + "/b",
-                                                              fallback_checkpoint_path=path))
+    server = start(tmp + "/b", 2, changed)
     try:
       info = reverb.Client(f"localhost:{server.port}").server_info()
-      assert info["t"].current_size == 1
-      assert not changed.matches(info["t"].rate_limiter_info)  # Reverb kept the saved one
+      assert info["t.1"].current_size == 1
+      assert not changed.per_shard(2).matches(info["t.1"].rate_limiter_info)  # Reverb kept it
       with pytest.raises(ConfigError, match="64 samples per insert"):
-        replay_server._check_restored(info, "t", 100, changed, "bundle 5")
-      with pytest.raises(ConfigError, match="capacity 100"):
-        replay_server._check_restored(info, "t", 200, saved, "bundle 5")
-      replay_server._check_restored(info, "t", 100, saved, "bundle 5")
+        replay_server._check_restored(info, dataclasses.replace(layout, control=changed), "b")
+      with pytest.raises(ConfigError, match="capacity 100 in 2 table.* capacity 200"):
+        replay_server._check_restored(info, dataclasses.replace(layout, capacity=200), "b")
+      replay_server._check_restored(info, layout, "bundle 5")
     finally:
       server.stop()
+    server = start(tmp + "/c", 4, saved)  # more shards: two restored, two new
+    try:
+      info = reverb.Client(f"localhost:{server.port}").server_info()
+      with pytest.raises(ConfigError, match=r"in 4 table.*of \[25, 50\].*replay_shards.shards"):
+        replay_server._check_restored(info, dataclasses.replace(layout, shards=4), "b")
+    finally:
+      server.stop()
+    with pytest.raises(Exception, match="Trying to load table .t\\.[01]"):  # fewer: Reverb refuses
+      start(tmp + "/d", 1, saved)

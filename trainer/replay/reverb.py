@@ -29,6 +29,28 @@ _IN_FLIGHT_BATCHES = 2
 REMOTE_FILE = "reverb_remote.json"
 
 
+def shard_names(table_name: str, shards: int) -> list[str]:
+  """The tables of a replay split in `shards` (one: the table itself)."""
+  return [table_name] if shards == 1 else [f"{table_name}.{i}" for i in range(shards)]
+
+
+def table_shards(server_info: dict, table_name: str) -> list[str]:
+  """The tables that hold the replay `table_name` on a server: the table
+  itself, or its shards `<name>.0` ... `<name>.<k-1>` (the replay server
+  role's); [] if it has neither."""
+  if table_name in server_info:
+    return [table_name]
+  shards = []
+  while f"{table_name}.{len(shards)}" in server_info:
+    shards.append(f"{table_name}.{len(shards)}")
+  return shards
+
+
+def replay_size(server_info: dict, table_name: str) -> int:
+  """Items in the replay `table_name`, over all its shards."""
+  return sum(int(server_info[t].current_size) for t in table_shards(server_info, table_name))
+
+
 class ReverbReplay(Replay):
   """A Reverb table with uniform sampling and FIFO removal."""
 
@@ -66,13 +88,16 @@ class ReverbReplay(Replay):
         pass
     self.address = address
     self._client = reverb.Client(address)
+    self._shards = table_shards(self._client.server_info(_INFO_TIMEOUT_S), self._table_name)
+    # TF-Agents' buffer: the dataset of an unpacked (and so unsharded) table.
     self._buffer = reverb_replay_buffer.ReverbReplayBuffer(
-        self._data_spec, self._table_name, sequence_length=self._sequence_length,
-        server_address=address, rate_limiter_timeout_ms=self._sample_timeout_ms)
+        self._data_spec, (self._shards or [self._table_name])[0],
+        sequence_length=self._sequence_length, server_address=address,
+        rate_limiter_timeout_ms=self._sample_timeout_ms)
     self._packing = table_packing(self._client, self._table_name, self._data_spec,
                                   self._sequence_length)
-    self._observer = per_env_writers(self._client, self._table_name, self._sequence_length,
-                                     self._num_envs, self._packing)
+    self._observer = per_env_writers(self._client, self._shards or self._table_name,
+                                     self._sequence_length, self._num_envs, self._packing)
 
   def dataset(self, batch_size: int) -> tf.data.Dataset:
     if self._packing is None:
@@ -80,13 +105,26 @@ class ReverbReplay(Replay):
     # One sampler for the whole batch, batched before anything else: the
     # per-sample work is Reverb's alone, and the unpacking runs once a batch.
     column = self._packing.column_spec(self._sequence_length)
-    samples = reverb.TrajectoryDataset(
-        self.address, self._table_name, column.dtype, column.shape,
-        max_in_flight_samples_per_worker=_IN_FLIGHT_BATCHES * batch_size,
-        num_workers_per_iterator=_SAMPLE_WORKERS,
-        rate_limiter_timeout_ms=self._sample_timeout_ms)
-    return (samples.batch(batch_size, drop_remainder=True)
-            .map(lambda sample: (self._packing.unpack(sample.data), sample.info))
+    workers = _SAMPLE_WORKERS if len(self._shards) == 1 else 1
+
+    def batches(table):
+      samples = reverb.TrajectoryDataset(
+          self.address, table, column.dtype, column.shape,
+          max_in_flight_samples_per_worker=_IN_FLIGHT_BATCHES * batch_size,
+          num_workers_per_iterator=workers, rate_limiter_timeout_ms=self._sample_timeout_ms)
+      return samples.batch(batch_size, drop_remainder=True)
+
+    if len(self._shards) == 1:
+      batched = batches(self._shards[0])
+    else:
+      # Each batch from one shard (its items are every k-th sequence written:
+      # a uniform sample of the replay), taken from whichever shard has one
+      # ready: a shard the server is checkpointing (its table locked while
+      # Reverb copies its items) is passed over meanwhile.
+      batched = tf.data.Dataset.from_tensor_slices(self._shards).interleave(
+          batches, cycle_length=len(self._shards), num_parallel_calls=len(self._shards),
+          deterministic=False)
+    return (batched.map(lambda sample: (self._packing.unpack(sample.data), sample.info))
             .prefetch(_DATASET_PREFETCH))
 
   def _table(self) -> reverb.Table:
@@ -112,17 +150,23 @@ class ReverbReplay(Replay):
       raise RunDirError(f"Reverb cannot load the saved replay in {restore_dir}: {e}") from e
 
   def _check_table(self, restore_dir: str | None) -> None:
-    info = self._client.server_info().get(self._table_name)
-    if info is None:
+    server_info = self._client.server_info()
+    if not self._shards:
       raise ConfigError(f"the Reverb server has no table {self._table_name!r}; set "
                         "create_reverb_replay.table_name to one of its tables")
-    if info.max_size != self.capacity:
+    info = server_info[self._shards[0]]
+    max_size = sum(server_info[t].max_size for t in self._shards)
+    if max_size != self.capacity:
       self.close()
       raise ConfigError(
-          f"the Reverb table {self._table_name!r} holds max_size={info.max_size} "
+          f"the Reverb table {self._table_name!r} holds max_size={max_size} "
           f"(restored from {restore_dir or 'the server'}) but the config says capacity="
           f"{self.capacity}; Reverb keeps the saved table settings, so set "
-          f"create_reverb_replay.capacity = {info.max_size} or start a new --root_dir")
+          f"create_reverb_replay.capacity = {max_size} or start a new --root_dir")
+    if len(self._shards) > 1 and self._packing is None:
+      raise ConfigError(f"the Reverb server holds the replay {self._table_name!r} in "
+                        f"{len(self._shards)} shards of another item layout than this agent's "
+                        "(did the environment or agent change?); start a new --root_dir")
     if restore_dir is not None and info.signature is not None and self._packing is None:
       expected = tensor_spec.add_outer_dim(self._data_spec, self._sequence_length)
       if not _same_specs(info.signature, expected):
@@ -142,7 +186,7 @@ class ReverbReplay(Replay):
   def size(self) -> int:
     self.flush()  # Items still in the writer are not in the table yet.
     # A timeout: a server that went away raises instead of blocking for ever.
-    return int(self._client.server_info(_INFO_TIMEOUT_S)[self._table_name].current_size)
+    return replay_size(self._client.server_info(_INFO_TIMEOUT_S), self._table_name)
 
   def save(self, target_dir: str) -> None:
     self.flush()
@@ -210,39 +254,53 @@ def table_packing(client: reverb.Client, table_name: str, data_spec,
   """A table's layout, read from its signature: one packed column per step
   (`trainer.replay.packing`: the replay server role's tables) or TF-Agents'
   column per field (None: the in-process table's, and an outside server's)."""
-  info = client.server_info(_INFO_TIMEOUT_S).get(table_name)
+  server_info = client.server_info(_INFO_TIMEOUT_S)
+  shards = table_shards(server_info, table_name)
+  info = server_info[shards[0]] if shards else None
   packing = StepPacking(data_spec)
   if info is not None and packing.matches(info.signature, sequence_length):
     return packing
   return None
 
 
-def per_env_writers(client: reverb.Client, table_name: str, sequence_length: int,
+def per_env_writers(client: reverb.Client, tables: str | list[str], sequence_length: int,
                     num_envs: int, packing: StepPacking | None = None) -> "_PerRowObserver":
   """An observer of batched steps that writes each environment's row through a
   writer of its own (sequences never mix environments); with `packing`, each
-  step as one packed column."""
+  step as one packed column. `tables`: the replay's table, or its shards
+  (packed only), which each writer fills in turn, one sequence each."""
+  shards = [tables] if isinstance(tables, str) else list(tables)
+  if len(shards) > 1 and packing is None:
+    raise ValueError("a sharded replay holds packed steps: pass their packing")
   observers = []
-  for _ in range(num_envs):
+  for env in range(num_envs):
     observer = reverb_utils.ReverbAddTrajectoryObserver(
-        client, table_name, sequence_length=sequence_length, stride_length=1)
+        client, shards[0], sequence_length=sequence_length, stride_length=1)
     if packing is not None:
       # TF-Agents' observer keeps its episode and stride logic; only what it
-      # appends to the writer changes.
-      observer._writer = _PackingWriter(observer._writer, packing)  # noqa: SLF001
+      # appends to the writer, and the shard of each item, change.
+      observer._writer = _PackingWriter(observer._writer, packing, shards, env)  # noqa: SLF001
     observers.append(observer)
   return _PerRowObserver(observers)
 
 
 class _PackingWriter:
-  """A Reverb `TrajectoryWriter` that appends each step packed into one column."""
+  """A Reverb `TrajectoryWriter` that appends each step packed into one column
+  and writes its items to the replay's shards in turn."""
 
-  def __init__(self, writer, packing: StepPacking):
+  def __init__(self, writer, packing: StepPacking, shards: list[str], first: int = 0):
     self._writer = writer
     self._packing = packing
+    self._shards = shards
+    self._next = first % len(shards)  # writers of several envs start on different shards
 
   def append(self, step) -> None:
     self._writer.append(self._packing.pack(step))
+
+  def create_item(self, table: str, priority: float, trajectory) -> None:
+    del table  # the observer's one table: the first shard
+    self._writer.create_item(self._shards[self._next], priority, trajectory)
+    self._next = (self._next + 1) % len(self._shards)
 
   def __getattr__(self, name):  # history, create_item, flush, close: the writer's own
     return getattr(self._writer, name)

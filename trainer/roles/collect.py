@@ -35,7 +35,7 @@ from trainer.acting.collect_stats import CollectStats
 from trainer.acting.collector import Collector
 from trainer.errors import EXIT_CRASH, EXIT_OK, EXIT_PREEMPTED, ConfigError
 from trainer.loops import job as job_lib
-from trainer.replay.reverb import per_env_writers, table_packing
+from trainer.replay.reverb import per_env_writers, replay_size, table_packing, table_shards
 from trainer.roles import connection, rolefiles, tables
 from trainer.roles.replay_server import replay_options
 from trainer.rundir import layout
@@ -184,8 +184,9 @@ class CollectorRole:
     sequence_length = self._agent.train_sequence_length
     packing = table_packing(self._client, self._table, self._agent.collect_data_spec,
                             sequence_length)
-    self._writers = per_env_writers(self._client, self._table, sequence_length, len(self._envs),
-                                    packing)
+    shards = table_shards(self._client.server_info(_INFO_TIMEOUT_S), self._table)
+    self._writers = per_env_writers(self._client, shards or self._table, sequence_length,
+                                    len(self._envs), packing)
     self._container = reverb_variable_container.ReverbVariableContainer(
         address, table_names=[tables.VARIABLES_TABLE])
     self._collector = Collector(
@@ -238,7 +239,7 @@ class CollectorRole:
   def _choose_policy(self) -> None:
     """Random until the replay holds the initial collect; then the newest weights."""
     info = self._client.server_info(_INFO_TIMEOUT_S)
-    if info[self._table].current_size < self._settings.initial_collect_steps:
+    if replay_size(info, self._table) < self._settings.initial_collect_steps:
       if self._policy is not self._random:
         self._collector.use(self._random)
         self._policy = self._random

@@ -13,6 +13,7 @@ compared with the config and a difference is refused in one line, before the
 server serves.
 """
 
+import dataclasses
 import inspect
 import os
 import shutil
@@ -26,7 +27,7 @@ from trainer.checkpoint.bundle_store import BundleStore
 from trainer.errors import EXIT_PREEMPTED, ConfigError, RunDirError, one_line
 from trainer.loops import job as job_lib
 from trainer.replay.packing import StepPacking
-from trainer.replay.reverb import REMOTE_FILE
+from trainer.replay.reverb import REMOTE_FILE, replay_size, table_shards
 from trainer.roles import rolefiles, tables
 from trainer.rundir import layout
 from trainer.rundir.signals import StopRequest
@@ -49,18 +50,40 @@ def replay_options(replay_fn) -> tuple[int, str]:
   return capacity, table
 
 
-def build_tables(spec: job_lib.JobSpec) -> tuple[list[reverb.Table], tables.RateControl, int, str]:
+@dataclasses.dataclass(frozen=True)
+class ReplayLayout:
+  """The replay as the server holds it: `shards` tables of `name` (`tables`)."""
+
+  name: str
+  capacity: int
+  shards: int
+  control: tables.RateControl
+  builder: str = "create_reverb_replay"  # the configured replay's gin name
+
+  def fix(self) -> str:
+    """What to do about a restored replay that the config does not describe."""
+    return (f"Reverb keeps a saved table's settings: set {self.builder}.capacity and "
+            "replay_shards.shards back to what the run started with, or start a new --root_dir")
+
+  def describe(self) -> str:
+    split = f" in {self.shards} shards" if self.shards > 1 else ""
+    return (f"table {self.name!r} (capacity {self.capacity}{split}, "
+            f"{self.control.samples_per_insert:g} samples per insert)")
+
+
+def build_tables(spec: job_lib.JobSpec) -> tuple[list[reverb.Table], ReplayLayout]:
   """The server's tables, on the specs of the configured agent."""
   agent, train_step = job_lib.build_agent(spec)
   capacity, table_name = replay_options(spec.replay_fn)
-  control = tables.rate_control(spec.settings)
+  replay = ReplayLayout(table_name, capacity, tables.replay_shards(capacity),
+                        tables.rate_control(spec.settings), spec.replay_fn.__name__)
   # A new table holds packed steps (trainer.replay.packing: the learner samples
   # ~3x faster); a restored one keeps its saved layout, which every role reads.
   signature = StepPacking(agent.collect_data_spec).column_spec(agent.train_sequence_length)
-  built = [tables.replay_table(table_name, capacity, signature, control),
+  built = [*tables.replay_tables(table_name, capacity, replay.shards, signature, replay.control),
            tables.variables_table(tables.policy_variables(agent.collect_policy, train_step)),
            *tables.counter_tables()]
-  return built, control, capacity, table_name
+  return built, replay
 
 
 def _restore_dir(root_dir: str, keep: int) -> str | None:
@@ -81,22 +104,24 @@ def _restore_dir(root_dir: str, keep: int) -> str | None:
   return bundle.replay_dir
 
 
-def _check_restored(server_info: dict, table_name: str, capacity: int,
-                    control: tables.RateControl, source: str) -> None:
-  info = server_info[table_name]
-  if info.max_size != capacity:
+def _check_restored(server_info: dict, replay: ReplayLayout, source: str) -> None:
+  names = table_shards(server_info, replay.name)
+  sizes = [server_info[t].max_size for t in names]
+  if sizes != tables.shard_capacities(replay.capacity, replay.shards):
     raise ConfigError(
-        f"the replay restored from {source} has capacity {info.max_size} but the config says "
-        f"{capacity}; Reverb keeps a saved table's settings: set the replay's capacity back to "
-        f"{info.max_size}, or start a new --root_dir")
-  if not control.matches(info.rate_limiter_info):
-    saved = info.rate_limiter_info
-    raise ConfigError(
-        f"the replay restored from {source} limits {saved.samples_per_insert:g} samples per "
-        f"insert (from {saved.min_size_to_sample} items) but the config asks "
-        f"{control.samples_per_insert:g} (from {control.min_size_to_sample}); Reverb keeps a "
-        "saved table's rate limiter: set rate_control.* and train.initial_collect_steps back, "
-        "or start a new --root_dir")
+        f"the replay restored from {source} has capacity {sum(sizes)} in {len(sizes)} "
+        f"table(s) of {sorted(set(sizes))} items, but the config says capacity "
+        f"{replay.capacity} in {replay.shards} shard(s); {replay.fix()}")
+  control = replay.control.per_shard(replay.shards)
+  for table in names:
+    if not control.matches(server_info[table].rate_limiter_info):
+      saved = server_info[table].rate_limiter_info
+      raise ConfigError(
+          f"the replay restored from {source} limits {saved.samples_per_insert:g} samples per "
+          f"insert (from {saved.min_size_to_sample} items a shard) but the config asks "
+          f"{control.samples_per_insert:g} (from {control.min_size_to_sample}); Reverb keeps a "
+          "saved table's rate limiter: set rate_control.* and train.initial_collect_steps back, "
+          "or start a new --root_dir")
 
 
 LINGER_S = 300  # how long a stopped server serves on for a learner committing its bundle
@@ -115,7 +140,7 @@ def _learner_needs_it(root_dir: str, linger_until: float | None) -> bool:
 def serve(root_dir: str, run_config, stop: StopRequest, *, port: int, host: str) -> int:
   """Serves until stopped; returns the exit code."""
   spec = job_lib.configure_job(root_dir, run_config)
-  built, control, capacity, table_name = build_tables(spec)
+  built, replay = build_tables(spec)
   restore_dir = _restore_dir(root_dir, spec.settings.keep_checkpoints)
   scratch = os.path.join(root_dir, layout.REVERB_SERVER_DIR)
   # Empty, or Reverb would load its newest scratch checkpoint instead of the bundle's.
@@ -126,17 +151,19 @@ def serve(root_dir: str, run_config, stop: StopRequest, *, port: int, host: str)
   try:
     server = reverb.Server(built, port=port or None, checkpointer=checkpointer)
   except Exception as e:
+    if "Trying to load table" in str(e):  # a table of the bundle that the config lacks
+      raise ConfigError(f"the newest bundle's replay has other tables than the config "
+                        f"({one_line(e, 160)}); {replay.fix()}") from e
     raise RunDirError(f"the replay server cannot start on port {port}: {one_line(e, 200)}; "
                       "pick another --port, or load the replay in --root_dir") from e
   try:
     address = f"{host}:{server.port}"
     client = reverb.Client(f"localhost:{server.port}")
-    _check_restored(client.server_info(), table_name, capacity, control,
+    _check_restored(client.server_info(), replay,
                     "the newest bundle" if restore_dir else "a new table")
     rolefiles.write_server_address(root_dir, address)
-    logging.info("Replay server at %s: table %r (capacity %d, %g samples per insert), policy "
-                 "weights, collector counters.", address, table_name, capacity,
-                 control.samples_per_insert)
+    logging.info("Replay server at %s: %s, policy weights, collector counters.", address,
+                 replay.describe())
     heartbeat = rolefiles.Heartbeat(root_dir, rolefiles.SERVER)
     linger_until = None
     while not stop.requested or _learner_needs_it(root_dir, linger_until):
@@ -145,7 +172,7 @@ def serve(root_dir: str, run_config, stop: StopRequest, *, port: int, host: str)
         logging.warning("Stop requested: serving until the learner has committed its "
                         "checkpoint (at most %d s).", LINGER_S)
       info = client.server_info()
-      heartbeat.beat(address=address, replay_size=int(info[table_name].current_size))
+      heartbeat.beat(address=address, replay_size=replay_size(info, replay.name))
       time.sleep(0.5)
     heartbeat.beat(force=True, address=address, stopped=True)
   finally:

@@ -2,10 +2,15 @@
 
 One Reverb server holds, and checkpoints together (one consistent snapshot):
 
-- the replay table (`create_reverb_replay.table_name`): sequences written by the
+- the replay (`create_reverb_replay.table_name`): sequences written by the
   collectors, sampled by the learner, with a `SampleToInsertRatio` rate limiter
   (`rate_control`) so that the collect:train ratio does not depend on which
-  process happens to be faster;
+  process happens to be faster. It is split into `replay_shards` tables
+  `<name>.0` ... (each collector writes its sequences to them in turn, the
+  learner samples each batch from one): Reverb's checkpoint of a table holds
+  that table's lock while it copies its items, ~2 s per million, and sampling
+  waits for it; with shards, the learner samples from the others meanwhile
+  (docs/benchmarks.md, "replay checkpoint stall");
 - `variables`: the newest policy weights and train step, pushed by the learner
   and pulled by the collectors (TF-Agents' `ReverbVariableContainer`);
 - `counters_<I>`: collector I's env steps and episodes that reached the replay.
@@ -16,6 +21,7 @@ continues from what the replay holds.
 """
 
 import dataclasses
+import math
 
 import gin
 import numpy as np
@@ -25,6 +31,7 @@ from tf_agents.experimental.distributed import reverb_variable_container
 
 from trainer.config.settings import Settings
 from trainer.errors import ConfigError
+from trainer.replay.reverb import shard_names
 from trainer.roles import rolefiles
 
 VARIABLES_TABLE = reverb_variable_container.DEFAULT_TABLE
@@ -49,6 +56,12 @@ class RateControl:
     return reverb.rate_limiters.SampleToInsertRatio(
         samples_per_insert=self.samples_per_insert, min_size_to_sample=self.min_size_to_sample,
         error_buffer=self.error_buffer)
+
+  def per_shard(self, shards: int) -> "RateControl":
+    """Each shard's limiter: it sees 1/shards of the inserts and samples, so the
+    replay's slack and start size are split between them."""
+    return RateControl(self.samples_per_insert, math.ceil(self.min_size_to_sample / shards),
+                       max(self.error_buffer / shards, self.samples_per_insert, 1.0))
 
   def matches(self, info) -> bool:
     """Whether a table's `rate_limiter_info` is this control (a restored table keeps
@@ -92,10 +105,34 @@ def rate_control(settings: Settings, *, samples_per_insert: float | None = None,
                      max(settings.initial_collect_steps, settings.batch_size), buffer)
 
 
-def replay_table(name: str, capacity: int, signature, control: RateControl) -> reverb.Table:
-  return reverb.Table(name, max_size=capacity, sampler=reverb.selectors.Uniform(),
-                      remover=reverb.selectors.Fifo(), rate_limiter=control.limiter(),
-                      signature=signature)
+@gin.configurable("replay_shards")
+def replay_shards(capacity: int, *, shards: int = 8) -> int:
+  """How many tables the replay server splits the replay into (module doc).
+
+  Args:
+    capacity: the replay's capacity; each shard holds an equal part of it.
+    shards: 1 keeps one table (sampling stalls while the server checkpoints it).
+  """
+  if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= capacity:
+    raise ConfigError(f"replay_shards.shards must be an int from 1 to the replay's capacity "
+                      f"({capacity}), got {shards!r}")
+  return shards
+
+
+def shard_capacities(capacity: int, shards: int) -> list[int]:
+  """`capacity` split as evenly as it goes (the first shards hold one more)."""
+  return [capacity // shards + (i < capacity % shards) for i in range(shards)]
+
+
+def replay_tables(name: str, capacity: int, shards: int, signature,
+                  control: RateControl) -> list[reverb.Table]:
+  """The replay's tables: FIFO, sampled uniformly, rate-limited each."""
+  limiter = control.per_shard(shards)
+  return [reverb.Table(table, max_size=size, sampler=reverb.selectors.Uniform(),
+                       remover=reverb.selectors.Fifo(), rate_limiter=limiter.limiter(),
+                       signature=signature)
+          for table, size in zip(shard_names(name, shards), shard_capacities(capacity, shards),
+                                 strict=True)]
 
 
 def policy_variables(policy, train_step: tf.Variable) -> dict:
