@@ -20,9 +20,11 @@ sys.path.insert(0, str(REPO))
 from benchmarks import common  # noqa: E402
 
 # Each merges a section into --output; export_stall.py writes its own file.
-BENCHMARKS = {"learner_throughput.py": [], "overhead.py": [], "persistence.py": [],
-              "time_to_solve.py": ["--example_hparams", "--timeout=200"], "strategies.py": [],
-              "roles.py": [], "learner_feed.py": [], "replay_checkpoint.py": []}
+BENCHMARKS = [("learner_throughput.py", []), ("overhead.py", []), ("persistence.py", []),
+              ("time_to_solve.py", ["--example_hparams", "--timeout=200"]), ("strategies.py", []),
+              ("roles.py", []), ("learner_feed.py", []), ("replay_checkpoint.py", []),
+              # The same replay in one table: what the shards are worth.
+              ("replay_checkpoint.py", ["--shards=1"])]
 DOC = REPO / "docs" / "benchmarks.md"
 EXPORT_STALL = REPO / "benchmarks" / "export_stall.json"
 
@@ -112,7 +114,8 @@ def render(results: dict) -> str:
   rows += _roles_rows(results.get("roles_collection"))
   rows += _roles_solve_rows(results.get("roles_time_to_solve"))
   rows += _feed_rows(results.get("learner_feed"))
-  rows += _replay_checkpoint_rows(results.get("replay_checkpoint"))
+  rows += _replay_checkpoint_rows(results.get("replay_checkpoint"),
+                                  results.get("replay_checkpoint_1_shards"))
   machine = next((s["machine"] for s in results.values() if isinstance(s, dict) and "machine" in s),
                  common.machine())
   lines = [
@@ -234,40 +237,52 @@ def _feed_rows(section: dict | None) -> list[tuple]:
   anchor, roles = section["anchor"], section["roles_learner"]
   plain, local = section["roles_learner_plain"], section["in_process"]
   cpu = section["sampling_cpu_per_item"]
+  packed = "sharded" if "sharded" in cpu else "packed"  # results from before the shards
 
   def rate(r):
     return (f"{_fmt(r['steps_per_s'], '', 0)} (groups: {_fmt(r['min_group_steps_per_s'], '', 0)}"
             f"–{_fmt(r['max_group_steps_per_s'], '', 0)})")
 
+  one = (rate(section["roles_learner_one_table"]) if "roles_learner_one_table" in section
+         else "—")
   return [(
       "learner train steps/s fed from the replay server over loopback (`trainer.learn`'s feed: "
-      "packed table, one Reverb sampler, 20 steps per Learner call)",
+      "packed steps in sharded tables, a batch from whichever shard has one ready, 20 steps per "
+      "Learner call)",
       f"TF-Agents `Learner` on `ReverbReplayBuffer.as_dataset`, 100 per call: {rate(anchor)}",
-      f"{rate(roles)}; in-process feed (single process): {rate(local)}; the same learner on "
-      f"TF-Agents' layout and dataset: {rate(plain)}. Learner CPU per sampled item: "
-      f"{cpu['packed']['client_cpu_us']:.0f} µs packed, {cpu['plain']['client_cpu_us']:.0f} µs "
-      "TF-Agents'",
+      f"{rate(roles)}; in one packed table: {one}; in-process feed (single process): "
+      f"{rate(local)}; the same learner on TF-Agents' layout and dataset: {rate(plain)}. Learner "
+      f"CPU per sampled item: {cpu[packed]['client_cpu_us']:.0f} µs packed, "
+      f"{cpu['plain']['client_cpu_us']:.0f} µs TF-Agents'",
       f"{roles['x_anchor']:.1f}× the anchor ({roles['steps_per_s'] / local['steps_per_s']:.0%} "
       "of in-process)", "≥ 3× the anchor", "met" if roles["x_anchor"] >= 3 else "missed",
       section["command"])]
 
 
-def _replay_checkpoint_rows(section: dict | None) -> list[tuple]:
-  """The learner's stall at a replay server checkpoint (benchmarks/replay_checkpoint.py)."""
+def _replay_checkpoint_rows(section: dict | None, one_table: dict | None) -> list[tuple]:
+  """The learner's stall at a replay server checkpoint (benchmarks/replay_checkpoint.py),
+  against the same replay in one table."""
   if not section:
     return []
-  checkpoints = section["checkpoints"]
-  commits = [c["commit_s"] for c in checkpoints if c["commit_s"] is not None]
+
+  def stall(sec: dict) -> str:
+    checkpoints = sec["checkpoints"]
+    commits = [c["commit_s"] for c in checkpoints if c["commit_s"] is not None]
+    return (f"{_fmt(sec['longest_gap_after_checkpoint_s'], ' s', 2)} ({len(checkpoints)} "
+            f"checkpoints; training paused {max(c['paused_s'] for c in checkpoints):.2f} s at "
+            f"most; the commit took {min(commits):.1f}–{max(commits):.1f} s in the background); "
+            f"server peak memory {sec['server_peak_rss_mb']:,} MB")
+
   longest = section["longest_gap_after_checkpoint_s"]
   return [(
       f"learner stall while the replay server checkpoints {section['replay_size']:,} items "
-      "(longest time without a new train step after a checkpoint began, read from outside)",
-      f"between Learner calls: median {section['typical_gap_s'] * 1000:.0f} ms",
-      f"{_fmt(longest, ' s', 2)} ({len(checkpoints)} checkpoints; training paused "
-      f"{max(c['paused_s'] for c in checkpoints):.2f} s at most; the commit took "
-      f"{min(commits):.1f}–{max(commits):.1f} s in the background); server peak memory "
-      f"{section['server_peak_rss_mb']:,} MB",
-      "—", "≤ 0.5 s", "met" if longest is not None and longest <= 0.5 else "missed",
+      "(longest time without a new train step after a checkpoint began, read from outside; "
+      f"between Learner calls: median {section['typical_gap_s'] * 1000:.0f} ms)",
+      f"the replay in one table: {stall(one_table)}" if one_table else "—",
+      f"{section.get('shards', 1)} shards: {stall(section)}",
+      (f"{one_table['longest_gap_after_checkpoint_s'] / longest:.0f}× shorter"
+       if one_table and longest else "—"),
+      "≤ 0.5 s", "met" if longest is not None and longest <= 0.5 else "missed",
       section["command"])]
 
 
@@ -280,7 +295,7 @@ def main() -> int:
   # A quick run's figures go to a scratch file and the screen, never to the docs.
   output = common.RESULTS_QUICK if args.quick else common.RESULTS
   if not args.render_only:
-    for script, script_args in BENCHMARKS.items():
+    for script, script_args in BENCHMARKS:
       cmd = [sys.executable, str(REPO / "benchmarks" / script), *script_args, f"--output={output}"]
       cmd += ["--quick"] if args.quick else []
       print("$", " ".join(cmd[1:]), flush=True)

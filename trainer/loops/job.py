@@ -50,6 +50,9 @@ from trainer.rundir import fileio, layout
 from trainer.rundir.run_lock import RunLock
 from trainer.rundir.signals import StopRequest
 
+# A background commit that the next checkpoint waits longer for is worth a warning.
+_COMMIT_WAIT_WARN_S = 1.0
+
 
 class Loop(Protocol):
   """What `train.loop` builds from a job: `loop(job, stop).run() -> exit code`.
@@ -439,13 +442,19 @@ class Job:
         be written (disk full, permissions). Its partial files are removed; the
         bundle before it stays intact.
     """
+    start = time.monotonic()
     self.wait_for_commit()
+    waited = time.monotonic() - start
     step = self.train_step
     latest = self.store.latest()
     if latest is not None and latest.step == step:
       return
+    if waited > _COMMIT_WAIT_WARN_S:
+      # Checkpoints come faster than the replay is written: training stops for it.
+      logging.warning("Checkpoint at step %d waited %.1f s for the previous bundle's replay to "
+                      "be written; raise train.checkpoint_interval to train meanwhile.",
+                      step, waited)
     self.refresh_counters()
-    start = time.monotonic()
     try:
       path = self.store.begin(step)
       summary = self.parts.save(step, path, replay=not background)
@@ -454,8 +463,9 @@ class Job:
             target=self._commit_in_background, name=f"commit-{step}", daemon=True,
             args=(step, path, summary, self.exporter.queued(), latest, start))
         self._commit.start()
-        logging.info("Checkpoint at step %d: training paused %.2f s; the replay is written "
-                     "meanwhile.", step, time.monotonic() - start)
+        logging.info("Checkpoint at step %d: training paused %.2f s (%.2f s of it waiting for "
+                     "the previous commit); the replay is written meanwhile.",
+                     step, time.monotonic() - start, waited)
         return
       # The export invariant: every export at or below a committed step is on disk.
       # The parts were written while the export thread worked; an export that
