@@ -81,5 +81,8 @@ def test_a_restored_table_with_other_settings_is_refused():
         replay_server._check_restored(info, dataclasses.replace(layout, shards=4), "b")
     finally:
       server.stop()
-    with pytest.raises(Exception, match="Trying to load table .t\\.[01]"):  # fewer: Reverb refuses
-      start(tmp + "/d", 1, saved)
+    fewer = replay_server.ReplayLayout("t", 100, 1, saved)  # Reverb refuses to load t.0, t.1
+    with pytest.raises(ConfigError, match=r"holds table 't\.[01]'.*replay_shards.shards"):
+      replay_server.start_server(
+          tables.replay_tables("t", 100, 1, signature, saved), fewer, 0,
+          reverb.checkpointers.DefaultCheckpointer(tmp + "/d", fallback_checkpoint_path=checkpoint))

@@ -16,6 +16,7 @@ server serves.
 import dataclasses
 import inspect
 import os
+import re
 import shutil
 import time
 
@@ -137,6 +138,20 @@ def _learner_needs_it(root_dir: str, linger_until: float | None) -> bool:
   return learner is not None and learner["alive"]
 
 
+def start_server(built: list, replay: ReplayLayout, port: int, checkpointer) -> reverb.Server:
+  """A Reverb server on `built`, restoring what `checkpointer` holds; a saved
+  table that the config lacks (fewer shards) is a ConfigError."""
+  try:
+    return reverb.Server(built, port=port or None, checkpointer=checkpointer)
+  except Exception as e:
+    missing = re.search(r"Trying to load table (\S+) but", str(e))
+    if missing:
+      raise ConfigError(f"the newest bundle's replay holds table {missing.group(1)}, which "
+                        f"the config ({replay.describe()}) does not; {replay.fix()}") from e
+    raise RunDirError(f"the replay server cannot start on port {port}: {one_line(e, 200)}; "
+                      "pick another --port, or load the replay in --root_dir") from e
+
+
 def serve(root_dir: str, run_config, stop: StopRequest, *, port: int, host: str) -> int:
   """Serves until stopped; returns the exit code."""
   spec = job_lib.configure_job(root_dir, run_config)
@@ -148,14 +163,7 @@ def serve(root_dir: str, run_config, stop: StopRequest, *, port: int, host: str)
   os.makedirs(scratch)
   checkpointer = reverb.checkpointers.DefaultCheckpointer(
       path=scratch, fallback_checkpoint_path=restore_dir)
-  try:
-    server = reverb.Server(built, port=port or None, checkpointer=checkpointer)
-  except Exception as e:
-    if "Trying to load table" in str(e):  # a table of the bundle that the config lacks
-      raise ConfigError(f"the newest bundle's replay has other tables than the config "
-                        f"({one_line(e, 160)}); {replay.fix()}") from e
-    raise RunDirError(f"the replay server cannot start on port {port}: {one_line(e, 200)}; "
-                      "pick another --port, or load the replay in --root_dir") from e
+  server = start_server(built, replay, port, checkpointer)
   try:
     address = f"{host}:{server.port}"
     client = reverb.Client(f"localhost:{server.port}")
