@@ -236,23 +236,21 @@ def _feed_rows(section: dict | None) -> list[tuple]:
     return []
   anchor, roles = section["anchor"], section["roles_learner"]
   plain, local = section["roles_learner_plain"], section["in_process"]
+  one_table = section["roles_learner_one_table"]
   cpu = section["sampling_cpu_per_item"]
-  packed = "sharded" if "sharded" in cpu else "packed"  # results from before the shards
 
   def rate(r):
     return (f"{_fmt(r['steps_per_s'], '', 0)} (groups: {_fmt(r['min_group_steps_per_s'], '', 0)}"
             f"–{_fmt(r['max_group_steps_per_s'], '', 0)})")
 
-  one = (rate(section["roles_learner_one_table"]) if "roles_learner_one_table" in section
-         else "—")
   return [(
       "learner train steps/s fed from the replay server over loopback (`trainer.learn`'s feed: "
       "packed steps in sharded tables, a batch from whichever shard has one ready, 20 steps per "
       "Learner call)",
       f"TF-Agents `Learner` on `ReverbReplayBuffer.as_dataset`, 100 per call: {rate(anchor)}",
-      f"{rate(roles)}; in one packed table: {one}; in-process feed (single process): "
+      f"{rate(roles)}; in one packed table: {rate(one_table)}; in-process feed (single process): "
       f"{rate(local)}; the same learner on TF-Agents' layout and dataset: {rate(plain)}. Learner "
-      f"CPU per sampled item: {cpu[packed]['client_cpu_us']:.0f} µs packed, "
+      f"CPU per sampled item: {cpu['sharded']['client_cpu_us']:.0f} µs packed, "
       f"{cpu['plain']['client_cpu_us']:.0f} µs TF-Agents'",
       f"{roles['x_anchor']:.1f}× the anchor ({roles['steps_per_s'] / local['steps_per_s']:.0%} "
       "of in-process)", "≥ 3× the anchor", "met" if roles["x_anchor"] >= 3 else "missed",

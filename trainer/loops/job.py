@@ -442,9 +442,10 @@ class Job:
         be written (disk full, permissions). Its partial files are removed; the
         bundle before it stays intact.
     """
-    start = time.monotonic()
+    waiting = time.monotonic()
     self.wait_for_commit()
-    waited = time.monotonic() - start
+    start = time.monotonic()  # the commit's own time starts after the wait
+    waited = start - waiting
     step = self.train_step
     latest = self.store.latest()
     if latest is not None and latest.step == step:
@@ -465,7 +466,7 @@ class Job:
         self._commit.start()
         logging.info("Checkpoint at step %d: training paused %.2f s (%.2f s of it waiting for "
                      "the previous commit); the replay is written meanwhile.",
-                     step, time.monotonic() - start, waited)
+                     step, time.monotonic() - waiting, waited)
         return
       # The export invariant: every export at or below a committed step is on disk.
       # The parts were written while the export thread worked; an export that
