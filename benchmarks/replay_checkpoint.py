@@ -113,7 +113,7 @@ class _StepWatch(threading.Thread):
     while not self.done.is_set():
       try:
         sample = next(self._client.sample(tables.VARIABLES_TABLE, 1))[0]
-        step = int(sample.data[-1])  # the train step: the last of TF-Agents' sorted keys
+        step = int(sample.data[2])  # the train step (trainer.roles.weights' layout)
       except Exception:  # noqa: BLE001  (nothing pushed yet)
         step = None
       if step is not None and step != last:

@@ -38,7 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import reverb  # noqa: E402
 
 from benchmarks import common, time_to_solve  # noqa: E402
-from trainer.roles import rolefiles, tables  # noqa: E402
+from trainer.roles import auth, rolefiles, tables  # noqa: E402
 
 STEP_SECONDS = 0.01
 BINDINGS = (
@@ -73,9 +73,14 @@ def measure(collectors: int, window: float, workdir: pathlib.Path) -> dict:
         raise SystemExit(f"launch exited {proc.returncode}; see {log.name}")
       time.sleep(1.0)
     client = reverb.Client(rolefiles.server_address(str(root)))
-    start, first = time.monotonic(), sum(c[0] for c in tables.read_counters(client).values())
+    key = auth.job_key(str(root))
+
+    def env_steps() -> int:
+      return sum(c[0] for c in tables.read_counters(client, key).signed.values())
+
+    start, first = time.monotonic(), env_steps()
     time.sleep(window)
-    end, last = time.monotonic(), sum(c[0] for c in tables.read_counters(client).values())
+    end, last = time.monotonic(), env_steps()
   finally:
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=300)

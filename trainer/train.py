@@ -10,6 +10,12 @@ from trainer.rundir.signals import StopRequest
 # any moment of start-up is a stop request, and the job exits 75, not 143.
 STOP = StopRequest()
 if __name__ == "__main__":
+  import sys
+
+  from trainer.replay import bind
+
+  # An in-process Reverb replay serves this process alone: loopback only.
+  bind.reexec(sys.argv, "trainer.train", bind.LOOPBACK)
   STOP.install()
   from trainer.cli import train
 

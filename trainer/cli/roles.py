@@ -40,7 +40,8 @@ def _server_main(argv: list[str], stop: StopRequest) -> int:
   from trainer.roles import replay_server
   # The learner decides whether a changed config may resume; the server serves it.
   run_config = _config(argv, allow_config_change=True)
-  return replay_server.serve(FLAGS.root_dir, run_config, stop, port=FLAGS.port, host=FLAGS.host)
+  return replay_server.serve(FLAGS.root_dir, run_config, stop, port=FLAGS.port, host=FLAGS.host,
+                             bind=FLAGS.bind or FLAGS.host)
 
 
 def _collect_main(argv: list[str], stop: StopRequest) -> int:
@@ -63,6 +64,9 @@ def server_entry(stop: StopRequest) -> None:
   flags.DEFINE_integer("port", 0, "Port to serve on (0: any free port).")
   flags.DEFINE_string("host", None, "Host name the others reach it by (default: this "
                       "machine's name), written with the port into DIR/roles/.")
+  flags.DEFINE_string("bind", None, "Address to listen on: an IP address or a name (default: "
+                      "what --host resolves to); 'all' listens on every interface "
+                      "(docs/security.md).")
   import socket
   flags.FLAGS.set_default("host", socket.gethostname())
   shell.run(functools.partial(_server_main, stop=stop), prog="trainer.replay_server",

@@ -15,8 +15,10 @@ from tf_agents.specs import tensor_spec
 from tf_agents.utils import nest_utils
 
 from trainer.errors import ConfigError, RunDirError, one_line
+from trainer.replay import bind
 from trainer.replay.base import _DATASET_PREFETCH, Replay, ReplaySaveError, check_capacity
 from trainer.replay.packing import StepPacking
+from trainer.replay.reset_watch import ResetWatch
 from trainer.rundir import layout
 
 _REVERB_MAX_SIZE = 2**31 - 1  # a Reverb table's max_size is a C int
@@ -27,6 +29,11 @@ _SAMPLE_WORKERS = 2
 _IN_FLIGHT_BATCHES = 2
 # In a bundle whose replay lives on an outside server: that server's checkpoint path.
 REMOTE_FILE = "reverb_remote.json"
+_CHECKPOINT_TRIES = 5  # checkpoints replaced by other clients' before one is moved: refused
+
+
+class ReplayResetError(ReplaySaveError):
+  """A client emptied the replay's table (`ResetWatch`): its checkpoint is not a bundle's."""
 
 
 def shard_names(table_name: str, shards: int) -> list[str]:
@@ -71,7 +78,7 @@ class ReverbReplay(Replay):
     self._server = None
     if address is None:
       self._server = self._start_server(restore_dir)
-      address = f"localhost:{self._server.port}"
+      address = f"{bind.LOOPBACK}:{self._server.port}"
     self._num_envs = num_envs
     self._observer = None
     self._packing = None  # set by connect: the table's own layout
@@ -88,6 +95,7 @@ class ReverbReplay(Replay):
         pass
     self.address = address
     self._client = reverb.Client(address)
+    self._resets = ResetWatch()  # another server process: its own counts
     self._shards = table_shards(self._client.server_info(_INFO_TIMEOUT_S), self._table_name)
     # TF-Agents' buffer: the dataset of an unpacked (and so unsharded) table.
     self._buffer = reverb_replay_buffer.ReverbReplayBuffer(
@@ -142,12 +150,17 @@ class ReverbReplay(Replay):
     checkpointer = reverb.checkpointers.DefaultCheckpointer(
         path=self._scratch_dir, fallback_checkpoint_path=restore_dir)
     try:
-      return reverb.Server([self._table()], port=None, checkpointer=checkpointer)
+      server = reverb.Server([self._table()], port=None, checkpointer=checkpointer)
     except Exception as e:
       if restore_dir is None:
         raise ConfigError(f"Reverb cannot start the replay table (capacity {self.capacity}): "
                           f"{one_line(e, 200)}; check create_reverb_replay") from e
       raise RunDirError(f"Reverb cannot load the saved replay in {restore_dir}: {e}") from e
+    if bind.exposed(bind.listening(server.port)):
+      logging.warning("The in-process Reverb replay listens on every interface (port %d): %s; "
+                      "python -m trainer.train keeps it on loopback (docs/security.md).",
+                      server.port, bind.why_exposed())
+    return server
 
   def _check_table(self, restore_dir: str | None) -> None:
     server_info = self._client.server_info()
@@ -190,6 +203,30 @@ class ReverbReplay(Replay):
 
   def save(self, target_dir: str) -> None:
     self.flush()
+    self._check_not_reset()
+    for _ in range(_CHECKPOINT_TRIES):
+      path = self._checkpoint()
+      if self._server is None and not self._ours(path):
+        # An outside server owns its checkpoints (and keeps only the latest).
+        os.makedirs(target_dir)
+        with open(os.path.join(target_dir, REMOTE_FILE), "w") as f:
+          json.dump({"server_checkpoint": path, "size": self.size()}, f)
+        return
+      try:
+        os.rename(path, target_dir)
+        return
+      except FileNotFoundError:
+        # Reverb keeps only its newest checkpoint: one that another client asked
+        # for since replaced this one (docs/security.md).
+        logging.warning("The replay's checkpoint %s was replaced by another before it was moved "
+                        "into the bundle (another client asked the server for one); taking it "
+                        "again.", path)
+    raise ReplaySaveError(f"the replay's checkpoint was replaced {_CHECKPOINT_TRIES} times before "
+                          "it could be moved into the bundle: another client keeps asking the "
+                          f"Reverb server at {self.address} for checkpoints (docs/security.md)")
+
+  def _checkpoint(self) -> str:
+    """A checkpoint of the server's tables, unless a client emptied the replay meanwhile."""
     try:
       path = self._client.checkpoint()
     except RuntimeError as e:  # Reverb reports a failed write (no space, ...) so
@@ -198,13 +235,30 @@ class ReverbReplay(Replay):
         for name in os.listdir(self._scratch_dir):
           shutil.rmtree(os.path.join(self._scratch_dir, name), ignore_errors=True)
       raise ReplaySaveError(f"the Reverb checkpoint failed: {one_line(e)}") from e
-    if self._server is None and not self._ours(path):
-      # An outside server owns its checkpoints (and keeps only the latest).
-      os.makedirs(target_dir)
-      with open(os.path.join(target_dir, REMOTE_FILE), "w") as f:
-        json.dump({"server_checkpoint": path, "size": self.size()}, f)
-      return
-    os.rename(path, target_dir)
+    try:
+      self._check_not_reset()
+    except ReplayResetError:
+      shutil.rmtree(path, ignore_errors=True)
+      raise
+    return path
+
+  def inserted(self) -> int:
+    """Items ever inserted into the replay's tables (a restored table counts on
+    from its checkpoint's count)."""
+    info = self._client.server_info(_INFO_TIMEOUT_S)
+    return sum(info[t].rate_limiter_info.insert_stats.completed
+               for t in self._shards or [self._table_name])
+
+  def _check_not_reset(self) -> None:
+    """Refuses to save a replay that a client emptied since the previous look
+    (`ResetWatch`; the replay server role restarts from the newest bundle then)."""
+    info = self._client.server_info(_INFO_TIMEOUT_S)
+    reset = self._resets.reset_tables(info, self._shards or [self._table_name])
+    if reset:
+      raise ReplayResetError(
+          f"replay table(s) {', '.join(reset)} on the Reverb server at {self.address} were "
+          "emptied by a client's reset() since the previous checkpoint; this bundle is not "
+          "committed")
 
   @property
   def client(self) -> reverb.Client:

@@ -4,8 +4,8 @@ policy the learner pushed, and writes what it collects to the replay server.
 - Policy: a random one until the replay holds `train.initial_collect_steps`
   items (the single-process job's initial collect), then the agent's collect
   policy, its weights pulled from the server before every chunk of
-  `train.collect_steps_per_iteration` env steps (TF-Agents'
-  `ReverbVariableContainer`).
+  `train.collect_steps_per_iteration` env steps, used only if they carry the
+  job's signature (`weights`).
 - Counters: collector I's env steps and episodes are those that reached the
   replay: after each chunk is flushed to the server, the totals are written
   into the server's `counters_<I>` table. A restarted collector (or one whose
@@ -26,7 +26,6 @@ import time
 import reverb
 import tensorflow as tf
 from absl import logging
-from tf_agents.experimental.distributed import reverb_variable_container
 from tf_agents.policies import random_py_policy
 from tf_agents.train.utils import train_utils
 
@@ -36,7 +35,7 @@ from trainer.acting.collector import Collector
 from trainer.errors import EXIT_CRASH, EXIT_OK, EXIT_PREEMPTED, ConfigError
 from trainer.loops import job as job_lib
 from trainer.replay.reverb import per_env_writers, replay_size, table_packing, table_shards
-from trainer.roles import connection, rolefiles, tables
+from trainer.roles import auth, connection, rolefiles, tables, weights
 from trainer.roles.replay_server import replay_options
 from trainer.rundir import layout
 from trainer.rundir.signals import StopRequest
@@ -121,7 +120,11 @@ class CollectorRole:
     self._train_step = train_utils.create_train_step()
     env = self._envs[0]
     self._agent = spec.agent_fn(env.time_step_spec(), env.action_spec(), self._train_step)
-    self._variables = tables.policy_variables(self._agent.collect_policy, self._train_step)
+    self._key = auth.job_key(root_dir)
+    self._rejections = auth.Rejections(f"Collector {task}")
+    self._weights = weights.Puller(self._key, root_dir,
+                                   tf.nest.flatten(self._agent.collect_policy.variables()),
+                                   self._train_step, self._rejections)
     self._random = random_py_policy.RandomPyPolicy(
         env.time_step_spec(), env.action_spec(), outer_dims=(len(self._envs),))
     _, self._table = replay_options(spec.replay_fn)
@@ -131,7 +134,8 @@ class CollectorRole:
     self._stats = CollectStats(len(self._envs))
     self._collector = None
     self._policy = None
-    self._client = self._writers = self._container = None
+    self._client = self._writers = None
+    self._incarnation = None  # the server process whose counters this collector continues
     self._chunks = 0  # chunks counted since the process started
     self._job_complete = False
     self._started = time.time()
@@ -175,7 +179,11 @@ class CollectorRole:
     """Connects to the server; the counters continue from what it holds."""
     address = self._link.address
     self._client = reverb.Client(address)
-    counters = tables.read_counters(self._client, timeout=10).get(self._task, (0, 0))
+    self._incarnation = rolefiles.server_incarnation(self._root)
+    counters = self._held_counters()
+    if counters is None:  # forged: this collector's own last heartbeat says what it had
+      beat = rolefiles.read(self._root, self._name) or {}
+      counters = (int(beat.get("env_steps", 0)), int(beat.get("episodes", 0)))
     self._stats.env_steps, self._stats.episodes = counters
     # A new seed for each (task, count): a restart does not replay its predecessor's episodes.
     for i, env in enumerate(self._envs):
@@ -187,8 +195,6 @@ class CollectorRole:
     shards = table_shards(self._client.server_info(_INFO_TIMEOUT_S), self._table)
     self._writers = per_env_writers(self._client, shards or self._table, sequence_length,
                                     len(self._envs), packing)
-    self._container = reverb_variable_container.ReverbVariableContainer(
-        address, table_names=[tables.VARIABLES_TABLE])
     self._collector = Collector(
         self._envs, self._train_step, observers=[self._writers], metrics=self._stats,
         summary_dir=os.path.join(self._root, layout.TRAIN_DIR, self._name),
@@ -221,18 +227,39 @@ class CollectorRole:
       self._job_complete = bool(learner.get("complete")) and learner["time"] > self._started
     return self._job_complete
 
+  def _held_counters(self) -> tuple[int, int] | None:
+    """This collector's counters on the server ((0, 0) if none), or None if the
+    record there does not verify (another client wrote it)."""
+    counters = tables.read_counters(self._client, self._key, timeout=10)
+    if self._task in counters.forged:
+      self._rejections.reject("counters", "its counters on the replay server do not carry the "
+                              "job's signature")
+      return None
+    return counters.signed.get(self._task, (0, 0))
+
   def _count(self, before: tuple[int, int]) -> None:
     """Adds the chunk just flushed to the server's counters. A server restarted
     meanwhile (gRPC reconnects by itself) holds the counters of the bundle it
-    restored, not `before`: the count goes on from those, as its replay does."""
-    held = tables.read_counters(self._client, timeout=10).get(self._task, (0, 0))
-    if held != before:
-      logging.warning("Collector %d: the replay server holds %d env steps (%d episodes) of this "
-                      "collector, not %d: it restarted from a checkpoint; counting on from it.",
-                      self._task, held[0], held[1], before[0])
+    restored, not `before`: the count goes on from those, as its replay does.
+    The same server holding other counters than `before` had them written by
+    another client: they are ignored."""
+    held = self._held_counters()
+    incarnation = rolefiles.server_incarnation(self._root)
+    if held is not None and held != before:
+      if incarnation != self._incarnation:
+        logging.warning("Collector %d: the replay server holds %d env steps (%d episodes) of "
+                        "this collector, not %d: it restarted from a checkpoint; counting on "
+                        "from it.", self._task, held[0], held[1], before[0])
+      else:
+        self._rejections.reject("replayed", f"the replay server holds {held[0]} env steps of "
+                                f"this collector, not its {before[0]}, though it did not restart")
+        held = None
+    self._incarnation = incarnation
+    held = before if held is None else held
     self._stats.env_steps = held[0] + self._stats.env_steps - before[0]
     self._stats.episodes = held[1] + self._stats.episodes - before[1]
-    tables.write_counters(self._client, self._task, self._stats.env_steps, self._stats.episodes)
+    tables.write_counters(self._client, self._key, self._task, self._stats.env_steps,
+                          self._stats.episodes)
     self._heartbeat.beat(force=held != before, env_steps=self._stats.env_steps,
                          episodes=self._stats.episodes, policy_step=int(self._train_step.numpy()))
 
@@ -244,12 +271,12 @@ class CollectorRole:
         self._collector.use(self._random)
         self._policy = self._random
       return
-    if not info[tables.VARIABLES_TABLE].current_size:
-      if self._policy is None:  # nothing pushed yet: keep exploring at random
+    self._weights.pull(self._client, _INFO_TIMEOUT_S)
+    if not self._weights.has_weights:
+      if self._policy is None:  # nothing verified pushed yet: keep exploring at random
         self._collector.use(self._random)
         self._policy = self._random
       return
-    self._container.update(self._variables)
     if self._policy is not self._agent.collect_policy:
       self._collector.use(self._agent.collect_policy)
       self._policy = self._agent.collect_policy

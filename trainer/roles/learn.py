@@ -27,20 +27,20 @@ import time
 import tensorflow as tf
 from absl import logging
 from tf_agents.agents.ppo import ppo_agent
-from tf_agents.experimental.distributed import reverb_variable_container
 
 from trainer.errors import ConfigError, RunDirError
 from trainer.loops import job as job_lib
 from trainer.loops import schedule
 from trainer.loops.off_policy import OffPolicyLoop
-from trainer.replay.reverb import ReverbReplay
-from trainer.roles import connection, rolefiles, tables
+from trainer.replay.reverb import ReplayResetError, ReverbReplay
+from trainer.roles import auth, connection, rolefiles, tables, weights
 from trainer.roles.replay_server import replay_options
 from trainer.rundir import layout
 from trainer.rundir.signals import StopRequest
 
 SAMPLE_TIMEOUT_MS = 10_000  # the dataset ends after this long without a sample: stop requests are seen
 _WAIT_LOG_S = 30.0
+_RESTART_WAIT_S = 120.0  # for a server that found its replay emptied to restart
 
 
 class LearnerLoop(OffPolicyLoop):
@@ -52,11 +52,16 @@ class LearnerLoop(OffPolicyLoop):
     super().__init__(job, stop)
     self._heartbeat = rolefiles.Heartbeat(job.root_dir, rolefiles.LEARNER)
     self._control = tables.rate_control(job.settings)
-    self._container = reverb_variable_container.ReverbVariableContainer(
-        job.replay.address, table_names=[tables.VARIABLES_TABLE])
-    self._variables = tables.policy_variables(job.agent.collect_policy, job.train_step_variable)
+    self._key = auth.job_key(job.root_dir)
+    self._session = weights.new_session()
+    self._pusher = weights.Pusher(self._key, self._session,
+                                  tf.nest.flatten(job.agent.collect_policy.variables()),
+                                  job.train_step_variable)
+    self._rejections = auth.Rejections("Learner")
+    self._counted: dict[int, tuple[int, int]] = {}  # each collector's accepted counters
     # Which server process this learner talks to: one that restarted (even at once) is another.
     self._incarnation = rolefiles.server_incarnation(job.root_dir)
+    self._beat(force=True, train_step=job.train_step)  # names the session before any push
     job.refresh_counters = self._refresh_counters
     # The server's checkpoint of a large table takes seconds: training goes on
     # while it is written (docs/benchmarks.md, "replay checkpoint stall").
@@ -85,7 +90,7 @@ class LearnerLoop(OffPolicyLoop):
         logging.info("Waiting for the collectors: the replay holds %d of the %d items training "
                      "starts from.", size, need)
         last_log = time.monotonic()
-      self._heartbeat.beat(train_step=self._job.train_step, waiting="replay")
+      self._beat(train_step=self._job.train_step, waiting="replay")
       time.sleep(0.5)
 
   def train(self, until_step: int) -> None:
@@ -106,7 +111,7 @@ class LearnerLoop(OffPolicyLoop):
       except (*connection.ERRORS, RunDirError) as e:
         self._reconnect(e)
       self._push()
-      self._heartbeat.beat(train_step=job.train_step, env_steps=job.run_state.env_steps)
+      self._beat(train_step=job.train_step, env_steps=job.run_state.env_steps)
       step = job.train_step
 
   def _reconnect(self, error: BaseException, stopping: bool = False) -> None:
@@ -116,6 +121,8 @@ class LearnerLoop(OffPolicyLoop):
     still ends the process at once)."""
     job = self._job
     restarted = rolefiles.server_incarnation(job.root_dir) != self._incarnation
+    if not restarted and _replay_reset(error):
+      restarted = self._await_server_restart()
     if connection.reachable(job.replay.address) and not restarted:
       raise error
     logging.warning("The replay server at %s stopped answering (%s); the learner waits for it.",
@@ -124,9 +131,8 @@ class LearnerLoop(OffPolicyLoop):
     if address is None:
       return
     self._incarnation = rolefiles.server_incarnation(job.root_dir)
+    self._counted.clear()  # the restarted server's counters are its checkpoint's
     job.replay.connect(address)
-    self._container = reverb_variable_container.ReverbVariableContainer(
-        address, table_names=[tables.VARIABLES_TABLE])
     self._iterator = None
     self._push()
     # What the error cut short at this step: its export (before any bundle past
@@ -135,10 +141,26 @@ class LearnerLoop(OffPolicyLoop):
     if job.train_step % self._settings.checkpoint_interval == 0:
       job.checkpoint()  # a no-op if that bundle was committed before the error
 
+  def _await_server_restart(self) -> bool:
+    """After a client emptied the replay: the server restarts from the newest
+    bundle (`replay_server._Guard`); whether it did within `_RESTART_WAIT_S`."""
+    logging.error("The replay was emptied by a client's reset(); its checkpoint is not "
+                  "committed. Waiting for the replay server to restart from the newest bundle.")
+    deadline = time.monotonic() + _RESTART_WAIT_S
+    while time.monotonic() < deadline:
+      if rolefiles.server_incarnation(self._job.root_dir) != self._incarnation:
+        return True
+      time.sleep(0.5)
+    return False
+
+  def _beat(self, force: bool = False, **figures) -> None:
+    """The heartbeat names the session whose weights the collectors trust (`weights`)."""
+    self._heartbeat.beat(force=force, session=self._session, **figures)
+
   def _push(self) -> None:
-    """The policy weights and train step, for the collectors."""
+    """The policy weights and train step, signed, for the collectors."""
     try:
-      self._container.push(self._variables)
+      self._pusher.push(self._job.replay.client)
     except connection.ERRORS as e:
       if connection.reachable(self._job.replay.address):
         raise
@@ -147,20 +169,50 @@ class LearnerLoop(OffPolicyLoop):
 
   def _refresh_counters(self) -> None:
     """The env steps and episodes summed over the collectors' counters on the
-    server; a server that does not answer leaves them as they were (lower than
-    the truth, never higher: its checkpoint for a bundle fails as well)."""
+    server, of the records that verify (`auth`); a server that does not answer
+    leaves them as they were (lower than the truth, never higher: its checkpoint
+    for a bundle fails as well)."""
+    replay = self._job.replay
     try:
-      counters = tables.read_counters(self._job.replay.client, timeout=10)
+      counters = tables.read_counters(replay.client, self._key, timeout=10)
+      inserted = replay.inserted()  # after the counters: it holds every counted step
     except connection.ERRORS:
       return
+    counted = self._accept_counters(counters)
+    env_steps = sum(c[0] for c in counted.values())
+    episodes = sum(c[1] for c in counted.values())
+    if not auth.plausible_total(env_steps, episodes, inserted,
+                                sequence_length=self._job.agent.train_sequence_length,
+                                open_episodes=len(counted) * self._settings.collect_envs):
+      self._rejections.reject("implausible", f"the collectors' counters add up to {env_steps} "
+                              f"env steps, more than the {inserted} items that reached the "
+                              "replay account for")
+      return
+    self._counted = counted
     stats = self._job.run_state.collect_stats
-    stats.env_steps = sum(c[0] for c in counters.values())
-    stats.episodes = sum(c[1] for c in counters.values())
+    stats.env_steps, stats.episodes = env_steps, episodes
+
+  def _accept_counters(self, counters: tables.Counters) -> dict[int, tuple[int, int]]:
+    """Each collector's counters: the signed record, unless it goes back from
+    what this learner accepted of the same server process (an old record
+    replayed); a collector whose record is forged or gone keeps its last."""
+    counted = dict(self._counted)
+    for task in counters.forged:
+      self._rejections.reject("counters", f"collector {task}'s counters on the replay server do "
+                              "not carry the job's signature")
+    for task, (env_steps, episodes) in counters.signed.items():
+      before = counted.get(task, (0, 0))
+      if env_steps < before[0] or episodes < before[1]:
+        self._rejections.reject("replayed", f"collector {task}'s signed counters went back from "
+                                f"{before[0]} to {env_steps} env steps on the same server "
+                                "process (an old record written again)")
+        continue
+      counted[task] = (env_steps, episodes)
+    return counted
 
   def _finish(self) -> None:
     super()._finish()
-    self._heartbeat.beat(force=True, train_step=self._job.train_step, complete=True,
-                         stopped=True)
+    self._beat(force=True, train_step=self._job.train_step, complete=True, stopped=True)
 
   def _stop_now(self) -> int:
     try:
@@ -168,8 +220,16 @@ class LearnerLoop(OffPolicyLoop):
     except (*connection.ERRORS, RunDirError) as e:  # the server is restarting: wait for it
       self._reconnect(e, stopping=True)
     code = super()._stop_now()
-    self._heartbeat.beat(force=True, train_step=self._job.train_step, stopped=True)
+    self._beat(force=True, train_step=self._job.train_step, stopped=True)
     return code
+
+
+def _replay_reset(error: BaseException | None) -> bool:
+  while error is not None:
+    if isinstance(error, ReplayResetError):
+      return True
+    error = error.__cause__
+  return False
 
 
 def learn(root_dir: str, run_config, stop: StopRequest, address: str | None) -> int:

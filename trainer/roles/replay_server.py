@@ -22,14 +22,17 @@ import time
 
 import gin
 import reverb
+import tensorflow as tf
 from absl import logging
 
 from trainer.checkpoint.bundle_store import BundleStore
-from trainer.errors import EXIT_PREEMPTED, ConfigError, RunDirError, one_line
+from trainer.errors import EXIT_CRASH, EXIT_PREEMPTED, ConfigError, RunDirError, one_line
 from trainer.loops import job as job_lib
+from trainer.replay import bind as bind_lib
 from trainer.replay.packing import StepPacking
+from trainer.replay.reset_watch import ResetWatch
 from trainer.replay.reverb import REMOTE_FILE, replay_size, table_shards
-from trainer.roles import rolefiles, tables
+from trainer.roles import rolefiles, tables, weights
 from trainer.rundir import layout
 from trainer.rundir.signals import StopRequest
 
@@ -74,7 +77,7 @@ class ReplayLayout:
 
 def build_tables(spec: job_lib.JobSpec) -> tuple[list[reverb.Table], ReplayLayout]:
   """The server's tables, on the specs of the configured agent."""
-  agent, train_step = job_lib.build_agent(spec)
+  agent, _ = job_lib.build_agent(spec)
   capacity, table_name = replay_options(spec.replay_fn)
   replay = ReplayLayout(table_name, capacity, tables.replay_shards(capacity),
                         tables.rate_control(spec.settings), spec.replay_fn.__name__)
@@ -82,7 +85,7 @@ def build_tables(spec: job_lib.JobSpec) -> tuple[list[reverb.Table], ReplayLayou
   # ~3x faster); a restored one keeps its saved layout, which every role reads.
   signature = StepPacking(agent.collect_data_spec).column_spec(agent.train_sequence_length)
   built = [*tables.replay_tables(table_name, capacity, replay.shards, signature, replay.control),
-           tables.variables_table(tables.policy_variables(agent.collect_policy, train_step)),
+           weights.table(tf.nest.flatten(agent.collect_policy.variables())),
            *tables.counter_tables()]
   return built, replay
 
@@ -106,6 +109,12 @@ def _restore_dir(root_dir: str, keep: int) -> str | None:
 
 
 def _check_restored(server_info: dict, replay: ReplayLayout, source: str) -> None:
+  saved = server_info[weights.TABLE].signature
+  first = saved[0] if isinstance(saved, (list, tuple)) and saved else None
+  if getattr(first, "dtype", None) != tf.string:
+    raise RunDirError(f"the replay restored from {source} holds unsigned policy weights (saved "
+                      "by an earlier trainer, before the roles signed what they exchange): "
+                      "resume it with that trainer, or start a new --root_dir")
   names = table_shards(server_info, replay.name)
   sizes = [server_info[t].max_size for t in names]
   if sizes != tables.shard_capacities(replay.capacity, replay.shards):
@@ -152,8 +161,17 @@ def start_server(built: list, replay: ReplayLayout, port: int, checkpointer) -> 
                       "pick another --port, or load the replay in --root_dir") from e
 
 
-def serve(root_dir: str, run_config, stop: StopRequest, *, port: int, host: str) -> int:
-  """Serves until stopped; returns the exit code."""
+def _dial(listen: str | None, port: int) -> str:
+  """The address this process reaches its own server by."""
+  if listen is None:
+    return f"localhost:{port}"
+  return f"[{listen}]:{port}" if ":" in listen else f"{listen}:{port}"
+
+
+def serve(root_dir: str, run_config, stop: StopRequest, *, port: int, host: str,
+          bind: str) -> int:
+  """Serves until stopped, listening on `bind` (`bind_lib.resolve`); returns the exit code."""
+  listen = bind_lib.resolve(bind)
   spec = job_lib.configure_job(root_dir, run_config)
   built, replay = build_tables(spec)
   restore_dir = _restore_dir(root_dir, spec.settings.keep_checkpoints)
@@ -166,13 +184,18 @@ def serve(root_dir: str, run_config, stop: StopRequest, *, port: int, host: str)
   server = start_server(built, replay, port, checkpointer)
   try:
     address = f"{host}:{server.port}"
-    client = reverb.Client(f"localhost:{server.port}")
+    found = bind_lib.check(server.port, listen)
+    client = reverb.Client(_dial(listen, server.port))
     _check_restored(client.server_info(), replay,
                     "the newest bundle" if restore_dir else "a new table")
     rolefiles.write_server_address(root_dir, address)
-    logging.info("Replay server at %s: %s, policy weights, collector counters.", address,
-                 replay.describe())
+    logging.info("Replay server at %s (listening on %s): %s, policy weights, collector "
+                 "counters.", address, ", ".join(found), replay.describe())
+    if listen is None:
+      logging.warning("The replay server listens on every interface (--bind=all): anyone who "
+                      "reaches port %d can write to its tables (docs/security.md).", server.port)
     heartbeat = rolefiles.Heartbeat(root_dir, rolefiles.SERVER)
+    guard = _Guard(scratch, table_shards(client.server_info(), replay.name))
     linger_until = None
     while not stop.requested or _learner_needs_it(root_dir, linger_until):
       if stop.requested and linger_until is None:
@@ -180,6 +203,9 @@ def serve(root_dir: str, run_config, stop: StopRequest, *, port: int, host: str)
         logging.warning("Stop requested: serving until the learner has committed its "
                         "checkpoint (at most %d s).", LINGER_S)
       info = client.server_info()
+      if not guard.check(info):
+        heartbeat.beat(force=True, address=address, stopped=True)
+        return EXIT_CRASH  # restarted (launch, the scheduler): it loads the newest bundle
       heartbeat.beat(address=address, replay_size=replay_size(info, replay.name))
       time.sleep(0.5)
     heartbeat.beat(force=True, address=address, stopped=True)
@@ -187,3 +213,48 @@ def serve(root_dir: str, run_config, stop: StopRequest, *, port: int, host: str)
     server.stop()
   logging.warning("Replay server stopped (its contents are in the newest bundle).")
   return EXIT_PREEMPTED
+
+
+UNCLAIMED_S = 30.0  # a finished scratch checkpoint the learner has not moved by then is nobody's
+
+
+class _Guard:
+  """What a client of the server may do that the roles did not ask for (Reverb
+  has no authentication: docs/security.md), noticed while serving:
+
+  - a replay shard emptied by `reset()` (`ResetWatch`): the server stops (exit
+    1) so that it is restarted from the newest bundle, whose replay is whole;
+  - a checkpoint that the learner did not ask for (it moves each of its own into
+    a bundle at once): removed after `UNCLAIMED_S`, so they cannot fill the disk.
+  """
+
+  def __init__(self, scratch: str, shards: list[str]):
+    self._scratch, self._shards = scratch, shards
+    self._resets = ResetWatch()
+    self._removed = 0
+
+  def check(self, info: dict) -> bool:
+    """False if the server must restart."""
+    reset = self._resets.reset_tables(info, self._shards)
+    if reset:
+      logging.error("Replay table(s) %s were emptied by a client's reset() (not a role of this "
+                    "job: docs/security.md); restarting from the newest bundle's replay.",
+                    ", ".join(reset))
+      return False
+    self._remove_unclaimed()
+    return True
+
+  def _remove_unclaimed(self) -> None:
+    now = time.time()
+    for name in os.listdir(self._scratch):
+      path = os.path.join(self._scratch, name)
+      try:
+        done = os.stat(os.path.join(path, "DONE")).st_mtime
+      except OSError:
+        continue  # being written, or not a checkpoint
+      if now - done > UNCLAIMED_S:
+        shutil.rmtree(path, ignore_errors=True)
+        self._removed += 1
+        if self._removed == 1:
+          logging.error("Removed a replay checkpoint nobody claimed (%s): another client asked "
+                        "the server for it (docs/security.md); logged once.", name)

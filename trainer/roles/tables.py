@@ -12,8 +12,9 @@ One Reverb server holds, and checkpoints together (one consistent snapshot):
   waits for it; with shards, the learner samples from the others meanwhile
   (docs/benchmarks.md, "replay checkpoint stall");
 - `variables`: the newest policy weights and train step, pushed by the learner
-  and pulled by the collectors (TF-Agents' `ReverbVariableContainer`);
-- `counters_<I>`: collector I's env steps and episodes that reached the replay.
+  and pulled by the collectors, signed (`weights`);
+- `counters_<I>`: collector I's env steps and episodes that reached the replay,
+  signed (`auth`).
 
 Because the counters live in the server, a checkpoint of it holds the replay and
 the counters of one instant, and a collector restarted (or a server restored)
@@ -27,16 +28,13 @@ import gin
 import numpy as np
 import reverb
 import tensorflow as tf
-from tf_agents.experimental.distributed import reverb_variable_container
 
 from trainer.config.settings import Settings
 from trainer.errors import ConfigError
 from trainer.replay.reverb import shard_names
-from trainer.roles import rolefiles
+from trainer.roles import auth, rolefiles, weights
 
-VARIABLES_TABLE = reverb_variable_container.DEFAULT_TABLE
-POLICY_KEY = reverb_variable_container.POLICY_KEY
-TRAIN_STEP_KEY = reverb_variable_container.TRAIN_STEP_KEY
+VARIABLES_TABLE = weights.TABLE
 MAX_COLLECTORS = rolefiles.MAX_COLLECTORS  # counter tables the server holds, one per task
 
 
@@ -135,42 +133,54 @@ def replay_tables(name: str, capacity: int, shards: int, signature,
                                  strict=True)]
 
 
-def policy_variables(policy, train_step: tf.Variable) -> dict:
-  """What the learner pushes and the collectors pull: TF-Agents' layout."""
-  return {POLICY_KEY: policy.variables(), TRAIN_STEP_KEY: train_step}
-
-
-def variables_table(variables: dict) -> reverb.Table:
-  signature = tf.nest.map_structure(lambda v: tf.TensorSpec(v.shape, v.dtype), variables)
-  return reverb.Table(VARIABLES_TABLE, max_size=1, sampler=reverb.selectors.Uniform(),
-                      remover=reverb.selectors.Fifo(),
-                      rate_limiter=reverb.rate_limiters.MinSize(1), max_times_sampled=0,
-                      signature=signature)
+COUNTERS_SIGNATURE = (tf.TensorSpec((), tf.string),  # the record's signature (auth)
+                      tf.TensorSpec((), tf.int64),  # env steps
+                      tf.TensorSpec((), tf.int64))  # episodes
 
 
 def counter_tables() -> list[reverb.Table]:
   return [reverb.Table(counters_table(task), max_size=1, sampler=reverb.selectors.Uniform(),
                        remover=reverb.selectors.Fifo(),
-                       rate_limiter=reverb.rate_limiters.MinSize(1))
+                       rate_limiter=reverb.rate_limiters.MinSize(1),
+                       signature=COUNTERS_SIGNATURE)
           for task in range(MAX_COLLECTORS)]
 
 
 # --- the counters, as the roles read and write them ------------------------
 
-def write_counters(client: reverb.Client, task: int, env_steps: int, episodes: int) -> None:
-  """Collector `task`'s totals (the newest item replaces the one before)."""
-  client.insert({"env_steps": np.int64(env_steps), "episodes": np.int64(episodes)},
+def write_counters(client: reverb.Client, key: bytes, task: int, env_steps: int,
+                   episodes: int) -> None:
+  """Collector `task`'s totals, signed (the newest item replaces the one before)."""
+  client.insert([np.bytes_(auth.counters_mac(key, task, env_steps, episodes)),
+                 np.int64(env_steps), np.int64(episodes)],
                 priorities={counters_table(task): 1.0})
 
 
-def read_counters(client: reverb.Client, timeout: int | None = None) -> dict[int, tuple[int, int]]:
-  """Every collector's `(env_steps, episodes)` that the server holds."""
+@dataclasses.dataclass(frozen=True)
+class Counters:
+  """What the server holds of the collectors: `signed`, task -> (env steps,
+  episodes) of the records that verify; `forged`, the tasks whose record does not."""
+
+  signed: dict[int, tuple[int, int]]
+  forged: list[int]
+
+
+def read_counters(client: reverb.Client, key: bytes, timeout: int | None = None) -> Counters:
+  """Every collector's counters that the server holds, checked against `key`."""
   info = client.server_info(timeout)
-  out = {}
+  signed, forged = {}, []
   for task in range(MAX_COLLECTORS):
     table = info.get(counters_table(task))
-    if table is not None and table.current_size:
-      # Keys in sorted order: env_steps, episodes.
-      env_steps, episodes = next(client.sample(counters_table(task), 1))[0].data
-      out[task] = (int(env_steps), int(episodes))
-  return out
+    if table is None or not table.current_size:
+      continue
+    record = next(client.sample(counters_table(task), 1))[0].data
+    try:
+      mac, env_steps, episodes = record[0].item(), int(record[1]), int(record[2])
+    except (ValueError, TypeError, IndexError, AttributeError):
+      forged.append(task)
+      continue
+    if auth.verify(auth.counters_mac(key, task, env_steps, episodes), mac):
+      signed[task] = (env_steps, episodes)
+    else:
+      forged.append(task)
+  return Counters(signed, forged)

@@ -39,6 +39,8 @@ REVERB_SERVER_DIR = os.path.join(TRAIN_DIR, "reverb_server")
 ROLES_DIR = "roles"
 ROLE_LOGS_DIR = os.path.join(ROLES_DIR, "logs")
 SERVER_ADDRESS_FILE = os.path.join(ROLES_DIR, "replay_address.json")
+# The job's secret (mode 0600): what the roles exchange through the server is signed with it.
+JOB_KEY_FILE = os.path.join(ROLES_DIR, "job.key")
 # Root of TF-Agents' Learner, whose own checkpoint directory (under it) stays
 # empty, so the Learner restores nothing: the bundle restores the agent, once.
 LEARNER_DIR = os.path.join(TRAIN_DIR, "learner")

@@ -1,0 +1,103 @@
+"""The policy weights, from the learner to the collectors, signed (`auth`).
+
+The server's `variables` table holds one item: `[mac, session, train_step,
+*arrays]` (the policy's variables in `tf.nest.flatten` order). The learner
+pushes after every Learner call; a collector pulls before each chunk and
+assigns the weights only if they verify, come from the learner session named
+in the learner's heartbeat (`rolefiles`), and are not older than what it has.
+TF-Agents' `ReverbVariableContainer` had the same table minus the signature.
+"""
+
+import os
+
+import numpy as np
+import reverb
+import tensorflow as tf
+
+from trainer.roles import auth, rolefiles
+
+TABLE = "variables"
+_HEADER = 3  # mac, session, train_step
+
+
+def signature(variables: list[tf.Variable]) -> list[tf.TensorSpec]:
+  return [tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.string),
+          tf.TensorSpec((), tf.int64), *(tf.TensorSpec(v.shape, v.dtype) for v in variables)]
+
+
+def table(variables: list[tf.Variable]) -> reverb.Table:
+  return reverb.Table(TABLE, max_size=1, sampler=reverb.selectors.Uniform(),
+                      remover=reverb.selectors.Fifo(),
+                      rate_limiter=reverb.rate_limiters.MinSize(1), max_times_sampled=0,
+                      signature=signature(variables))
+
+
+def new_session() -> str:
+  """A learner process's name for its pushes: a collector trusts only the
+  session the learner's heartbeat names (an old push replayed by another client
+  is of an older session)."""
+  return os.urandom(8).hex()
+
+
+class Pusher:
+  """The learner's side."""
+
+  def __init__(self, key: bytes, session: str, variables: list[tf.Variable],
+               train_step: tf.Variable):
+    self._key, self._session = key, session
+    self._variables, self._train_step = variables, train_step
+
+  def push(self, client: reverb.Client) -> None:
+    values = [v.numpy() for v in self._variables]
+    step = int(self._train_step.numpy())
+    mac = auth.weights_mac(self._key, self._session, step, values)
+    client.insert([np.bytes_(mac), np.bytes_(self._session.encode()), np.int64(step), *values],
+                  priorities={TABLE: 1.0})
+
+
+class Puller:
+  """A collector's side: `pull` assigns verified weights to `variables`."""
+
+  def __init__(self, key: bytes, root_dir: str, variables: list[tf.Variable],
+               train_step: tf.Variable, rejections: auth.Rejections):
+    self._key, self._root = key, root_dir
+    self._variables, self._train_step = variables, train_step
+    self._rejections = rejections
+    self._session, self._step = None, -1
+
+  @property
+  def has_weights(self) -> bool:
+    """Whether verified weights were assigned (since this collector started)."""
+    return self._session is not None
+
+  def pull(self, client: reverb.Client, timeout_s: int) -> bool:
+    """Whether the server held weights that verify and are new; then they are assigned."""
+    if not client.server_info(timeout_s)[TABLE].current_size:
+      return False
+    item = next(client.sample(TABLE, 1))[0].data
+    mac, session, step = item[0].item(), item[1].item().decode(errors="replace"), int(item[2])
+    values = list(item[_HEADER:])
+    if not self._accept(mac, session, step, values):
+      return False
+    for variable, value in zip(self._variables, values, strict=True):
+      variable.assign(value)
+    self._train_step.assign(step)
+    self._session, self._step = session, step
+    return True
+
+  def _accept(self, mac: bytes, session: str, step: int, values: list[np.ndarray]) -> bool:
+    if session == self._session and step == self._step:
+      return False  # what it already has
+    if len(values) != len(self._variables) or not auth.verify(
+        auth.weights_mac(self._key, session, step, values), mac):
+      self._rejections.reject("weights", "policy weights on the replay server do not carry the "
+                              "job's signature")
+      return False
+    # Genuine but not current: an earlier learner's (a restored server holds its
+    # weights), or older than those in use (a restored server, or a replay): wait.
+    if session != self._learner_session():
+      return False
+    return not (session == self._session and step < self._step)
+
+  def _learner_session(self) -> str | None:
+    return (rolefiles.read(self._root, rolefiles.LEARNER) or {}).get("session")
