@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml setup.py trainer/replay/bindhost.c
 	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
 	  || { echo "trainer needs Python 3.11 (TensorFlow 2.15 and Reverb 0.14 ship wheels for it), but" \
 	       "PYTHON=$(PYTHON) is $$($(PYTHON) --version 2>&1): install python3.11, or run" \
