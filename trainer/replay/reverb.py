@@ -192,11 +192,10 @@ class ReverbReplay(Replay):
     self.flush()
     try:
       path = self._client.checkpoint()
-    except RuntimeError as e:  # Reverb reports a failed write (no space, ...) so
-      if self._server is not None:
-        # What the server wrote of it; its earlier checkpoints were moved into bundles.
-        for name in os.listdir(self._scratch_dir):
-          shutil.rmtree(os.path.join(self._scratch_dir, name), ignore_errors=True)
+    except (RuntimeError, IndexError) as e:
+      # A failed write. Reverb raises by the status: a full disk's (ENOSPC,
+      # RESOURCE_EXHAUSTED) is an IndexError, a file too large a RuntimeError.
+      self._remove_partial_checkpoint()
       raise ReplaySaveError(f"the Reverb checkpoint failed: {one_line(e)}") from e
     if self._server is None and not self._ours(path):
       # An outside server owns its checkpoints (and keeps only the latest).
@@ -205,6 +204,24 @@ class ReverbReplay(Replay):
         json.dump({"server_checkpoint": path, "size": self.size()}, f)
       return
     os.rename(path, target_dir)
+
+  def _remove_partial_checkpoint(self) -> None:
+    """What the server wrote of a failed checkpoint: its scratch dir holds
+    nothing else (each earlier checkpoint was moved into a bundle). The replay
+    server role's scratch dir is in the run directory; an outside server's is
+    its own."""
+    if self._server is not None:
+      scratch = self._scratch_dir
+    elif self._run_dir is not None:
+      scratch = os.path.join(self._run_dir, layout.REVERB_SERVER_DIR)
+    else:
+      return
+    try:
+      names = os.listdir(scratch)
+    except FileNotFoundError:  # a restarting server makes it anew
+      return
+    for name in names:
+      shutil.rmtree(os.path.join(scratch, name), ignore_errors=True)
 
   @property
   def client(self) -> reverb.Client:
