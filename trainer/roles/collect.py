@@ -117,6 +117,7 @@ class CollectorRole:
     self._root, self._task, self._stop = root_dir, task, stop
     spec = job_lib.configure_job(root_dir, run_config)
     self._settings = s = spec.settings
+    self._config_changes = run_config.refused  # against the run's saved config, if any
     self._envs = [spec.environment_fn() for _ in range(s.collect_envs)]
     self._train_step = train_utils.create_train_step()
     env = self._envs[0]
@@ -175,6 +176,8 @@ class CollectorRole:
     """Connects to the server; the counters continue from what it holds."""
     address = self._link.address
     self._client = reverb.Client(address)
+    tables.check_variables(self._client.server_info(_INFO_TIMEOUT_S), self._variables,
+                           f"collector {self._task}", self._config_changes)
     counters = tables.read_counters(self._client, timeout=10).get(self._task, (0, 0))
     self._stats.env_steps, self._stats.episodes = counters
     # A new seed for each (task, count): a restart does not replay its predecessor's episodes.

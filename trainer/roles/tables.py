@@ -140,6 +140,38 @@ def policy_variables(policy, train_step: tf.Variable) -> dict:
   return {POLICY_KEY: policy.variables(), TRAIN_STEP_KEY: train_step}
 
 
+def check_variables(server_info: dict, variables: dict, who: str,
+                    changes: tuple[str, ...] = ()) -> None:
+  """Refuses a role whose policy variables differ from those the server's
+  `variables` table was built for (another network: its weights would not
+  load), before it writes or pulls anything.
+
+  Raises:
+    ConfigError: one line naming the first difference; `details`: `changes`
+      (the role's config against the run's saved one), then every difference.
+  """
+  table = server_info.get(VARIABLES_TABLE)
+  if table is None or table.signature is None:
+    return
+  served = tf.nest.flatten(table.signature[POLICY_KEY])
+  ours = [tf.TensorSpec(v.shape, v.dtype) for v in tf.nest.flatten(variables[POLICY_KEY])]
+  names = [v.name for v in tf.nest.flatten(variables[POLICY_KEY])]
+  lines = [f"{name}: {_spec(b)} here, {_spec(a)} on the server"
+           for name, a, b in zip(names, served, ours, strict=False)
+           if a.shape != b.shape or a.dtype != b.dtype]
+  if len(served) != len(ours):
+    lines.append(f"{len(ours)} policy variables here, {len(served)} on the server")
+  if lines:
+    raise ConfigError(
+        f"{who}'s policy network differs from the one the replay server's tables were built "
+        f"for ({lines[0]}); start every role with the same config (--root_dir alone uses the "
+        "run's saved config.gin)", details=(*changes, *lines))
+
+
+def _spec(spec: tf.TensorSpec) -> str:
+  return f"{spec.dtype.name}{list(spec.shape)}"
+
+
 def variables_table(variables: dict) -> reverb.Table:
   signature = tf.nest.map_structure(lambda v: tf.TensorSpec(v.shape, v.dtype), variables)
   return reverb.Table(VARIABLES_TABLE, max_size=1, sampler=reverb.selectors.Uniform(),
