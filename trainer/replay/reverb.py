@@ -229,11 +229,10 @@ class ReverbReplay(Replay):
     """A checkpoint of the server's tables, unless a client emptied the replay meanwhile."""
     try:
       path = self._client.checkpoint()
-    except RuntimeError as e:  # Reverb reports a failed write (no space, ...) so
-      if self._server is not None:
-        # What the server wrote of it; its earlier checkpoints were moved into bundles.
-        for name in os.listdir(self._scratch_dir):
-          shutil.rmtree(os.path.join(self._scratch_dir, name), ignore_errors=True)
+    except (RuntimeError, IndexError) as e:
+      # A failed write. Reverb raises by the status: a full disk's (ENOSPC,
+      # RESOURCE_EXHAUSTED) is an IndexError, a file too large a RuntimeError.
+      self._remove_partial_checkpoint()
       raise ReplaySaveError(f"the Reverb checkpoint failed: {one_line(e)}") from e
     try:
       self._check_not_reset()
@@ -259,6 +258,24 @@ class ReverbReplay(Replay):
           f"replay table(s) {', '.join(reset)} on the Reverb server at {self.address} were "
           "emptied by a client's reset() since the previous checkpoint; this bundle is not "
           "committed")
+
+  def _remove_partial_checkpoint(self) -> None:
+    """What the server wrote of a failed checkpoint: its scratch dir holds
+    nothing else (each earlier checkpoint was moved into a bundle). The replay
+    server role's scratch dir is in the run directory; an outside server's is
+    its own."""
+    if self._server is not None:
+      scratch = self._scratch_dir
+    elif self._run_dir is not None:
+      scratch = os.path.join(self._run_dir, layout.REVERB_SERVER_DIR)
+    else:
+      return
+    try:
+      names = os.listdir(scratch)
+    except FileNotFoundError:  # a restarting server makes it anew
+      return
+    for name in names:
+      shutil.rmtree(os.path.join(scratch, name), ignore_errors=True)
 
   @property
   def client(self) -> reverb.Client:

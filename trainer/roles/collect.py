@@ -116,6 +116,7 @@ class CollectorRole:
     self._root, self._task, self._stop = root_dir, task, stop
     spec = job_lib.configure_job(root_dir, run_config)
     self._settings = s = spec.settings
+    self._config_changes = run_config.refused  # against the run's saved config, if any
     self._envs = [spec.environment_fn() for _ in range(s.collect_envs)]
     self._train_step = train_utils.create_train_step()
     env = self._envs[0]
@@ -179,6 +180,8 @@ class CollectorRole:
     """Connects to the server; the counters continue from what it holds."""
     address = self._link.address
     self._client = reverb.Client(address)
+    weights.check(self._client.server_info(_INFO_TIMEOUT_S), self._weights.variables,
+                  f"collector {self._task}", self._config_changes)
     self._incarnation = rolefiles.server_incarnation(self._root)
     counters = self._held_counters()
     if counters is None:  # forged: this collector's own last heartbeat says what it had

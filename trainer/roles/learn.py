@@ -24,6 +24,7 @@ import dataclasses
 import os
 import time
 
+import reverb
 import tensorflow as tf
 from absl import logging
 from tf_agents.agents.ppo import ppo_agent
@@ -41,6 +42,7 @@ from trainer.rundir.signals import StopRequest
 SAMPLE_TIMEOUT_MS = 10_000  # the dataset ends after this long without a sample: stop requests are seen
 _WAIT_LOG_S = 30.0
 _RESTART_WAIT_S = 120.0  # for a server that found its replay emptied to restart
+_INFO_TIMEOUT_S = 30  # a server that does not answer server_info in this long is gone
 
 
 class LearnerLoop(OffPolicyLoop):
@@ -67,12 +69,13 @@ class LearnerLoop(OffPolicyLoop):
     # while it is written (docs/benchmarks.md, "replay checkpoint stall").
     job.background_checkpoints = True
 
-  @staticmethod
-  def check_config(settings, agent, replay_fn, strategy) -> None:
+  @classmethod
+  def check_config(cls, settings, agent, replay_fn, strategy) -> None:
     del settings, replay_fn, strategy
     if isinstance(agent, ppo_agent.PPOAgent):
       raise ConfigError("PPO trains on the batch it just collected and runs in one process: "
                         "run it with python -m trainer.train, not as roles")
+    _check_network(cls.link.address, agent)
 
   def initial_collect(self) -> None:
     """The collectors fill the replay: waits until it can be sampled."""
@@ -230,6 +233,14 @@ def _replay_reset(error: BaseException | None) -> bool:
       return True
     error = error.__cause__
   return False
+def _check_network(address: str, agent) -> None:
+  """A server whose tables were built for another network is refused before
+  the run directory is touched; one that does not answer is waited for later."""
+  try:
+    info = reverb.Client(address).server_info(_INFO_TIMEOUT_S)
+  except connection.ERRORS:
+    return
+  weights.check(info, tf.nest.flatten(agent.collect_policy.variables()), "the learner")
 
 
 def learn(root_dir: str, run_config, stop: StopRequest, address: str | None) -> int:

@@ -14,6 +14,7 @@ import numpy as np
 import reverb
 import tensorflow as tf
 
+from trainer.errors import ConfigError
 from trainer.roles import auth, rolefiles
 
 TABLE = "variables"
@@ -39,6 +40,37 @@ def new_session() -> str:
   return os.urandom(8).hex()
 
 
+def check(server_info: dict, variables: list[tf.Variable], who: str,
+          changes: tuple[str, ...] = ()) -> None:
+  """Refuses a role whose policy variables differ from those the server's
+  table was built for (another network: its weights would not load), before it
+  writes or pulls anything.
+
+  Raises:
+    ConfigError: one line naming the first difference; `details`: `changes`
+      (the role's config against the run's saved one), then every difference.
+  """
+  table = server_info.get(TABLE)
+  if table is None or not isinstance(table.signature, (list, tuple)):
+    return  # an earlier layout: the server refuses it
+  served = list(table.signature[_HEADER:])
+  ours = [tf.TensorSpec(v.shape, v.dtype) for v in variables]
+  lines = [f"{v.name}: {_spec(b)} here, {_spec(a)} on the server"
+           for v, a, b in zip(variables, served, ours, strict=False)
+           if a.shape != b.shape or a.dtype != b.dtype]
+  if len(served) != len(ours):
+    lines.append(f"{len(ours)} policy variables here, {len(served)} on the server")
+  if lines:
+    raise ConfigError(
+        f"{who}'s policy network differs from the one the replay server's tables were built "
+        f"for ({lines[0]}); start every role with the same config (--root_dir alone uses the "
+        "run's saved config.gin)", details=(*changes, *lines))
+
+
+def _spec(spec: tf.TensorSpec) -> str:
+  return f"{spec.dtype.name}{list(spec.shape)}"
+
+
 class Pusher:
   """The learner's side."""
 
@@ -61,7 +93,7 @@ class Puller:
   def __init__(self, key: bytes, root_dir: str, variables: list[tf.Variable],
                train_step: tf.Variable, rejections: auth.Rejections):
     self._key, self._root = key, root_dir
-    self._variables, self._train_step = variables, train_step
+    self.variables, self._train_step = variables, train_step
     self._rejections = rejections
     self._session, self._step = None, -1
 
@@ -79,7 +111,7 @@ class Puller:
     values = list(item[_HEADER:])
     if not self._accept(mac, session, step, values):
       return False
-    for variable, value in zip(self._variables, values, strict=True):
+    for variable, value in zip(self.variables, values, strict=True):
       variable.assign(value)
     self._train_step.assign(step)
     self._session, self._step = session, step
@@ -88,7 +120,7 @@ class Puller:
   def _accept(self, mac: bytes, session: str, step: int, values: list[np.ndarray]) -> bool:
     if session == self._session and step == self._step:
       return False  # what it already has
-    if len(values) != len(self._variables) or not auth.verify(
+    if len(values) != len(self.variables) or not auth.verify(
         auth.weights_mac(self._key, session, step, values), mac):
       self._rejections.reject("weights", "policy weights on the replay server do not carry the "
                               "job's signature")
