@@ -16,6 +16,7 @@ after), so a notebook can call it again: on a finished run it returns at once.
 """
 
 import dataclasses
+import logging as std_logging
 import os
 import sys
 import threading
@@ -38,7 +39,9 @@ from trainer.errors import EXIT_OK  # noqa: E402
 from trainer.loops import job  # noqa: E402
 from trainer.rundir.signals import StopRequest  # noqa: E402
 
-_quiet_installed = False
+# The commands' filter (the trainer's lines and errors), on the loggers themselves: absl's
+# handler is not the one that prints where absl's app did not start (a notebook).
+_QUIET = quiet.OursOrErrors()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,10 +119,12 @@ def run(root_dir: str, gin_files: Sequence[str] = (), bindings: Sequence[str] = 
 
 def _set_verbosity(verbosity: int) -> None:
   logging.set_verbosity(verbosity)
-  global _quiet_installed
-  if verbosity < 1 and not _quiet_installed:  # once a process: it filters absl's handler
-    quiet.after_flags(verbosity)
-    _quiet_installed = True
+  for name in ("absl", "tensorflow"):
+    logger = std_logging.getLogger(name)
+    if verbosity < 1:
+      logger.addFilter(_QUIET)  # once: adding the same filter again does nothing
+    else:
+      logger.removeFilter(_QUIET)
 
 
 def _result(root_dir: str, code: int) -> RunResult:
