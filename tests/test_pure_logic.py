@@ -102,7 +102,7 @@ def test_the_readme_documents_every_knob_as_declared():
 LAYERS = [
     {"trainer.train", "trainer.status", "trainer.export", "trainer.evaluate",  # python -m ...
      "trainer.plot", "trainer.launch", "trainer.replay_server", "trainer.collect",
-     "trainer.learn"},
+     "trainer.learn", "trainer.api"},  # trainer.api: trainer.run, from Python
     {"trainer.cli"},
     {"trainer.roles"},
     {"trainer.loops"},

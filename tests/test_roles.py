@@ -2,7 +2,11 @@
 processes, really killed: tests/test_chaos.py (trainer.launch) and tests/test_cluster.py
 (the Slurm script)."""
 
+import csv
 import dataclasses
+import re
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -10,6 +14,7 @@ import pytest
 import reverb
 import tensorflow as tf
 
+from tests.conftest import DQN_CONFIG, REPO, cli_env
 from trainer.config.settings import Settings
 from trainer.errors import ConfigError
 from trainer.roles import launch, replay_server, tables
@@ -86,3 +91,40 @@ def test_a_restored_table_with_other_settings_is_refused():
       replay_server.start_server(
           tables.replay_tables("t", 100, 1, signature, saved), fewer, 0,
           reverb.checkpointers.DefaultCheckpointer(tmp + "/d", fallback_checkpoint_path=checkpoint))
+
+
+# The default DQN job shrunk to seconds, as roles; a checkpoint only at the end, so
+# nothing but the evaluation itself refreshes the counters before it.
+_TINY_ROLES = {
+    "train.num_iterations": 120, "train.checkpoint_interval": 120,
+    "train.policy_export_interval": 120, "train.eval_interval": 40, "train.eval_episodes": 1,
+    "train.log_interval": 40, "train.summary_interval": 0, "train.initial_collect_steps": 50,
+    "train.batch_size": 8, "train.collect_steps_per_iteration": 4,
+    "train.train_steps_per_iteration": 4, "create_dqn_agent.fc_layer_params": "(16,)",
+    "create_uniform_replay.capacity": 5000, "create_gym_environment.max_episode_steps": 50,
+}
+
+
+def test_each_evaluation_of_a_roles_run_records_the_env_steps_of_its_moment(tmp_path):
+  """The learner's env steps are the collectors' counters on the server: each
+  returns.csv row has those read at its evaluation, as its log line says, not
+  those of the previous progress line or checkpoint."""
+  root = tmp_path / "run"
+  out = subprocess.run(
+      [sys.executable, "-m", "trainer.launch", f"--root_dir={root}", f"--gin_file={DQN_CONFIG}",
+       "--collectors=1", *(f"--gin_bindings={k} = {v}" for k, v in _TINY_ROLES.items())],
+      cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+  log = (root / "roles" / "logs" / "learner.log").read_text()
+  logged = [(int(s), int(e)) for s, e in
+            re.findall(r"Eval at step (\d+): average return \S+ over 1 episodes, env steps (\d+)", log)]
+  progress = {int(s): int(e) for s, e in re.findall(r"step (\d+)/120 .*\| env steps (\d+)", log)}
+  with open(root / "eval" / "returns.csv") as f:
+    rows = [(int(r["train_step"]), int(r["env_steps"])) for r in csv.DictReader(f)]
+  assert [s for s, _ in rows] == [40, 80, 120], rows
+  assert rows == logged, (rows, logged)
+  assert rows[0][1] > 0, rows
+  env_steps = [e for _, e in rows]
+  assert env_steps == sorted(env_steps), rows
+  for step, steps in rows:  # read between the previous progress line and this step's
+    assert progress.get(step - 40, 0) <= steps <= progress[step], (rows, progress)

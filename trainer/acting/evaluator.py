@@ -38,7 +38,9 @@ class Evaluator:
                *, seed: int):
     self._envs = list(envs)
     self._record = record  # (train step, average return): into the run state
-    self._env_steps = env_steps  # the collect env steps so far, for returns.csv
+    # The collect env steps so far, for returns.csv and the log line; called once
+    # per evaluation (the learner role refreshes its counters from the server).
+    self._env_steps = env_steps
     self._train_step = train_step
     self._seed = seed
     episodes = len(self._envs)
@@ -76,22 +78,23 @@ class Evaluator:
   def __call__(self) -> float:
     start = time.monotonic()
     step = int(self._train_step.numpy())
+    env_steps = self._env_steps()  # those that trained the policy evaluated, read once
     returns, lengths = self.run_episodes(step)
     average_return = float(np.mean(returns))
     with self.summary_writer.as_default():
       tf.summary.scalar("Metrics/eval/AverageReturn", average_return, step=step)
       tf.summary.scalar("Metrics/eval/AverageEpisodeLength", float(np.mean(lengths)), step=step)
     self._record(step, average_return)
-    self._append_csv(step, average_return)
-    logging.info("Eval at step %d: average return %.2f over %d episodes (%.1f s).", step,
-                 average_return, len(self._envs), time.monotonic() - start)
+    self._append_csv(step, average_return, env_steps)
+    logging.info("Eval at step %d: average return %.2f over %d episodes, env steps %d (%.1f s).",
+                 step, average_return, len(self._envs), env_steps, time.monotonic() - start)
     return average_return
 
-  def _append_csv(self, step: int, average_return: float) -> None:
+  def _append_csv(self, step: int, average_return: float, env_steps: int) -> None:
     """One row per evaluation; a resumed job that evaluates a step again appends
     it again (readers keep the last row of a step: `trainer.plot`)."""
     new = not os.path.exists(self._csv_path)
     with open(self._csv_path, "a") as f:
       if new:
         f.write("train_step,average_return,env_steps\n")
-      f.write(f"{step},{average_return:.6f},{self._env_steps()}\n")
+      f.write(f"{step},{average_return:.6f},{env_steps}\n")

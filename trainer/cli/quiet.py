@@ -51,7 +51,7 @@ def before_imports(argv: list[str] | None = None) -> None:
   warnings.filterwarnings("ignore")
 
 
-class _OursOrErrors(logging.Filter):
+class OursOrErrors(logging.Filter):
   """Keeps records from the trainer's own code, and errors from anywhere."""
 
   def filter(self, record: logging.LogRecord) -> bool:
@@ -64,9 +64,9 @@ def after_flags(verbosity: int) -> None:
     return
   from absl import logging as absl_logging
 
-  absl_logging.get_absl_handler().addFilter(_OursOrErrors())
+  absl_logging.get_absl_handler().addFilter(OursOrErrors())
   # TensorFlow's logger has a handler of its own ("INFO:tensorflow:Assets written ...").
-  logging.getLogger("tensorflow").addFilter(_OursOrErrors())
+  logging.getLogger("tensorflow").addFilter(OursOrErrors())
   if "tensorflow" in sys.modules:  # loaded by the command (status and plot never load it)
     from tensorflow.python.util import deprecation
 

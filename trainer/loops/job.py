@@ -342,7 +342,7 @@ class Job:
                              num_iterations=settings.num_iterations)
     self.evaluator = Evaluator(root_dir, agents.eval_envs, self.agent, self._train_step,
                                self.run_state.record_eval,
-                               env_steps=lambda: self.run_state.env_steps, seed=settings.seed + 1)
+                               env_steps=self._current_env_steps, seed=settings.seed + 1)
     # TF-Agents' Learner restores the newest checkpoint of its own directory;
     # given one that never holds any, it restores nothing. Summaries go to the
     # run's train/ as before.
@@ -374,6 +374,13 @@ class Job:
     # Exports above the resumed step came from training that is now redone.
     self.exporter.supersede_after(self.restored_step or 0)
     self.exporter.prebuild()
+
+  def _current_env_steps(self) -> int:
+    """The env steps as of now, for an evaluation's row: the counters are
+    refreshed first (the learner role's live on the replay server, and were
+    otherwise as of the last checkpoint or progress line)."""
+    self.refresh_counters()
+    return self.run_state.env_steps
 
   @property
   def replica_batch_size(self) -> int:

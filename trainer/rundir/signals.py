@@ -41,9 +41,13 @@ class StopRequest:
   DUPLICATE_WINDOW_S = 2.0
 
   def __init__(self, action: str = "finishing this iteration, then committing a checkpoint and "
-               "exiting"):
-    """`action`: what the process does on the first signal, for its log line."""
+               "exiting", *, interrupt_on_second: bool = False):
+    """`action`: what the process does on the first signal, for its log line.
+    `interrupt_on_second`: a second signal raises KeyboardInterrupt in the main
+    thread instead of ending the process (`trainer.run` in a notebook: the
+    kernel lives on; the last committed checkpoint stays valid either way)."""
     self.action = action
+    self._interrupt_on_second = interrupt_on_second
     self.signum: int | None = None
     self._first_at = 0.0
     self._previous = {}
@@ -68,6 +72,9 @@ class StopRequest:
     if (signum == self.signum == signal.SIGTERM
         and now - self._first_at < self.DUPLICATE_WINDOW_S):
       return  # One scheduler stop delivered twice.
+    if self.signum is not None and self._interrupt_on_second:
+      raise KeyboardInterrupt(f"second signal ({name}): stopped at once; the last committed "
+                              "checkpoint stays valid")
     if self.signum is not None:
       sys.stderr.write(f"trainer: second signal ({name}): exiting now; the last "
                        "committed checkpoint stays valid\n")
