@@ -3,6 +3,7 @@ learning curves from a real run, collect summaries that continue across a resume
 
 import os
 import pathlib
+import shlex
 import signal
 import struct
 import subprocess
@@ -38,8 +39,11 @@ def test_make_train_names_the_trainers_exit_code_and_what_to_do(tmp_path):
     if make.poll() is None:
       os.killpg(make.pid, signal.SIGKILL)
   output = log.read_text()
-  assert ("make train: the trainer stopped (exit 75) after committing a checkpoint; run "
-          "'make train' again to resume.") in output, output[-3000:]
+  hint = "make train: the trainer stopped (exit 75) after committing a checkpoint; to resume, run: "
+  assert hint in output, output[-3000:]
+  # The command as given, RUN and ARGS included, quoted so that the shell passes them back.
+  resume = output[output.index(hint) + len(hint):].splitlines()[0]
+  assert shlex.split(resume) == ["make", "train", f"RUN={root}", f"ARGS={args}"], resume
   assert committed_steps(root), "the stop committed no checkpoint"
 
 
