@@ -114,9 +114,11 @@ def test_changed_experiment_is_refused_with_a_diff_and_the_flag_then_works(tmp_p
   assert diff == ["  create_gym_environment.max_episode_steps: 50 -> 40",
                   "  create_dqn_agent.learning_rate: 0.002 -> 0.5"]
   assert _tree(root) == before
+  assert "Config change accepted" not in result.stderr  # refused: not logged as accepted
   result = run_train(root, gin_bindings=changed, extra=["--allow_config_change"])
   assert result.returncode == 0, result.stderr[-2000:]
   assert status(root)["train_step"] == 40
+  assert "Config change accepted: create_dqn_agent.learning_rate: 0.002 -> 0.5" in result.stderr
 
 
 @pytest.mark.parametrize("change,part", [
