@@ -25,17 +25,24 @@ CONFIG ?= configs/dqn_cartpole.gin
 # make exits 2 whenever a recipe fails, whatever the trainer's code: the recipe names
 # the trainer's own exit code and what to do. Ctrl-C and SIGTERM reach the trainer,
 # which commits a checkpoint; the shell waits for it (its trap) to say so.
+# The resume hint is the command as given: RUN, CONFIG and ARGS when set, quoted for the shell.
+train: export TRAIN_RESUME_RUN = $(if $(filter-out file default,$(origin RUN)),$(RUN))
+train: export TRAIN_RESUME_CONFIG = $(if $(filter-out file default,$(origin CONFIG)),$(CONFIG))
+train: export TRAIN_RESUME_ARGS = $(value ARGS)
+RESUME = $(BIN)/python -c 'import os, shlex; print(" ".join(["make train"] + [k + "=" + \
+  shlex.quote(os.environ["TRAIN_RESUME_" + k]) for k in ("RUN", "CONFIG", "ARGS") \
+  if os.environ.get("TRAIN_RESUME_" + k)]))'
 train: $(STAMP)
 	@trap : INT TERM; $(BIN)/python -m trainer.train --root_dir=$(RUN) --gin_file=$(CONFIG) $(ARGS); \
 	rc=$$?; case $$rc in \
 	  0) ;; \
-	  75) echo "make train: the trainer stopped (exit 75) after committing a checkpoint; run" \
-	       "'make train' again to resume." ;; \
+	  75) echo "make train: the trainer stopped (exit 75) after committing a checkpoint; to" \
+	       "resume, run: $$($(RESUME))" ;; \
 	  2) echo "make train: the trainer refused its command line or config (exit 2); nothing was" \
 	      "written: fix what the error line says." ;; \
 	  3) echo "make train: the run directory $(RUN) cannot be used (exit 3): see the error line." ;; \
 	  *) echo "make train: the trainer failed (exit $$rc); the last committed checkpoint is" \
-	      "intact: run 'make train' again to resume from it." ;; \
+	      "intact: to resume from it, run: $$($(RESUME))" ;; \
 	esac; exit $$rc
 
 test: $(STAMP)

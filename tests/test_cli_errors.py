@@ -3,6 +3,7 @@
 import os
 import pathlib
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -113,9 +114,11 @@ def test_changed_experiment_is_refused_with_a_diff_and_the_flag_then_works(tmp_p
   assert diff == ["  create_gym_environment.max_episode_steps: 50 -> 40",
                   "  create_dqn_agent.learning_rate: 0.002 -> 0.5"]
   assert _tree(root) == before
+  assert "Config change accepted" not in result.stderr  # refused: not logged as accepted
   result = run_train(root, gin_bindings=changed, extra=["--allow_config_change"])
   assert result.returncode == 0, result.stderr[-2000:]
   assert status(root)["train_step"] == 40
+  assert "Config change accepted: create_dqn_agent.learning_rate: 0.002 -> 0.5" in result.stderr
 
 
 @pytest.mark.parametrize("change,part", [
@@ -232,3 +235,157 @@ def test_diverging_training_names_the_setting_and_keeps_the_bundle(existing_run,
       extra=["--allow_config_change"])
   assert fixed.returncode == 0, fixed.stderr[-3000:]
   assert "Resumed from step 20" in fixed.stderr
+
+
+# Every command, with what its own required flags need, and how its error lines start.
+COMMANDS = {"trainer.train": ("trainer", []), "trainer.launch": ("trainer.launch", []),
+            "trainer.replay_server": ("trainer.replay_server", []),
+            "trainer.collect": ("trainer.collect", ["--task=0"]),
+            "trainer.learn": ("trainer.learn", []), "trainer.evaluate": ("trainer.evaluate", []),
+            "trainer.export": ("trainer.export", []), "trainer.status": ("trainer.status", []),
+            "trainer.plot": ("trainer.plot", [])}
+
+
+def _cli(module: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env or cli_env(),
+                        capture_output=True, text=True, timeout=120)
+
+
+def _without_tensorflow(tmp_path) -> dict:
+  """cli_env() where importing TensorFlow, TF-Agents or Reverb fails: a command that
+  checks its command line before the heavy imports still gives its one line."""
+  fake = tmp_path / "unimportable"
+  for name in ("tensorflow", "tf_agents", "reverb"):
+    (fake / name).mkdir(parents=True)
+    (fake / name / "__init__.py").write_text(f"raise ImportError('{name} loaded too early')\n")
+  env = cli_env()
+  env["PYTHONPATH"] = f"{fake}{os.pathsep}{env['PYTHONPATH']}"
+  return env
+
+
+def _only_line(result: subprocess.CompletedProcess, prog: str) -> str:
+  lines = [line for line in result.stderr.splitlines() if line.strip()]
+  assert len(lines) == 1 and lines[0].startswith(f"{prog}: error: "), result.stderr[-3000:]
+  return lines[0].removeprefix(f"{prog}: error: ")
+
+
+@pytest.mark.parametrize("module", sorted(COMMANDS))
+def test_an_unknown_flag_is_one_line_naming_the_gin_binding_before_tensorflow(tmp_path, module):
+  prog, extra = COMMANDS[module]
+  root = tmp_path / "run"
+  result = _cli(module, f"--root_dir={root}", *extra, "--num_iterations=1000",
+                env=_without_tensorflow(tmp_path))
+  assert result.returncode == errors.EXIT_USAGE
+  assert _only_line(result, prog) == (
+      "unknown flag --num_iterations: hyperparameters are gin bindings: use "
+      "--gin_bindings='train.num_iterations=1000'")
+  assert not root.exists()
+
+
+@pytest.mark.parametrize("module,own", [
+    ("trainer.train", ["--root_dir", "--gin_file", "--gin_bindings", "--[no]allow_config_change"]),
+    ("trainer.launch", ["--root_dir", "--gin_bindings", "--collectors"]),
+    ("trainer.replay_server", ["--root_dir", "--port", "--host"]),
+    ("trainer.collect", ["--task", "--replay_address"]),
+    ("trainer.learn", ["--replay_address", "--[no]allow_config_change"]),
+    ("trainer.evaluate", ["--policy", "--episodes", "--env"]),
+    ("trainer.export", ["--step", "--format", "--output"]),
+    ("trainer.status", ["--root_dir", "--[no]json"]),
+    ("trainer.plot", ["--root_dir", "--output"]),
+])
+def test_help_lists_the_commands_own_flags(tmp_path, module, own):
+  result = _cli(module, "--help", env=_without_tensorflow(tmp_path))
+  assert result.returncode == 0, result.stderr[-2000:]
+  for flag in own:
+    assert f"  {flag}:" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("module,args,message", [
+    ("trainer.launch", ["--collectors=abc"], "--collectors=abc must be an int; see python -m "
+     "trainer.launch --help"),
+    ("trainer.export", ["--format=tflite"], "--format=tflite must be one of saved_model, onnx"),
+    ("trainer.collect", [], "--task is required (This collector's number, 0 to N-1): pass "
+     "--task=..."),
+    ("trainer.train", ["--root-dir=x"], "unknown flag --root-dir; did you mean --root_dir?"),
+])
+def test_a_bad_flag_value_is_one_line(tmp_path, module, args, message):
+  root = tmp_path / "run"
+  result = _cli(module, f"--root_dir={root}", f"--gin_file={DQN_CONFIG}", *args,
+                env=_without_tensorflow(tmp_path))
+  assert result.returncode == errors.EXIT_USAGE
+  assert message in _only_line(result, COMMANDS[module][0])
+  assert not root.exists()
+
+
+def _suggested_bindings(line: str) -> list[str]:
+  """The --gin_bindings flags an error line suggests, as a shell would pass them."""
+  return [arg for arg in shlex.split(line.split(": use ")[-1].split("per --gin_bindings flag: ")
+                                     [-1].split("quote a string: ")[-1])
+          if arg.startswith("--gin_bindings=")]
+
+
+def test_the_binding_an_unknown_flag_suggests_works(tmp_path):
+  root = tmp_path / "run"
+  result = run_train(root, gin_bindings=bindings(TINY_DQN), extra=["--num_iterations=20"])
+  assert result.returncode == errors.EXIT_USAGE
+  suggested = _suggested_bindings(_error_line(result.stderr))
+  assert suggested == ["--gin_bindings=train.num_iterations=20"]
+  assert not root.exists()
+  fixed = run_train(root, gin_bindings=bindings(TINY_DQN), extra=suggested)
+  assert fixed.returncode == 0, fixed.stderr[-3000:]
+  assert status(root)["train_step"] == 20
+
+
+def test_gins_two_common_slips_name_the_fix_and_the_fix_works(tmp_path):
+  root = tmp_path / "run"
+  fixes = []
+  for slip, message in [
+      ("create_gym_environment.name=CartPole-v0",
+       "CartPole-v0 is not a Python value; quote a string: "
+       "--gin_bindings=\"create_gym_environment.name='CartPole-v0'\""),
+      ("train.seed=1 train.num_iterations=20",
+       "holds 2 bindings; pass one binding per --gin_bindings flag: "
+       "--gin_bindings='train.seed=1' --gin_bindings='train.num_iterations=20'")]:
+    result = run_train(root, gin_bindings=bindings(TINY_DQN) + [slip])
+    assert result.returncode == errors.EXIT_USAGE
+    line = _error_line(result.stderr)
+    assert message in line and "0x" not in result.stderr, result.stderr[-2000:]
+    fixes += _suggested_bindings(line)
+  assert not root.exists()
+  fixed = run_train(root, gin_bindings=bindings(TINY_DQN), extra=fixes)
+  assert fixed.returncode == 0, fixed.stderr[-3000:]
+  assert status(root)["train_step"] == 20
+
+
+ROLE_SETTINGS = {
+    "replay_shards.shards = 0": "replay_shards.shards must be an int from 1 to the replay's "
+                                "capacity, got 0",
+    "rate_control.samples_per_insert = -1": "rate_control.samples_per_insert must be a positive "
+                                            "number, got -1",
+    "mirrored_strategy.logical_cpus = 'two'": "mirrored_strategy.logical_cpus must be an int >= 0, "
+                                              "got 'two'",
+}
+
+
+@pytest.mark.parametrize("binding", sorted(ROLE_SETTINGS))
+def test_a_bad_roles_setting_is_refused_by_train_and_launch_before_anything(tmp_path, existing_run,
+                                                                          binding):
+  env = _without_tensorflow(tmp_path)  # launch refuses it itself, and train before loading TF
+  for module, root in (("trainer.train", tmp_path / "new"), ("trainer.launch", tmp_path / "new"),
+                       ("trainer.launch", existing_run)):
+    before = _tree(root)
+    result = _cli(module, f"--root_dir={root}", f"--gin_file={DQN_CONFIG}",
+                  f"--gin_bindings={binding}", env=env)
+    assert result.returncode == errors.EXIT_USAGE, result.stderr[-2000:]
+    assert _only_line(result, COMMANDS[module][0]) == ROLE_SETTINGS[binding]
+    assert _tree(root) == before  # no roles/ either
+
+
+@pytest.mark.parametrize("binding", sorted(ROLE_SETTINGS))
+def test_loading_a_config_checks_the_roles_settings(tmp_path, binding):
+  from trainer.cli import registry  # noqa: F401  (what configs name)
+  from trainer.config import gin_config
+
+  with pytest.raises(errors.ConfigError, match=re.escape(ROLE_SETTINGS[binding])):
+    gin_config.load(str(tmp_path / "run"), [DQN_CONFIG], [binding])
+  assert not (tmp_path / "run").exists()

@@ -201,6 +201,15 @@ def test_evaluate_command_writes_table_and_plot(finished_run, tmp_path):
   assert prefix.with_suffix(".csv").read_text().splitlines()[0].startswith("train_step,path,")
   assert prefix.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+  # One export evaluated again updates its row and keeps the others.
+  again = _cli("trainer.evaluate", f"--policy={finished_run / 'policies' / '0000000030'}",
+               "--env=CartPole-v0", "--episodes=1", f"--output={prefix}")
+  assert again.returncode == 0, again.stderr[-3000:]
+  merged = json.loads(prefix.with_suffix(".json").read_text())
+  assert [(r["train_step"], r["episodes"]) for r in merged] == [(30, 1), (60, 2)]
+  assert merged[1] == rows[1]
+  assert len(prefix.with_suffix(".csv").read_text().splitlines()) == 3
+
   single = _cli("trainer.evaluate", f"--policy={finished_run / 'policies' / '0000000060'}",
                 "--env=CartPole-v0", "--episodes=1", f"--output={tmp_path / 'one'}")
   assert single.returncode == 0, single.stderr[-3000:]

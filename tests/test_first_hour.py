@@ -3,6 +3,7 @@ learning curves from a real run, collect summaries that continue across a resume
 
 import os
 import pathlib
+import shlex
 import signal
 import struct
 import subprocess
@@ -38,8 +39,11 @@ def test_make_train_names_the_trainers_exit_code_and_what_to_do(tmp_path):
     if make.poll() is None:
       os.killpg(make.pid, signal.SIGKILL)
   output = log.read_text()
-  assert ("make train: the trainer stopped (exit 75) after committing a checkpoint; run "
-          "'make train' again to resume.") in output, output[-3000:]
+  hint = "make train: the trainer stopped (exit 75) after committing a checkpoint; to resume, run: "
+  assert hint in output, output[-3000:]
+  # The command as given, RUN and ARGS included, quoted so that the shell passes them back.
+  resume = output[output.index(hint) + len(hint):].splitlines()[0]
+  assert shlex.split(resume) == ["make", "train", f"RUN={root}", f"ARGS={args}"], resume
   assert committed_steps(root), "the stop committed no checkpoint"
 
 
@@ -150,3 +154,23 @@ def test_plot_of_a_run_without_evaluations_is_one_line(tmp_path):
   assert result.returncode == errors.EXIT_USAGE
   assert result.stderr.strip().startswith("trainer.plot: error:")
   assert "eval/returns.csv" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_plot_of_several_runs_shows_a_run_with_one_evaluation(tmp_path):
+  runs = []
+  for name, row in (("a", "100,50.0,400"), ("b", "100,80.0,420")):
+    (tmp_path / name / "eval").mkdir(parents=True)
+    (tmp_path / name / "eval" / "returns.csv").write_text(
+        f"train_step,average_return,env_steps\n{row}\n")
+    runs.append(f"--root_dir={tmp_path / name}")
+  output = tmp_path / "curves.png"
+  result = subprocess.run([sys.executable, "-m", "trainer.plot", *runs, f"--output={output}"],
+                          cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  import matplotlib.image
+
+  # The right panel (against env steps) has no legend: what is drawn there is the runs' data.
+  right = matplotlib.image.imread(output)[:, 600:, :3] * 255
+  red, blue = right[..., 0].astype(int), right[..., 2].astype(int)
+  assert (blue - red > 50).sum() > 10, "run a (one evaluation, blue) is not drawn"
+  assert (red - blue > 100).sum() > 10, "run b (one evaluation, orange) is not drawn"

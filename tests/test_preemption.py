@@ -1,5 +1,6 @@
 """Real training processes, really signalled and killed, then resumed."""
 
+import re
 import signal
 
 from tests.conftest import TINY_DQN, bindings, committed_steps, run_train, start_train, status, wait_for
@@ -86,6 +87,24 @@ def test_second_signal_exits_at_once_and_keeps_the_last_bundle(tmp_path):
   result = _resume_to(root, step + 20)
   assert result.returncode == 0, result.stderr
   assert f"Resumed from step {step}" in result.stderr
+
+
+def test_a_second_ctrl_c_during_the_stop_says_the_code_it_exits_with(tmp_path):
+  root, log = tmp_path / "run", tmp_path / "train.log"
+  proc = start_train(root, gin_bindings=LONG, log_path=log)
+  try:
+    wait_for(lambda: "Training from step" in log.read_text(), 240, "training to start", proc)
+    proc.send_signal(signal.SIGINT)
+    wait_for(lambda: "exiting with code 75" in log.read_text() or proc.poll() is not None, 240,
+             "the stop to commit")
+    proc.send_signal(signal.SIGINT)  # while it shuts down (or just after it exited)
+    rc = proc.wait(timeout=60)
+  finally:
+    proc.kill()
+  # Whichever came first, the last exit code the log names is the one it exited with.
+  said = re.findall(r"exiting (?:now )?with code (\d+)", log.read_text())
+  assert said and int(said[-1]) == rc, (rc, log.read_text()[-2000:])
+  assert rc in (75, 128 + signal.SIGINT)
 
 
 def test_sigterm_during_start_up_still_exits_75(tmp_path):

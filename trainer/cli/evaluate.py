@@ -18,15 +18,11 @@ from trainer.cli import quiet  # noqa: E402  (first: before TensorFlow and Gym l
 
 quiet.before_imports()
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from absl import flags, logging  # noqa: E402
 
 from trainer import errors  # noqa: E402
-from trainer.acting import envs  # noqa: E402
-from trainer.cli import registry, shell  # noqa: E402, F401  (registry: what configs name)
+from trainer.cli import shell  # noqa: E402
 from trainer.config import gin_config  # noqa: E402
-from trainer.loops import job  # noqa: E402
 from trainer.policies import policy_index  # noqa: E402
 from trainer.rundir import layout  # noqa: E402
 
@@ -41,6 +37,9 @@ FLAGS = flags.FLAGS
 
 def run_episodes(serve, env, episodes: int) -> list[float]:
   """Returns of `episodes` episodes with the serving signature's actions."""
+  import numpy as np
+  import tensorflow as tf
+
   returns = []
   for _ in range(episodes):
     time_step, total = env.reset(), 0.0
@@ -54,6 +53,9 @@ def run_episodes(serve, env, episodes: int) -> list[float]:
 
 
 def evaluate_exports(export_paths: list[str], env, episodes: int) -> list[dict]:
+  import numpy as np
+  import tensorflow as tf
+
   rows = []
   for path in export_paths:
     serve = tf.saved_model.load(os.path.join(path, layout.SERVING_POLICY)).signatures[
@@ -67,7 +69,23 @@ def evaluate_exports(export_paths: list[str], env, episodes: int) -> list[dict]:
   return rows
 
 
+def merged_rows(rows: list[dict], prefix: str) -> list[dict]:
+  """`rows` merged into the table already at `prefix` (its JSON), by train step: the
+  steps evaluated now are replaced, the others kept (evaluating one export must not
+  lose the rest)."""
+  try:
+    with open(prefix + ".json") as f:
+      table = json.load(f)
+    by_step = {int(row["train_step"]): row for row in table if set(row) == set(rows[0])}
+  except (OSError, ValueError, TypeError, KeyError):
+    by_step = {}  # no table yet (or not one of ours): this one starts it
+  by_step.update({row["train_step"]: row for row in rows})
+  return [by_step[step] for step in sorted(by_step)]
+
+
 def write_outputs(rows: list[dict], prefix: str, title: str) -> None:
+  import numpy as np
+
   os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
   with open(prefix + ".csv", "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -111,12 +129,19 @@ def _root_of(policy_path: str) -> str | None:
 
 
 def _environment(root_dir: str | None):
+  """The environment to evaluate in, seeded (loads TensorFlow and Gym)."""
+  from trainer.acting import envs
+  from trainer.cli import registry  # noqa: F401  (what configs name)
+  from trainer.loops import job
+
   if FLAGS.env:
-    return envs.create_gym_environment(FLAGS.env)
-  if root_dir is None or not os.path.isfile(os.path.join(root_dir, layout.CONFIG_FILE)):
+    env = envs.create_gym_environment(FLAGS.env)
+  elif root_dir is None or not os.path.isfile(os.path.join(root_dir, layout.CONFIG_FILE)):
     raise errors.ConfigError("cannot tell which environment to use: pass --env=<Gym id>")
-  spec = job.configure_job(root_dir, gin_config.load(root_dir, [], []))
-  return spec.environment_fn()
+  else:
+    env = job.configure_job(root_dir, gin_config.load(root_dir, [], [])).environment_fn()
+  envs.seed_environment(env, FLAGS.seed)
+  return env
 
 
 def main(argv: list[str]) -> int:
@@ -133,15 +158,15 @@ def main(argv: list[str]) -> int:
       raise errors.ConfigError(f"{FLAGS.policy} is not an export (no {layout.SERVING_POLICY}/ in it)")
     root, paths = _root_of(FLAGS.policy), [FLAGS.policy]
   env = _environment(root)
-  envs.seed_environment(env, FLAGS.seed)
-  rows = evaluate_exports(paths, env, FLAGS.episodes)
+  evaluated = evaluate_exports(paths, env, FLAGS.episodes)
   prefix = FLAGS.output or os.path.join(root or ".", layout.EVAL_DIR, "exports")
+  rows = merged_rows(evaluated, prefix)
   env_name = FLAGS.env or gin_config.saved_environment_name(root) or "its environment"
   run_name = os.path.basename(os.path.normpath(root)) if root else FLAGS.policy
   write_outputs(rows, prefix, f"Exported policies of {run_name} in {env_name} (greedy, "
                 f"{FLAGS.episodes} episodes each)")
   print(f"{'train_step':>10}  {'average_return':>14}  {'std':>7}  {'min':>8}  {'max':>8}")
-  for row in rows:
+  for row in evaluated:
     print(f"{row['train_step']:>10}  {row['average_return']:>14.2f}  {row['std_return']:>7.2f}  "
           f"{row['min_return']:>8.2f}  {row['max_return']:>8.2f}")
   print(f"wrote {prefix}.csv, {prefix}.json, {prefix}.png")

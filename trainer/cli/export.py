@@ -23,33 +23,33 @@ a damaged one) gives one clear line, or the next newest bundle, never a
 half-read agent.
 """
 
+from __future__ import annotations
+
 import contextlib
 import dataclasses
 import errno
 import os
 import shutil
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trainer.cli import quiet  # noqa: E402  (first: before TensorFlow and Gym load)
 
 quiet.before_imports()
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from absl import flags, logging  # noqa: E402
-from tf_agents.policies import greedy_policy  # noqa: E402
-from tf_agents.specs import array_spec  # noqa: E402
 
 from trainer import errors  # noqa: E402
-from trainer.acting import envs  # noqa: E402
 from trainer.checkpoint.bundle_store import Bundle, BundleStore, file_problem  # noqa: E402
-from trainer.cli import registry, shell  # noqa: E402, F401  (registry: what configs name)
+from trainer.cli import shell  # noqa: E402
 from trainer.config import gin_config  # noqa: E402
-from trainer.loops import job  # noqa: E402
-from trainer.policies import exporter, onnx_policy, policy_index  # noqa: E402
+from trainer.policies import policy_index  # noqa: E402
 from trainer.rundir import fileio, layout  # noqa: E402
 from trainer.rundir.run_lock import RunLock, run_dir_holding  # noqa: E402
+
+if TYPE_CHECKING:  # TensorFlow loads once the command line is checked (main)
+  import numpy as np
+  import tensorflow as tf
 
 flags.DEFINE_string("root_dir", None, "Run directory whose bundles to export.")
 flags.DEFINE_integer("step", None, "Export the bundle of this train step.")
@@ -101,13 +101,18 @@ class Run:
   env: Any  # the run's environment
 
   @classmethod
-  def rebuild(cls, root_dir: str) -> "Run":
+  def rebuild(cls, root_dir: str) -> Run:
+    from trainer.cli import registry  # noqa: F401  (what configs name)
+    from trainer.loops import job
+
     run_config = gin_config.load(root_dir, [], [])
     spec = job.configure_job(root_dir, run_config)
     return cls(root_dir, run_config, spec, spec.environment_fn())
 
   def new_agent(self, step_name: str) -> tuple[Any, tf.Variable]:
     """A fresh agent of the run's config, with its own train-step variable."""
+    import tensorflow as tf
+
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name=step_name)
     return self.spec.agent_fn(self.env.time_step_spec(), self.env.action_spec(), step), step
 
@@ -183,6 +188,10 @@ def take_snapshots(store: BundleStore, bundles: list[Bundle], step: int | None, 
 
 def export_bundles(run: Run, snapshots: list[Snapshot], policy_dir: str) -> list[str]:
   """Writes one export per bundle snapshot into `policy_dir`; returns their paths."""
+  import tensorflow as tf
+
+  from trainer.policies import exporter
+
   if not snapshots:
     return []
   run_config = run.run_config
@@ -219,6 +228,11 @@ def sample_observations(env, count: int, seed: int = 0) -> np.ndarray:
   """Observations the policy will meet: a random-action rollout of `env`, and
   the same observations with noise of twice their spread, to reach states a
   random policy rarely visits."""
+  import numpy as np
+  from tf_agents.specs import array_spec
+
+  from trainer.acting import envs
+
   random_state = np.random.RandomState(seed)
   envs.seed_environment(env, seed)
   observations, time_step = [], env.reset()
@@ -233,6 +247,11 @@ def sample_observations(env, count: int, seed: int = 0) -> np.ndarray:
 
 def add_onnx(run: Run, export_paths: list[str]) -> list[str]:
   """Writes `<export>/greedy.onnx` for each export; returns the files' paths."""
+  import tensorflow as tf
+  from tf_agents.policies import greedy_policy
+
+  from trainer.policies import onnx_policy
+
   agent, _ = run.new_agent("onnx_train_step")
   greedy = greedy_policy.GreedyPolicy(agent.policy)
   targets = list(greedy.variables())
@@ -261,6 +280,8 @@ def add_onnx(run: Run, export_paths: list[str]) -> list[str]:
 def writing_into(policy_dir: str, root_dir: str):
   """Holds the lock of the run that `policy_dir` lies in; turns a failed write
   into one line that names a way out."""
+  from trainer.policies import exporter
+
   run_dir = run_dir_holding(policy_dir, root_dir)
   lock = RunLock(run_dir) if run_dir else contextlib.nullcontext()
   try:

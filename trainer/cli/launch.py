@@ -11,9 +11,11 @@ directory (its error line is printed); 1 a role kept failing.
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 
-from trainer.errors import EXIT_USAGE
+from trainer.cli import shell
+from trainer.config import gin_config
+from trainer.errors import EXIT_USAGE, ConfigError
 from trainer.roles import launch, rolefiles
 
 flags.DEFINE_string("root_dir", None, "Run directory, shared by every role.")
@@ -39,6 +41,10 @@ def main(argv: list[str]) -> int:
                   f"{rolefiles.MAX_COLLECTORS}")
   if not FLAGS.gin_file and not os.path.isfile(os.path.join(FLAGS.root_dir, "config.gin")):
     return refuse(f"{FLAGS.root_dir} holds no run to resume; pass --gin_file=configs/X.gin")
+  try:  # before anything is written (roles/ included), and without TensorFlow
+    gin_config.precheck(FLAGS.root_dir, FLAGS.gin_file, FLAGS.gin_bindings)
+  except ConfigError as e:
+    return refuse(str(e))
   config_args = [*(f"--gin_file={f}" for f in FLAGS.gin_file),
                  *(f"--gin_bindings={b}" for b in FLAGS.gin_bindings)]
   return launch.Launch(FLAGS.root_dir, config_args, FLAGS.collectors,
@@ -46,4 +52,4 @@ def main(argv: list[str]) -> int:
 
 
 def entry() -> None:
-  app.run(main)
+  shell.run(main, prog="trainer.launch")

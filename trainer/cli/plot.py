@@ -59,8 +59,9 @@ def plot(runs: dict[str, list[dict]], title: str, output: str) -> None:
   for name, rows in runs.items():
     steps = [r["train_step"] for r in rows]
     returns = [r["average_return"] for r in rows]
-    style = {"linewidth": 1, "alpha": 0.6} if many else {"linewidth": 2, "marker": "o",
-                                                        "markersize": 3}
+    # Markers in either case: a run with one evaluation is a point, which a line cannot draw.
+    style = ({"linewidth": 1, "alpha": 0.6, "marker": "o", "markersize": 4} if many else
+             {"linewidth": 2, "marker": "o", "markersize": 3})
     by_step.plot(steps, returns, label=name, **style)
     counted = [r for r in rows if r["env_steps"] is not None]
     if counted:
@@ -71,8 +72,8 @@ def plot(runs: dict[str, list[dict]], title: str, output: str) -> None:
     if common:
       table = np.array([[{r["train_step"]: r["average_return"] for r in rows}[s] for s in common]
                         for rows in runs.values()])
-      by_step.plot(common, table.mean(axis=0), color="black", linewidth=2.5,
-                   label=f"mean of {len(runs)} runs")
+      by_step.plot(common, table.mean(axis=0), color="black", linewidth=2.5, marker="o",
+                   markersize=5, label=f"mean of {len(runs)} runs")
       by_step.fill_between(common, table.min(axis=0), table.max(axis=0), color="gray", alpha=0.2,
                            label="range of the runs")
   # The whole scale from zero (or the lowest return): a zoom on the top of it magnifies noise.

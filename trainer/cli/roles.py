@@ -19,7 +19,7 @@ quiet.before_imports()
 from absl import flags  # noqa: E402
 
 from trainer import errors  # noqa: E402
-from trainer.cli import registry, shell  # noqa: E402, F401  (registry: what configs name)
+from trainer.cli import shell  # noqa: E402
 from trainer.config import gin_config  # noqa: E402
 from trainer.rundir.signals import StopRequest  # noqa: E402
 
@@ -32,31 +32,32 @@ FLAGS = flags.FLAGS
 def _config(argv: list[str], *, allow_config_change: bool) -> gin_config.RunConfig:
   if len(argv) > 1:
     raise errors.ConfigError(f"unexpected arguments {argv[1:]}; use --gin_bindings for settings")
+  # What needs no TensorFlow first: a bad command line is refused in a fraction of a second.
+  gin_config.precheck(FLAGS.root_dir, FLAGS.gin_file, FLAGS.gin_bindings)
+  from trainer.cli import registry  # noqa: F401  (what configs name; loads TensorFlow)
+
   return gin_config.load(FLAGS.root_dir, FLAGS.gin_file, FLAGS.gin_bindings,
                          allow_config_change=allow_config_change)
 
 
 def _server_main(argv: list[str], stop: StopRequest) -> int:
-  from trainer.roles import replay_server
   # The learner decides whether a changed config may resume; the server serves it.
   run_config = _config(argv, allow_config_change=True)
+  from trainer.roles import replay_server
   return replay_server.serve(FLAGS.root_dir, run_config, stop, port=FLAGS.port, host=FLAGS.host,
                              bind=FLAGS.bind or FLAGS.host)
 
 
 def _collect_main(argv: list[str], stop: StopRequest) -> int:
-  from trainer.roles import collect
   run_config = _config(argv, allow_config_change=True)
+  from trainer.roles import collect
   return collect.CollectorRole(FLAGS.root_dir, run_config, FLAGS.task, FLAGS.replay_address,
                                stop).run()
 
 
 def _learn_main(argv: list[str], stop: StopRequest) -> int:
-  from trainer.roles import learn
   run_config = _config(argv, allow_config_change=FLAGS.allow_config_change)
-  for change in run_config.changes:
-    from absl import logging
-    logging.info("Config change accepted: %s", change)
+  from trainer.roles import learn
   return learn.learn(FLAGS.root_dir, run_config, stop, FLAGS.replay_address)
 
 

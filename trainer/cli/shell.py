@@ -7,12 +7,13 @@ from collections.abc import Callable
 from absl import app, flags, logging
 
 from trainer import errors
-from trainer.cli import quiet
+from trainer.cli import args, quiet
 
 
 def run(main: Callable[[list[str]], int], *, prog: str, verbosity: int = logging.INFO,
         exit_at_once: bool = False) -> None:
-  """Runs an absl `main`; a TrainerError becomes `PROG: error: ...` and its exit code.
+  """Runs an absl `main`; a TrainerError becomes `PROG: error: ...` and its exit code,
+  and so does a flag absl refuses (`args`).
 
   `verbosity` is the command's default; absl's `--verbosity` overrides it, and
   `--verbosity=1` also shows other libraries' lines (see `quiet`).
@@ -42,4 +43,5 @@ def run(main: Callable[[list[str]], int], *, prog: str, verbosity: int = logging
     sys.stderr.flush()
     os._exit(code)
 
-  app.run(exiting if exit_at_once else guarded)
+  module = getattr(main, "func", main).__module__  # the command's module: its flags, its doc
+  app.run(exiting if exit_at_once else guarded, flags_parser=args.flags_parser(prog, module))

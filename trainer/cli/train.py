@@ -13,12 +13,11 @@ from trainer.cli import quiet  # noqa: E402  (first: before TensorFlow and Gym l
 
 quiet.before_imports()
 
-from absl import flags, logging  # noqa: E402
+from absl import flags  # noqa: E402
 
 from trainer import errors  # noqa: E402
-from trainer.cli import registry, shell  # noqa: E402, F401  (registry: what configs name)
+from trainer.cli import shell  # noqa: E402
 from trainer.config import gin_config  # noqa: E402
-from trainer.loops import job  # noqa: E402
 from trainer.rundir.signals import StopRequest  # noqa: E402
 
 flags.DEFINE_string("root_dir", None, "Run directory: checkpoints, exports, summaries.")
@@ -33,10 +32,13 @@ def main(argv: list[str], stop: StopRequest | None = None) -> int:
   """`stop`: the process's signal handler, installed before the slow imports."""
   if len(argv) > 1:
     raise errors.ConfigError(f"unexpected arguments {argv[1:]}; use --gin_bindings for settings")
+  # What needs no TensorFlow first: a bad command line is refused in a fraction of a second.
+  gin_config.precheck(FLAGS.root_dir, FLAGS.gin_file, FLAGS.gin_bindings)
+  from trainer.cli import registry  # noqa: F401  (what configs name; loads TensorFlow)
+  from trainer.loops import job
+
   run_config = gin_config.load(FLAGS.root_dir, FLAGS.gin_file, FLAGS.gin_bindings,
-                                   allow_config_change=FLAGS.allow_config_change)
-  for change in run_config.changes:
-    logging.info("Config change accepted: %s", change)
+                               allow_config_change=FLAGS.allow_config_change)
   return job.train(FLAGS.root_dir, run_config, stop=stop)
 
 

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import gin
 from gin import config_parser
 
+from trainer.config import values
 from trainer.config.settings import BENIGN_BINDINGS
 from trainer.errors import ConfigError, RunDirError, one_line
 from trainer.rundir import fileio, layout
@@ -94,10 +95,30 @@ def load(root_dir: str, gin_files: Sequence[str], gin_bindings: Sequence[str],
   Raises:
     ConfigError: the files, bindings or root_dir are unusable.
   """
-  check_root_dir(root_dir)
+  files = _config_files(root_dir, gin_files)
   saved_path = os.path.join(root_dir, layout.CONFIG_FILE)
   saved = _read(saved_path) if os.path.isfile(saved_path) else None
-  if not gin_files and saved is None:
+  gin.clear_config()
+  try:
+    gin.parse_config_files_and_bindings(files, list(gin_bindings))
+  except Exception as e:  # gin raises many types; all mean a bad config.
+    first, _, where = str(e).partition("\n")  # gin's message, then where in the config
+    where = f" ({' '.join(where.split())})" if where.strip() else ""
+    raise ConfigError(_no_addresses(
+        f"bad gin config: {one_line(first.rstrip('.'))}{_did_you_mean(e)}{where}")) from e
+  text = gin.config_str()
+  values.check(literal_values(text))
+  if saved is None:
+    return RunConfig(text=text, is_new=True)
+  return RunConfig(text=text, is_new=False, changes=tuple(diff(saved, text)),
+                   allow_change=allow_config_change)
+
+
+def _config_files(root_dir: str, gin_files: Sequence[str]) -> list[str]:
+  """The files to parse: `gin_files`, or the run's saved config; checks `root_dir`."""
+  check_root_dir(root_dir)
+  saved_path = os.path.join(root_dir, layout.CONFIG_FILE)
+  if not gin_files and not os.path.isfile(saved_path):
     raise ConfigError(
         f"{root_dir} holds no saved {layout.CONFIG_FILE}; start a run with "
         "--gin_file=configs/X.gin")
@@ -105,19 +126,79 @@ def load(root_dir: str, gin_files: Sequence[str], gin_bindings: Sequence[str],
   for path in files:
     if not os.path.isfile(path):
       raise ConfigError(f"gin file not found: {path}; check the --gin_file path")
-  gin.clear_config()
+  return files
+
+
+def precheck(root_dir: str, gin_files: Sequence[str], gin_bindings: Sequence[str]) -> None:
+  """Checks what needs no registered configurable (so no TensorFlow): `root_dir`,
+  the files, each file's and binding's syntax, and the literal values that
+  `trainer.config.values` knows. `load` checks the rest.
+
+  Raises:
+    ConfigError: one line naming the problem and the fix.
+  """
+  found = {}
+  for path in _config_files(root_dir, gin_files):
+    found.update(literal_values(_read(path), where=path))
+  for binding in gin_bindings:
+    found.update(literal_values(binding, binding=binding))
+  values.check(found)
+
+
+def literal_values(config_text: str, *, where: str | None = None,
+                   binding: str | None = None) -> dict[str, object]:
+  """Maps 'scope/selector.param' to each binding's value, for the values that are
+  literals (not references or macros); the last binding of a key wins, as in gin.
+
+  Raises:
+    ConfigError: the text does not parse (`where`: its file; `binding`: the
+      --gin_bindings string it is).
+  """
+  out = {}
   try:
-    gin.parse_config_files_and_bindings(files, list(gin_bindings))
-  except Exception as e:  # gin raises many types; all mean a bad config.
-    first, _, where = str(e).partition("\n")  # gin's message, then where in the config
-    where = f" ({' '.join(where.split())})" if where.strip() else ""
-    raise ConfigError(
-        f"bad gin config: {one_line(first.rstrip('.'))}{_did_you_mean(e)}{where}") from e
-  text = gin.config_str()
-  if saved is None:
-    return RunConfig(text=text, is_new=True)
-  return RunConfig(text=text, is_new=False, changes=tuple(diff(saved, text)),
-                   allow_change=allow_config_change)
+    for statement in config_parser.ConfigParser(
+        config_text, gin.config.ParserDelegate(skip_unknown=True)):
+      if isinstance(statement, config_parser.BindingStatement) and not hasattr(
+          statement.value, "selector"):
+        selector = (f"{statement.scope}/{statement.selector}" if statement.scope
+                    else statement.selector)
+        out[f"{selector}.{statement.arg_name}" if statement.arg_name else selector] = (
+            statement.value)
+  except Exception as e:  # gin's parser raises SyntaxError, tokenize's errors and more
+    raise ConfigError(syntax_error(e, where=where, binding=binding)) from e
+  return out
+
+
+_BINDING_START = re.compile(r"\s+(?=[A-Za-z_][\w./]*\s*=)")
+
+
+def syntax_error(error: Exception, *, where: str | None = None, binding: str | None = None) -> str:
+  """One line for a gin syntax error; gin's two most common slips name their fix."""
+  message = getattr(error, "msg", None) or (
+      error.args[0] if error.args and isinstance(error.args[0], str) else str(error))
+  lineno = getattr(error, "lineno", None)
+  place = (f"--gin_bindings={binding!r}" if binding is not None else
+           f"{where}{f' line {lineno}' if lineno else ''}" if where else "the config")
+  line = getattr(error, "text", None) or binding or ""
+  key, equals, value = line.partition("=")
+  if "malformed node or string" in message and equals:
+    key, value = key.strip(), value.strip()
+    fixed = (f'--gin_bindings="{key}=\'{value}\'"' if binding is not None
+             else f"{key} = '{value}'")
+    return (f"bad gin config: {place}: {value} is not a Python value; quote a string: {fixed}")
+  if "Expected newline" in message and binding is not None:
+    parts = _BINDING_START.split(binding.strip())
+    fixed = " ".join(f"--gin_bindings='{part}'" for part in parts)
+    return (f"bad gin config: --gin_bindings={binding!r} holds {len(parts)} bindings; pass one "
+            f"binding per --gin_bindings flag: {fixed}")
+  if "Expected newline" in message:
+    return f"bad gin config: {place}: more than one binding on a line; put one binding per line"
+  return _no_addresses(f"bad gin config: {place}: {one_line(message).rstrip('.')}")
+
+
+def _no_addresses(message: str) -> str:
+  """Python's reprs (`<ast.Name object at 0x7f...>`) mean nothing to a user."""
+  return re.sub(r"<([\w.]+) object at 0x[0-9a-f]+>", r"\1", message)
 
 
 def _did_you_mean(error: Exception) -> str:

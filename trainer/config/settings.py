@@ -108,6 +108,11 @@ def _check(field: dataclasses.Field, value: Any) -> None:
     raise ConfigError(f"train.{name} must be at most {maximum}, got {value}")
 
 
+def check_knob(name: str, value: Any) -> None:
+  """Raises ConfigError unless `value` is a valid value of the knob `train.<name>`."""
+  _check(next(f for f in dataclasses.fields(Settings) if f.name == name), value)
+
+
 def with_knobs(signature: inspect.Signature) -> inspect.Signature:
   """`signature` (of a function taking `**knobs`) with the knobs as keyword-only
   parameters in its place: what gin checks bindings against."""

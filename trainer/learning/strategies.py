@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import gin
 import tensorflow as tf
 
+from trainer.config import values
 from trainer.errors import ConfigError
 
 
@@ -44,10 +45,7 @@ def mirrored_strategy(devices: Sequence[str] | None = None,
   `logical_cpus` splits the CPU before TensorFlow starts its runtime; it must
   not be combined with `devices`.
   """
-  if logical_cpus < 0 or isinstance(logical_cpus, bool) or not isinstance(logical_cpus, int):
-    raise ConfigError(f"mirrored_strategy.logical_cpus must be an int >= 0, got {logical_cpus!r}")
-  if logical_cpus and devices:
-    raise ConfigError("set mirrored_strategy.devices or mirrored_strategy.logical_cpus, not both")
+  values.check_logical_cpus(logical_cpus, devices)
   if logical_cpus:
     _split_cpu(logical_cpus)
     devices = [f"/cpu:{i}" for i in range(logical_cpus)]

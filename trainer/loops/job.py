@@ -131,6 +131,8 @@ def train(root_dir: str, run_config: gin_config.RunConfig, stop: StopRequest | N
   if run_config.refused:  # before anything is written, a finished run included
     config_change.check(run_config, store.resume_point()[0], root_dir,
                         replay_fn=spec.replay_fn, build_agent=lambda: build_agent(spec))
+  for change in run_config.changes:  # only now: a refused change raised above
+    logging.info("Config change accepted: %s", change)
   if _already_complete(spec, store):
     return EXIT_OK
   if stop is not None and stop.requested:

@@ -29,8 +29,8 @@ import numpy as np
 import reverb
 import tensorflow as tf
 
+from trainer.config import values
 from trainer.config.settings import Settings
-from trainer.errors import ConfigError
 from trainer.replay.reverb import shard_names
 from trainer.roles import auth, rolefiles, weights
 
@@ -88,14 +88,8 @@ def rate_control(settings: Settings, *, samples_per_insert: float | None = None,
   if samples_per_insert is None:
     samples_per_insert = (settings.batch_size * settings.train_steps_per_iteration
                           / settings.collect_steps_per_iteration)
-  if isinstance(samples_per_insert, bool) or not isinstance(samples_per_insert, (int, float)) \
-      or samples_per_insert <= 0:
-    raise ConfigError(f"rate_control.samples_per_insert must be a positive number, got "
-                      f"{samples_per_insert!r}")
-  if isinstance(error_buffer_chunks, bool) or not isinstance(error_buffer_chunks, int) \
-      or error_buffer_chunks < 1:
-    raise ConfigError(f"rate_control.error_buffer_chunks must be an int >= 1, got "
-                      f"{error_buffer_chunks!r}")
+  values.check_samples_per_insert(samples_per_insert)
+  values.check_error_buffer_chunks(error_buffer_chunks)
   chunk = settings.batch_size * settings.train_steps_per_iteration
   # At least one batch of slack either way, or the first sample could never happen.
   buffer = float(max(error_buffer_chunks * chunk, 2 * settings.batch_size, samples_per_insert))
@@ -111,9 +105,7 @@ def replay_shards(capacity: int, *, shards: int = 8) -> int:
     capacity: the replay's capacity; each shard holds an equal part of it.
     shards: 1 keeps one table (sampling stalls while the server checkpoints it).
   """
-  if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= capacity:
-    raise ConfigError(f"replay_shards.shards must be an int from 1 to the replay's capacity "
-                      f"({capacity}), got {shards!r}")
+  values.check_replay_shards(shards, capacity)
   return shards
 
 

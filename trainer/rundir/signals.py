@@ -5,6 +5,8 @@ import signal
 import sys
 import time
 
+from trainer.errors import EXIT_PREEMPTED
+
 
 def _warn(message: str) -> None:
   """absl's warning when absl is loaded, else a plain stderr line.
@@ -76,8 +78,9 @@ class StopRequest:
       raise KeyboardInterrupt(f"second signal ({name}): stopped at once; the last committed "
                               "checkpoint stays valid")
     if self.signum is not None:
-      sys.stderr.write(f"trainer: second signal ({name}): exiting now; the last "
-                       "committed checkpoint stays valid\n")
+      # The code said last: the stop may already have logged "exiting with code 75".
+      sys.stderr.write(f"trainer: second signal ({name}): exiting now with code {128 + signum}, "
+                       f"not {EXIT_PREEMPTED}; the last committed checkpoint stays valid\n")
       sys.stderr.flush()
       os._exit(128 + signum)
     self.signum = signum
