@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from trainer.config.settings import Settings
 from trainer.errors import ConfigError
-from trainer.roles import launch, replay_server, tables
+from trainer.roles import replay_server, tables
 
 
 def _settings(**overrides) -> Settings:
@@ -33,11 +33,6 @@ def test_rate_control_defaults_to_the_single_process_ratio():
   assert tables.rate_control(_settings(), samples_per_insert=8).samples_per_insert == 8
   with pytest.raises(ConfigError, match="samples_per_insert"):
     tables.rate_control(_settings(), samples_per_insert=0)
-
-
-@pytest.mark.fast
-def test_backoff_doubles_to_its_cap():
-  assert [launch.backoff(n) for n in (1, 2, 3, 6, 20)] == [1, 2, 4, 30, 30]
 
 
 def test_a_restored_table_with_other_settings_is_refused():
