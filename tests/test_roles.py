@@ -81,3 +81,33 @@ def test_a_restored_table_with_other_settings_is_refused():
       replay_server.start_server(
           tables.replay_tables("t", 100, 1, signature, saved), fewer, 0,
           reverb.checkpointers.DefaultCheckpointer(tmp + "/d", fallback_checkpoint_path=checkpoint))
+
+
+def test_the_server_binds_a_port_it_picks_and_picks_again_if_it_was_taken():
+  """No one else chooses the port, so none can lose it before the bind: a pick
+  that another process took meanwhile is another pick."""
+  import socket
+
+  import portpicker
+
+  taken = socket.socket()
+  taken.bind(("", 0))
+  taken.listen()
+  busy, free = taken.getsockname()[1], portpicker.pick_unused_port()
+  picks = iter([busy, free])
+  tried = []
+
+  def start(port):
+    tried.append(port)
+    layout = replay_server.ReplayLayout("t", 10, 1, tables.rate_control(_settings()))
+    with tempfile.TemporaryDirectory() as tmp:
+      return replay_server.start_server([reverb.Table.queue("t", 10)], layout, port,
+                                        reverb.checkpointers.DefaultCheckpointer(tmp))
+
+  server = replay_server.bind_server(start, 0, pick_port=lambda: next(picks))
+  try:
+    assert tried == [busy, free] and server.port == free
+    assert reverb.Client(f"localhost:{free}").server_info(5)
+  finally:
+    server.stop()
+    taken.close()
