@@ -155,4 +155,7 @@ def test_at_the_total_the_others_are_stopped_and_one_that_hangs_is_killed():
   assert "collector-0 did not stop within 10 s: killing it" in job.lines[-1]
   server = job.started["replay_server"][0]
   assert server.returncode == EXIT_PREEMPTED
-  assert server.signals[0][0] >= collector.signals[1][0]  # stopped once the collector is gone
+  # The server is stopped after the collectors, SERVER_AFTER_S later at most (it frees a
+  # collector held in a write).
+  assert server.signals[0][0] - collector.signals[0][0] == pytest.approx(
+      supervisor.SERVER_AFTER_S, abs=0.5)

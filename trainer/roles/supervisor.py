@@ -8,8 +8,9 @@
 - A stop request: the learner is stopped first (it commits a bundle while the
   server and the collectors still run, and a server that dies meanwhile is
   restarted); a learner still running `STOP_GRACE_S` later is killed: exit 1
-  (its last committed bundle stays valid). Then the collectors, then the
-  server, each SIGKILLed if it outlives `OTHERS_GRACE_S`.
+  (its last committed bundle stays valid). Then the collectors, then (once
+  they are gone, or `SERVER_AFTER_S` later) the server, each SIGKILLed if it
+  outlives `OTHERS_GRACE_S`.
 - The learner at its total (exit 0): the others are stopped, exit 0.
 
 Pure logic on injected parts: a `Clock` and a `start` function that makes a
@@ -29,6 +30,7 @@ FAILURE_WINDOW_S = 120.0
 BACKOFF_S = (1.0, 30.0)  # first delay, most
 STOP_GRACE_S = 900.0  # how long the learner may take to commit its bundle when stopped
 OTHERS_GRACE_S = 10.0  # then the others: SIGTERM, and SIGKILL after this
+SERVER_AFTER_S = 3.0  # the server is stopped this long after the collectors, at most
 POLL_S = 0.2
 
 
@@ -189,20 +191,22 @@ class Supervisor:
 
   def _stop_all(self) -> None:
     """Stops every role still running: the learner and the collectors first,
-    the server last, so that a stopping collector still flushes its chunk and
-    counts it, and writes its final heartbeat (one held in a write by the rate
-    limiter, the learner gone, gives up by itself within seconds). A role that
-    outlives `OTHERS_GRACE_S` is killed, and launch says so."""
+    so that a stopping collector still flushes and counts its chunk and writes
+    its final heartbeat; the server `SERVER_AFTER_S` later, or once they are
+    gone: a collector that the rate limiter holds in a write (the learner
+    gone) is freed by the server's going, and only then runs its signal
+    handler. A role that outlives `OTHERS_GRACE_S` is killed, and launch says so."""
     server = self._slots[0]
-    self._stop([s for s in self._slots if s is not server])
-    self._stop([server])
-
-  def _stop(self, slots: list[_Slot]) -> None:
-    for slot in slots:
+    first = [s for s in self._slots if s is not server]
+    for slot in first:
       slot.signal(signal.SIGTERM)
-    deadline = self._clock.monotonic() + OTHERS_GRACE_S
-    for slot in slots:
-      while slot.running() and self._clock.monotonic() < deadline:
+    start = self._clock.monotonic()
+    while (any(s.running() for s in first)
+           and self._clock.monotonic() - start < SERVER_AFTER_S):
+      self._clock.sleep(0.1)
+    server.signal(signal.SIGTERM)
+    for slot in [*first, server]:
+      while slot.running() and self._clock.monotonic() - start < OTHERS_GRACE_S:
         self._clock.sleep(0.1)
       if slot.running():
         self._say(f"{slot.spec.name} did not stop within {OTHERS_GRACE_S:.0f} s: killing it "
