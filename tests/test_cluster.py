@@ -139,8 +139,8 @@ def test_roles_sbatch_runs_every_role_as_a_step_and_requeues(slurm_env, tmp_path
 
 
 def launch_port() -> int:
-  from trainer.roles.launch import free_port
-  return free_port()
+  import portpicker  # the sbatch script's fixed --port, as an admin would pick one
+  return portpicker.pick_unused_port()
 
 
 def test_roles_manifests_share_one_volume_and_rerun_on_75():

@@ -17,7 +17,7 @@ import tensorflow as tf
 from tests.conftest import DQN_CONFIG, REPO, cli_env
 from trainer.config.settings import Settings
 from trainer.errors import ConfigError
-from trainer.roles import launch, replay_server, tables
+from trainer.roles import replay_server, tables
 
 
 def _settings(**overrides) -> Settings:
@@ -38,11 +38,6 @@ def test_rate_control_defaults_to_the_single_process_ratio():
   assert tables.rate_control(_settings(), samples_per_insert=8).samples_per_insert == 8
   with pytest.raises(ConfigError, match="samples_per_insert"):
     tables.rate_control(_settings(), samples_per_insert=0)
-
-
-@pytest.mark.fast
-def test_backoff_doubles_to_its_cap():
-  assert [launch.backoff(n) for n in (1, 2, 3, 6, 20)] == [1, 2, 4, 30, 30]
 
 
 def test_a_restored_table_with_other_settings_is_refused():
@@ -128,3 +123,33 @@ def test_each_evaluation_of_a_roles_run_records_the_env_steps_of_its_moment(tmp_
   assert env_steps == sorted(env_steps), rows
   for step, steps in rows:  # read between the previous progress line and this step's
     assert progress.get(step - 40, 0) <= steps <= progress[step], (rows, progress)
+
+
+def test_the_server_binds_a_port_it_picks_and_picks_again_if_it_was_taken():
+  """No one else chooses the port, so none can lose it before the bind: a pick
+  that another process took meanwhile is another pick."""
+  import socket
+
+  import portpicker
+
+  taken = socket.socket()
+  taken.bind(("", 0))
+  taken.listen()
+  busy, free = taken.getsockname()[1], portpicker.pick_unused_port()
+  picks = iter([busy, free])
+  tried = []
+
+  def start(port):
+    tried.append(port)
+    layout = replay_server.ReplayLayout("t", 10, 1, tables.rate_control(_settings()))
+    with tempfile.TemporaryDirectory() as tmp:
+      return replay_server.start_server([reverb.Table.queue("t", 10)], layout, port,
+                                        reverb.checkpointers.DefaultCheckpointer(tmp))
+
+  server = replay_server.bind_server(start, 0, pick_port=lambda: next(picks))
+  try:
+    assert tried == [busy, free] and server.port == free
+    assert reverb.Client(f"localhost:{free}").server_info(5)
+  finally:
+    server.stop()
+    taken.close()

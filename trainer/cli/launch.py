@@ -5,7 +5,9 @@ r"""`python -m trainer.launch`: every role of a job on this machine, supervised.
 
 Exit codes: 0 the learner reached its total; 75 stopped by SIGTERM/Ctrl-C after
 the learner committed a bundle; 2 or 3 a role refused the config or the run
-directory (its error line is printed); 1 a role kept failing.
+directory (its error line is printed), or 3 the run directory is held by
+another launch, a live replay server or a live job (nothing is written); 1 a
+role kept failing, or the learner did not stop within the stop grace (killed).
 """
 
 import os
@@ -15,7 +17,7 @@ from absl import flags
 
 from trainer.cli import shell
 from trainer.config import gin_config
-from trainer.errors import EXIT_USAGE, ConfigError
+from trainer.errors import EXIT_USAGE, ConfigError, TrainerError
 from trainer.roles import launch, rolefiles
 
 flags.DEFINE_string("root_dir", None, "Run directory, shared by every role.")
@@ -47,8 +49,12 @@ def main(argv: list[str]) -> int:
     return refuse(str(e))
   config_args = [*(f"--gin_file={f}" for f in FLAGS.gin_file),
                  *(f"--gin_bindings={b}" for b in FLAGS.gin_bindings)]
-  return launch.Launch(FLAGS.root_dir, config_args, FLAGS.collectors,
-                       FLAGS.allow_config_change).run()
+  try:
+    return launch.Launch(FLAGS.root_dir, config_args, FLAGS.collectors,
+                         FLAGS.allow_config_change).run()
+  except TrainerError as e:
+    sys.stderr.write(f"trainer.launch: error: {e}\n")
+    return e.exit_code
 
 
 def entry() -> None:

@@ -3,7 +3,10 @@ r"""Summarises a run directory without changing it (and without loading TensorFl
   python -m trainer.status --root_dir=DIR [--json]
 
 The figures are those of the newest checkpoint bundle that verifies (every
-file's checksum checked); newer damaged bundles are listed as such. Exports
+file's checksum checked); newer damaged bundles are listed as such. A job
+that is running also shows its live train step (what it wrote into its run
+lock, or the learner role's heartbeat), and each role of a job run as roles
+its last heartbeat. Exports
 missing are export steps at or below that bundle with no export in
 `policies/` and no record of retention deleting it.
 
@@ -12,7 +15,9 @@ Exit codes: 0, or 2 when DIR holds no run.
 
 import json
 import os
+import re
 import sys
+import time
 from typing import Any
 
 from absl import app, flags
@@ -21,7 +26,7 @@ from trainer.checkpoint.bundle_store import BundleStore
 from trainer.errors import EXIT_USAGE
 from trainer.policies import policy_index
 from trainer.roles import rolefiles
-from trainer.rundir import layout
+from trainer.rundir import layout, run_lock
 
 flags.DEFINE_string("root_dir", None, "Run directory to summarise.")
 flags.DEFINE_bool("json", False, "Print JSON instead of text.")
@@ -36,6 +41,43 @@ def no_run_reason(root_dir: str) -> str | None:
           or os.path.isdir(os.path.join(root_dir, layout.BUNDLE_DIR))):
     return f"it holds no {layout.CONFIG_FILE} and no checkpoint bundles"
   return None
+
+
+def live_progress(root_dir: str) -> dict[str, Any] | None:
+  """The running job's train step ({"train_step", "age_s", "source"}): what the
+  holder of the run lock (a single-process job, or the learner role) last
+  recorded there, else the learner's live heartbeat; None if no job runs."""
+  lock_path = os.path.join(root_dir, layout.LOCK_FILE)
+  if run_lock.held(lock_path):
+    record = run_lock.holder_record(lock_path)
+    if isinstance(record.get("train_step"), int) and "time" in record:
+      return {"train_step": record["train_step"], "age_s": round(time.time() - record["time"], 1),
+              "source": f"the job's run lock (pid {record.get('pid')})"}
+  learner = rolefiles.read(root_dir, rolefiles.LEARNER)
+  if learner and learner["alive"] and isinstance(learner.get("train_step"), int):
+    return {"train_step": learner["train_step"], "age_s": learner["age_s"],
+            "source": "the learner's heartbeat"}
+  return None
+
+
+def configured_total(root_dir: str) -> int | None:
+  """`train.num_iterations` as the saved config binds it (its last binding), or None."""
+  try:
+    with open(os.path.join(root_dir, layout.CONFIG_FILE)) as f:
+      values = re.findall(r"^\s*train\.num_iterations\s*=\s*([0-9_]+)", f.read(), re.MULTILINE)
+  except OSError:
+    return None
+  return int(values[-1]) if values else None
+
+
+def role_state(role: dict[str, Any]) -> str:
+  """alive; stopped (it wrote its final heartbeat: a clean exit); gone (it
+  died without one: killed, crashed); not alive (no beat lately, from another host)."""
+  if role["alive"]:
+    return "alive"
+  if role.get("stopped"):
+    return "stopped"
+  return "gone" if role.get("gone") else "not alive"
 
 
 def run_status(root_dir: str) -> dict[str, Any]:
@@ -64,8 +106,10 @@ def run_status(root_dir: str) -> dict[str, Any]:
       "exports_missing": policy_index.missing_exports(policy_dir, grid),
       "last_eval_return": summary.get("last_eval_return"),
       "complete": complete,
+      # A running job's step (None when none runs), newer than the figures above.
+      "live": live_progress(root_dir),
       # A job run as roles (trainer.launch): each role's newest heartbeat.
-      "roles": rolefiles.read_all(root_dir),
+      "roles": [{**role, "state": role_state(role)} for role in rolefiles.read_all(root_dir)],
   }
 
 
@@ -84,8 +128,15 @@ def main(argv: list[str]) -> int:
     print(json.dumps(status, indent=2))
     return 0
   last_eval = status["last_eval_return"]
+  live = status["live"]
+  total = status["num_iterations"] or configured_total(FLAGS.root_dir) or "?"
   print(f"run directory   {status['root_dir']}")
-  print(f"train step      {status['train_step']} / {status['num_iterations'] or '?'}"
+  if live is not None:
+    print(f"live step       {live['train_step']} / {total}  (running: {live['source']}, "
+          f"{live['age_s']:.0f} s ago)")
+  print("as of the last checkpoint" + (f" (step {status['train_step']}):"
+                                        if status["checkpoints"] else ": none committed yet"))
+  print(f"train step      {status['train_step']} / {total}"
         f"{'  (complete)' if status['complete'] else ''}")
   print(f"env steps       {status['env_steps']}")
   print(f"episodes        {status['episodes']}")
@@ -98,8 +149,7 @@ def main(argv: list[str]) -> int:
   for role in status["roles"]:
     figures = "".join(f", {key.replace('_', ' ')} {role[key]}" for key in
                       ("train_step", "env_steps", "episodes", "replay_size") if key in role)
-    state = "alive" if role["alive"] else ("stopped" if role.get("stopped") else "not alive")
-    print(f"role            {role['role']}: {state}, pid {role['pid']} on {role['host']}, "
+    print(f"role            {role['role']}: {role['state']}, pid {role['pid']} on {role['host']}, "
           f"heartbeat {role['age_s']:.0f} s ago{figures}")
   if status["exports_missing"]:
     print(f"exports missing {status['exports_missing']} (trainer.export --step=N remakes one "

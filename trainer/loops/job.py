@@ -232,7 +232,8 @@ def _locked_job(spec: JobSpec, stop: StopRequest, store: BundleStore,
   lock = RunLock(spec.root_dir)
   lock.acquire()
   try:
-    job = Job(spec, store, agents, stop, bundle=bundle, damaged=damaged)
+    job = Job(spec, store, agents, stop, bundle=bundle, damaged=damaged,
+              live_step=lock.note_step)
   except ConfigError:
     lock.release()
     if created:  # A bad config leaves no trace of a run that never started.
@@ -297,8 +298,12 @@ class Job:
   (checkpoint, export, evaluate, status). The loop itself is `spec.loop`."""
 
   def __init__(self, spec: JobSpec, store: BundleStore, agents: _Agents, stop: StopRequest, *,
-               bundle: Bundle | None, damaged: list[Bundle]):
+               bundle: Bundle | None, damaged: list[Bundle],
+               live_step: Callable[[int], None] = lambda step: None):
+    """`live_step(train_step)`: called after every Learner call (the run lock
+    records it, rate-limited, for `trainer.status`)."""
     self.spec, self.settings, self.root_dir = spec, spec.settings, spec.root_dir
+    self._live_step = live_step
     self.stop = stop
     self.collect_envs = agents.collect_envs
     self.agent, self._train_step = agents.agent, agents.train_step
@@ -353,7 +358,9 @@ class Job:
                                  status=self.status)
     self.learner = learner.Learner(
         os.path.join(root_dir, layout.LEARNER_DIR), self._train_step, self.agent,
-        experience_dataset_fn=None, triggers=list(triggers), checkpoint_interval=0,
+        experience_dataset_fn=None,
+        triggers=[*triggers, lambda train_step, force_trigger=False: self._live_step(train_step)],
+        checkpoint_interval=0,
         summary_interval=settings.summary_interval, run_optimizer_variable_init=True,
         summary_root_dir=root_dir, strategy=self.strategy)
     if bundle:

@@ -43,25 +43,28 @@ class ServerLink:
 
   def wait(self, stopped: Callable[[], bool], reason: str | None = None) -> str | None:
     """Blocks until the server answers (its address, re-read each time) or
-    `stopped()`; returns the address, or None if stopped."""
+    `stopped()`; returns the address, or None if stopped. A server may be
+    started later, so a useless address file is waited on too, and the log
+    says what is wrong with it."""
     start = last_log = time.monotonic()
-    logged = False
+    said = None
     while not stopped():
       address = self.address
       if reachable(address):
-        if logged:
+        if said:
           logging.info("%s: the replay server at %s answers%s (after %.0f s).", self._who,
                        address, " again; reconnecting" if reason else "",
                        time.monotonic() - start)
         return address
+      problem = None if self._fixed else rolefiles.server_problem(self._root)
+      why = problem or (f"at {address}" if address else "no address in the run directory yet")
       now = time.monotonic()
-      if not logged or now - last_log > _LOG_EVERY_S:
+      if why != said or now - last_log > _LOG_EVERY_S:
         # At start-up the server may simply not be up yet: no warning for that.
-        log = logging.warning if reason or logged else logging.info
-        log("%s: waiting for the replay server%s%s.", self._who,
-            f" at {address}" if address else " (no address in the run directory yet)",
+        log = logging.warning if reason or said or problem else logging.info
+        log("%s: waiting for the replay server (%s)%s.", self._who, why,
             f" ({reason})" if reason else "")
-        logged, last_log = True, now
+        said, last_log = why, now
       time.sleep(_POLL_S)
     return None
 

@@ -19,8 +19,10 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 
 import gin
+import portpicker
 import reverb
 import tensorflow as tf
 from absl import logging
@@ -34,6 +36,7 @@ from trainer.replay.reset_watch import ResetWatch
 from trainer.replay.reverb import REMOTE_FILE, replay_size, table_shards
 from trainer.roles import rolefiles, tables, weights
 from trainer.rundir import layout
+from trainer.rundir.run_lock import RunLock
 from trainer.rundir.signals import StopRequest
 
 
@@ -168,20 +171,60 @@ def _dial(listen: str | None, port: int) -> str:
   return f"[{listen}]:{port}" if ":" in listen else f"{listen}:{port}"
 
 
+BIND_ATTEMPTS = 5
+
+
+def bind_server(start_fn: Callable[[int], reverb.Server], port: int, *,
+                pick_port: Callable[[], int] = portpicker.pick_unused_port) -> reverb.Server:
+  """`start_fn(port)`: the server on `port`; with `port` 0, on a free port that
+  it binds itself: a port another process took since it was picked (Reverb
+  binds `pick_port()`'s choice later, not port 0) is another pick, up to
+  `BIND_ATTEMPTS`. No one else chooses the port, so none can lose it in between."""
+  if port:
+    return start_fn(port)
+  for attempt in range(BIND_ATTEMPTS):
+    candidate = pick_port()
+    try:
+      return start_fn(candidate)
+    except RunDirError as e:
+      if "BuildAndStart" not in str(e) or attempt + 1 == BIND_ATTEMPTS:
+        raise
+      logging.warning("Port %d was taken before the replay server bound it; picking another.",
+                      candidate)
+  raise AssertionError("unreachable")
+
+
 def serve(root_dir: str, run_config, stop: StopRequest, *, port: int, host: str,
           bind: str) -> int:
-  """Serves until stopped, listening on `bind` (`bind_lib.resolve`); returns the exit code."""
+  """Serves until stopped, listening on `bind` (`bind_lib.resolve`); returns the exit code.
+  Another live server of the run is refused (exit 3) before anything is written."""
   listen = bind_lib.resolve(bind)
   spec = job_lib.configure_job(root_dir, run_config)
   built, replay = build_tables(spec)
   restore_dir = _restore_dir(root_dir, spec.settings.keep_checkpoints)
+  os.makedirs(os.path.join(root_dir, layout.ROLES_DIR), exist_ok=True)
+  # Held until the process exits: a second server would overwrite the address
+  # and empty the scratch directory under this one's checkpoints.
+  lock = RunLock(root_dir, layout.SERVER_LOCK_FILE, holder="replay server")
+  lock.acquire()
   scratch = os.path.join(root_dir, layout.REVERB_SERVER_DIR)
-  # Empty, or Reverb would load its newest scratch checkpoint instead of the bundle's.
-  shutil.rmtree(scratch, ignore_errors=True)
-  os.makedirs(scratch)
-  checkpointer = reverb.checkpointers.DefaultCheckpointer(
-      path=scratch, fallback_checkpoint_path=restore_dir)
-  server = start_server(built, replay, port, checkpointer)
+
+  def start_on(candidate: int) -> reverb.Server:
+    # Empty, or Reverb would load its newest scratch checkpoint instead of the bundle's.
+    shutil.rmtree(scratch, ignore_errors=True)
+    os.makedirs(scratch)
+    checkpointer = reverb.checkpointers.DefaultCheckpointer(
+        path=scratch, fallback_checkpoint_path=restore_dir)
+    # A failed start may have taken the tables: another try builds its own.
+    return start_server(next(unused, None) or build_tables(spec)[0], replay, candidate,
+                        checkpointer)
+
+  unused = iter([built])
+  try:
+    server = bind_server(start_on, port)
+  except BaseException:
+    lock.release()
+    raise
   try:
     address = f"{host}:{server.port}"
     found = bind_lib.check(server.port, listen)
@@ -211,6 +254,7 @@ def serve(root_dir: str, run_config, stop: StopRequest, *, port: int, host: str,
     heartbeat.beat(force=True, address=address, stopped=True)
   finally:
     server.stop()
+    lock.release()
   logging.warning("Replay server stopped (its contents are in the newest bundle).")
   return EXIT_PREEMPTED
 

@@ -1,8 +1,9 @@
 """Where the roles of a job find each other, and say that they live: `DIR/roles/`.
 
-- `replay_address.json`: the replay server's address (`host:port`), written by the
-  server when it serves; the learner and the collectors read it unless given
-  `--replay_address`.
+- `replay_address.json`: the replay server's address (`host:port`), pid and
+  host, written by the server when it serves; the learner and the collectors
+  read it unless given `--replay_address` (`server_problem` says why one they
+  cannot reach is of no use).
 - `<role>.json`: each role's heartbeat (pid, host, time, and its figures: the
   collectors' env steps), rewritten every few seconds; `trainer.status` reads them.
 
@@ -35,7 +36,8 @@ def _path(root_dir: str, name: str) -> str:
 def write_server_address(root_dir: str, address: str) -> None:
   os.makedirs(os.path.join(root_dir, layout.ROLES_DIR), exist_ok=True)
   fileio.atomic_write_json(os.path.join(root_dir, layout.SERVER_ADDRESS_FILE),
-                           {"address": address, "pid": os.getpid(), "since": time.time()})
+                           {"address": address, "pid": os.getpid(), "since": time.time(),
+                            "host": socket.gethostname()})
 
 
 def _server_record(root_dir: str) -> dict[str, Any]:
@@ -56,6 +58,29 @@ def server_incarnation(root_dir: str) -> tuple | None:
 def server_address(root_dir: str) -> str | None:
   """The address the replay server last wrote, or None."""
   return _server_record(root_dir).get("address")
+
+
+def server_problem(root_dir: str) -> str | None:
+  """Why the address file names no server to wait for, or None (none written
+  yet, or one that may be serving): unreadable, no address, or a server that
+  ran on this host and is gone."""
+  path = os.path.join(root_dir, layout.SERVER_ADDRESS_FILE)
+  start = (f"start it (python -m trainer.replay_server --root_dir={root_dir} ...) or pass "
+           "--replay_address")
+  try:
+    record = fileio.read_json(path)
+  except FileNotFoundError:
+    return None
+  except ValueError as e:
+    return f"{path} is not valid JSON ({e}); {start}: the server rewrites it"
+  except OSError as e:
+    return f"{path} cannot be read ({e.strerror}); {start}"
+  if not isinstance(record, dict) or not isinstance(record.get("address"), str):
+    return f"{path} has no 'address' field; {start}: the server rewrites it"
+  if record.get("host") == socket.gethostname() and not _may_run(record):
+    return (f"the replay server recorded in {path} (pid {record.get('pid')} on this host) is "
+            f"gone; {start}")
+  return None
 
 
 class Heartbeat:
@@ -81,14 +106,17 @@ class Heartbeat:
 
 def read(root_dir: str, role: str) -> dict[str, Any] | None:
   """`role`'s newest heartbeat, with `alive` (fresh, not stopped, its process
-  not gone) and `age_s`; None if it has none."""
+  not gone), `gone` (its process, on this host, ended without its final
+  heartbeat) and `age_s`; None if it has none."""
   try:
     beat = fileio.read_json(_path(root_dir, role))
     age = time.time() - float(beat["time"])
   except (OSError, ValueError, KeyError, TypeError):
     return None
-  alive = age < STALE_S and not beat.get("stopped") and _may_run(beat)
-  return {**beat, "age_s": round(age, 1), "alive": alive}
+  # Gone: on this host, its process ended without its final (stopped) heartbeat.
+  gone = not beat.get("stopped") and not _may_run(beat)
+  alive = age < STALE_S and not beat.get("stopped") and not gone
+  return {**beat, "age_s": round(age, 1), "alive": alive, "gone": gone}
 
 
 def read_all(root_dir: str) -> list[dict[str, Any]]:

@@ -6,7 +6,8 @@ and users find files through these names, so they live in one place.
     DIR/
       config.gin                     the run's gin config; resume parses this
       last_commit.json               the newest bundle step ever committed
-      run.lock                       held by the live job (host, pid, since)
+      run.lock                       held by the live job (host, pid, since, its live train step)
+      launch.lock                    held by a live trainer.launch (host, pid, since)
       train/                         Learner and collect summaries
         checkpoints/                 agent + train_step (TF-Agents layout)
           ckpt-<N>.index, ckpt-<N>.data-*, checkpoint
@@ -19,7 +20,8 @@ and users find files through these names, so they live in one place.
       eval/                          eval summaries; returns.csv
       policies/                      exports (see trainer/policies/exporter.py)
       roles/                         a job run as roles (trainer.launch): where they meet
-        replay_address.json          the replay server's address (host:port, pid)
+        replay_address.json          the replay server's address (host:port, pid, host)
+        replay_server.lock           held by the live replay server (host, pid, since)
         <role>.json                  each role's heartbeat (pid, time, counters)
         logs/<role>.log              each role's output, when trainer.launch runs it
 """
@@ -29,6 +31,7 @@ import os
 CONFIG_FILE = "config.gin"
 LAST_COMMIT_FILE = "last_commit.json"  # the newest step ever committed: never a new run again
 LOCK_FILE = "run.lock"
+LAUNCH_LOCK_FILE = "launch.lock"  # trainer.launch's, for the whole job
 TRAIN_DIR = "train"
 EVAL_DIR = "eval"
 CHECKPOINT_DIR = os.path.join(TRAIN_DIR, "checkpoints")
@@ -41,6 +44,7 @@ ROLE_LOGS_DIR = os.path.join(ROLES_DIR, "logs")
 SERVER_ADDRESS_FILE = os.path.join(ROLES_DIR, "replay_address.json")
 # The job's secret (mode 0600): what the roles exchange through the server is signed with it.
 JOB_KEY_FILE = os.path.join(ROLES_DIR, "job.key")
+SERVER_LOCK_FILE = os.path.join(ROLES_DIR, "replay_server.lock")  # one live server a run
 # Root of TF-Agents' Learner, whose own checkpoint directory (under it) stays
 # empty, so the Learner restores nothing: the bundle restores the agent, once.
 LEARNER_DIR = os.path.join(TRAIN_DIR, "learner")

@@ -18,20 +18,35 @@ import fcntl
 import json
 import os
 import socket
+import time
 
 from trainer.errors import RunDirError
 from trainer.rundir import layout
 
 
 class RunLock:
-  """Holds `DIR/run.lock` exclusively until `release()` or process exit."""
+  """Holds `DIR/run.lock` (or another lock file of the run) exclusively until
+  `release()` or process exit.
 
-  def __init__(self, root_dir: str):
-    self._path = os.path.join(root_dir, layout.LOCK_FILE)
+  `holder`: what holds it, for the refusal of another ("job": the training job;
+  "trainer.launch", "replay server": the other locks of a job run as roles).
+  """
+
+  LIVE_EVERY_S = 5.0  # `note_step` rewrites the record at most this often
+
+  def __init__(self, root_dir: str, lock_file: str = layout.LOCK_FILE, *, holder: str = "job"):
+    self._root = root_dir
+    self._path = os.path.join(root_dir, lock_file)
+    self._holder = holder
     self._fd = None
+    self._record: dict = {}
+    self._noted = 0.0
+
+  @property
+  def path(self) -> str:
+    return self._path
 
   def acquire(self) -> None:
-    root = os.path.dirname(self._path)
     try:
       # O_NOFOLLOW: a lock file that is a symlink would have its target overwritten.
       fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
@@ -42,19 +57,40 @@ class RunLock:
     except OSError as e:
       os.close(fd)
       if e.errno in (errno.EAGAIN, errno.EACCES):
-        raise RunDirError(
-            f"run directory {root} is in use by "
-            f"{describe_holder(self._path)}; stop that job first, or use "
-            "another --root_dir") from e
+        raise RunDirError(self.busy_message()) from e
       raise RunDirError(f"cannot lock {self._path} ({e.strerror})") from e
-    holder = {
+    self._record = {
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "since": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, json.dumps(holder).encode(), 0)
     self._fd = fd
+    self._write()
+
+  def busy_message(self) -> str:
+    """The one line refusing a second holder: who holds it, and what to do."""
+    holder = describe_holder(self._path)
+    who = holder if self._holder == "job" else f"a {self._holder} ({holder})"
+    return (f"run directory {self._root} is in use by {who}; stop that {self._holder} first, "
+            "or use another --root_dir")
+
+  def note_step(self, train_step: int) -> None:
+    """Records the holder's live train step in the lock file, at most every
+    `LIVE_EVERY_S` (`trainer.status` shows it before the first bundle)."""
+    now = time.monotonic()
+    if self._fd is None or now - self._noted < self.LIVE_EVERY_S:
+      return
+    self._noted = now
+    self._record.update(train_step=int(train_step), time=time.time())
+    try:
+      self._write()
+    except OSError:
+      pass  # advice for status; a full disk is reported by what writes the run's state
+
+  def _write(self) -> None:
+    data = json.dumps(self._record).encode()
+    os.pwrite(self._fd, data, 0)
+    os.ftruncate(self._fd, len(data))
 
   def _open_problem(self, error: OSError) -> str:
     if error.errno == errno.ELOOP or os.path.islink(self._path):
@@ -77,6 +113,32 @@ class RunLock:
 
   def __exit__(self, *exc) -> None:
     self.release()
+
+
+def held(lock_path: str) -> bool:
+  """Whether a live process holds the lock at `lock_path` (read only: nothing is written)."""
+  try:
+    fd = os.open(lock_path, os.O_RDONLY | os.O_NOFOLLOW)
+  except OSError:
+    return False  # no lock file (or none that a job could hold)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+  except OSError as e:
+    return e.errno in (errno.EAGAIN, errno.EACCES)
+  finally:
+    os.close(fd)  # drops the probe's shared lock
+  return False
+
+
+def holder_record(lock_path: str) -> dict:
+  """What the lock's holder wrote of itself (host, pid, since; a job's live
+  train step and its time), or {}."""
+  try:
+    with open(lock_path) as f:
+      record = json.load(f)
+  except (OSError, ValueError):
+    return {}
+  return record if isinstance(record, dict) else {}
 
 
 def describe_holder(lock_path: str) -> str:
