@@ -178,3 +178,28 @@ def test_roles_manifests_share_one_volume_and_rerun_on_75():
     assert any(r["action"] == "FailJob" and r["onExitCodes"]["values"] == [errors.EXIT_USAGE]
                for r in rules)
   assert learner["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 120
+
+
+def test_roles_manifests_admit_only_the_jobs_pods_to_the_replay_server():
+  docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(ROLES_YAML.read_text())}
+  server = docs[("StatefulSet", "trainer-replay")]
+  policy = docs[("NetworkPolicy", "trainer-replay")]["spec"]
+  port = docs[("Service", "trainer-replay")]["spec"]["ports"][0]["port"]
+  labels = {name: doc["spec"]["template"]["metadata"]["labels"] for name, doc in
+            (("server", server), ("learner", docs[("Job", "trainer-learner")]),
+             ("collectors", docs[("Job", "trainer-collectors")]))}
+  # The policy selects the server's pods, admits ingress only from pods with the job's label,
+  # and only to the server's port; every role's pods carry that label.
+  assert policy["podSelector"]["matchLabels"].items() <= labels["server"].items()
+  assert policy["policyTypes"] == ["Ingress"] and len(policy["ingress"]) == 1
+  rule = policy["ingress"][0]
+  [source] = rule["from"]
+  assert set(source) == {"podSelector"}  # no namespaceSelector or ipBlock: nothing wider
+  admitted = source["podSelector"]["matchLabels"]
+  assert all(admitted.items() <= pod.items() for pod in labels.values()), (admitted, labels)
+  assert rule["ports"] == [{"protocol": "TCP", "port": port}]
+  # The server listens on its pod's address alone.
+  container = server["spec"]["template"]["spec"]["containers"][0]
+  assert "--bind=$(POD_IP)" in container["args"]
+  assert {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in \
+      container["env"]

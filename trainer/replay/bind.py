@@ -33,12 +33,29 @@ def resolve(host: str) -> str | None:
     return None
   for family in (socket.AF_INET, socket.AF_INET6):
     try:
-      return socket.getaddrinfo(host, None, family, socket.SOCK_STREAM)[0][4][0]
+      address = socket.getaddrinfo(host, None, family, socket.SOCK_STREAM)[0][4][0]
     except (socket.gaierror, IndexError, UnicodeError):
       continue
+    return address
   raise ConfigError(f"--bind={host} is not an address of this machine nor a name that resolves; "
                     "pass an IP address of the interface the other roles reach (or --bind=all "
                     "to listen on every interface)")
+
+
+def loopback_warning(host: str, address: str | None) -> str | None:
+  """What to say when a machine's name resolves to loopback (an /etc/hosts
+  line such as Debian's 127.0.1.1): other machines cannot reach a server there."""
+  if address is None or host == "localhost" or not (address.startswith("127.")
+                                                     or address == "::1"):
+    return None
+  try:
+    socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+    return None  # a literal address means what it says
+  except OSError:
+    pass
+  return (f"{host} resolves to {address} here, a loopback address: only this machine reaches "
+          "the replay server; for roles on other machines pass --bind=ADDRESS (this machine's "
+          "address on their network)")
 
 
 def _flag(argv: list[str], name: str) -> str | None:

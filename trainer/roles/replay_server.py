@@ -199,6 +199,9 @@ def serve(root_dir: str, run_config, stop: StopRequest, *, port: int, host: str,
   """Serves until stopped, listening on `bind` (`bind_lib.resolve`); returns the exit code.
   Another live server of the run is refused (exit 3) before anything is written."""
   listen = bind_lib.resolve(bind)
+  warning = bind_lib.loopback_warning(bind, listen)
+  if warning:
+    logging.warning("%s.", warning)
   spec = job_lib.configure_job(root_dir, run_config)
   built, replay = build_tables(spec)
   restore_dir = _restore_dir(root_dir, spec.settings.keep_checkpoints)
