@@ -22,7 +22,9 @@ from benchmarks import common  # noqa: E402
 # Each merges a section into --output; export_stall.py writes its own file.
 BENCHMARKS = [("learner_throughput.py", []), ("overhead.py", []), ("persistence.py", []),
               ("time_to_solve.py", ["--example_hparams", "--timeout=200"]), ("strategies.py", []),
-              ("roles.py", []), ("learner_feed.py", []), ("replay_checkpoint.py", []),
+              ("roles.py", []), ("learner_feed.py", []),
+              ("replay_auth.py", []),  # after learner_feed.py: its share of that feed's step
+              ("replay_checkpoint.py", []),
               # The same replay in one table: what the shards are worth.
               ("replay_checkpoint.py", ["--shards=1"])]
 DOC = REPO / "docs" / "benchmarks.md"
@@ -114,6 +116,7 @@ def render(results: dict) -> str:
   rows += _roles_rows(results.get("roles_collection"))
   rows += _roles_solve_rows(results.get("roles_time_to_solve"))
   rows += _feed_rows(results.get("learner_feed"))
+  rows += _replay_auth_rows(results.get("replay_auth"))
   rows += _replay_checkpoint_rows(results.get("replay_checkpoint"),
                                   results.get("replay_checkpoint_1_shards"))
   machine = next((s["machine"] for s in results.values() if isinstance(s, dict) and "machine" in s),
@@ -281,6 +284,26 @@ def _replay_checkpoint_rows(section: dict | None, one_table: dict | None) -> lis
       (f"{one_table['longest_gap_after_checkpoint_s'] / longest:.0f}× shorter"
        if one_table and longest else "—"),
       "≤ 0.5 s", "met" if longest is not None and longest <= 0.5 else "missed",
+      section["command"])]
+
+
+def _replay_auth_rows(section: dict | None) -> list[tuple]:
+  """What signing every replay item would cost (benchmarks/replay_auth.py, docs/security.md)."""
+  if not section or "verify_share_of_a_train_step" not in section:
+    return []
+  share = section["verify_share_of_a_train_step"]
+  return [(
+      "replay-item signatures: the learner's check of every sampled item (HMAC-SHA256 in a "
+      f"`tf.py_function` per batch of {section['batch']} items of {section['item_bytes']} bytes), "
+      "against the learner's train step fed over loopback",
+      f"unsigned: a train step takes {_fmt(section['learner_step_us'], ' µs', 0)} "
+      "(learner_feed.py, this run)",
+      f"+{_fmt(section['verify_added_us_per_batch'], ' µs', 0)} per batch "
+      f"({_fmt(section['pipeline_us_per_batch'], ' µs', 0)} → "
+      f"{_fmt(section['verified_us_per_batch'], ' µs', 0)} per batch from memory); signing: "
+      f"{_fmt(section['sign_us_per_item'], ' µs', 2)} per item",
+      f"{share:.0%} of a train step", "≤ 10 % to sign every item",
+      "met: items signed" if share <= 0.10 else "missed: items stay unsigned (docs/security.md)",
       section["command"])]
 
 

@@ -51,7 +51,9 @@ def test_default_logs_are_quiet_and_verbosity_brings_back_the_rest(tmp_path):
   result = run_train(tmp_path / "quiet", gin_bindings=bindings(TINY_DQN))
   assert result.returncode == 0, result.stderr[-3000:]
   lines = result.stderr.splitlines()
-  for noise in ("Unable to register", "Gym has been unmaintained", "INFO:tensorflow",
+  # TensorFlow's own Python lines ("Assets written to ...": as INFO:tensorflow, or in absl's
+  # format when TensorFlow loads after the flags are parsed) are among the noise.
+  for noise in ("Unable to register", "Gym has been unmaintained", "Assets written to",
                 "Could not serialize", "deprecated", "UserWarning"):
     assert not [line for line in lines if noise in line], noise
   for wanted in ("Starting ", "Training from step 0 to 60", "step 20/60", "Eval at step 30",
@@ -63,7 +65,7 @@ def test_default_logs_are_quiet_and_verbosity_brings_back_the_rest(tmp_path):
                       extra=["--verbosity=1"])
   assert verbose.returncode == 0
   assert "Gym has been unmaintained" in verbose.stderr
-  assert "INFO:tensorflow" in verbose.stderr
+  assert "Assets written to" in verbose.stderr
 
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("Box2D") is not None,
@@ -78,7 +80,8 @@ def test_an_environment_whose_optional_module_is_missing_names_it(tmp_path):
 
 
 def test_make_without_python_3_11_says_so_before_installing(tmp_path):
-  for name in ("Makefile", "setup.cfg", "pyproject.toml"):
+  for name in ("Makefile", "setup.cfg", "pyproject.toml", "setup.py", "trainer/replay/bindhost.c"):
+    (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / name).write_text((REPO / name).read_text())
   fake = tmp_path / "python3.10"
   fake.write_text('#!/bin/sh\n[ "$1" = --version ] && echo "Python 3.10.12" && exit 0\nexit 1\n')

@@ -206,6 +206,8 @@ class ReverbReplay(Replay):
     self._check_not_reset()
     for _ in range(_CHECKPOINT_TRIES):
       path = self._checkpoint()
+      if path is None:
+        continue
       if self._server is None and not self._ours(path):
         # An outside server owns its checkpoints (and keeps only the latest).
         os.makedirs(target_dir)
@@ -225,11 +227,16 @@ class ReverbReplay(Replay):
                           "it could be moved into the bundle: another client keeps asking the "
                           f"Reverb server at {self.address} for checkpoints (docs/security.md)")
 
-  def _checkpoint(self) -> str:
-    """A checkpoint of the server's tables, unless a client emptied the replay meanwhile."""
+  def _checkpoint(self) -> str | None:
+    """A checkpoint of the server's tables, unless a client emptied the replay
+    meanwhile; None if another client's checkpoint replaced it as it was written."""
     try:
       path = self._client.checkpoint()
     except (RuntimeError, IndexError) as e:
+      if str(e).strip().endswith(" not found"):  # Reverb removed it for a newer one (docs/security.md)
+        logging.warning("The replay's checkpoint was replaced by another as it was written "
+                        "(another client asked the server for one); taking it again.")
+        return None
       # A failed write. Reverb raises by the status: a full disk's (ENOSPC,
       # RESOURCE_EXHAUSTED) is an IndexError, a file too large a RuntimeError.
       self._remove_partial_checkpoint()

@@ -20,6 +20,9 @@ policy the learner pushed, and writes what it collects to the replay server.
 """
 
 import os
+import select
+import signal
+import socket
 import threading
 import time
 
@@ -64,12 +67,30 @@ class _Watchdog:
   """
 
   def __init__(self, root_dir: str, task: int, stop: StopRequest, on_exit):
-    """`on_exit()`: called before the process exits (the final heartbeat)."""
+    """`on_exit()`: called before the process exits (the final heartbeat).
+    Call it in the main thread: a blocked Reverb call holds the main thread, so
+    Python's own signal handler (`stop`) does not run until it returns; the C
+    handler still writes the signal to the wakeup fd that this thread reads."""
     self._root, self._task, self._stop, self._on_exit = root_dir, task, stop, on_exit
     self._stopped_at = None
     self._incarnation = None
     self._progress = None
     self._thread = None
+    self._signalled = False
+    self._wakeup, writer = socket.socketpair()
+    for end in (self._wakeup, writer):
+      end.setblocking(False)
+    self._writer = writer  # kept open for the process's life
+    signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+
+  def _wait(self, seconds: float) -> None:
+    """Sleeps, and notes a SIGTERM/SIGINT delivered meanwhile."""
+    if select.select([self._wakeup], [], [], seconds)[0]:
+      try:
+        received = self._wakeup.recv(64)
+      except BlockingIOError:
+        return
+      self._signalled |= any(n in (signal.SIGTERM, signal.SIGINT) for n in received)
 
   def start(self, incarnation, progress) -> None:
     self._incarnation, self._progress = incarnation, progress
@@ -80,9 +101,9 @@ class _Watchdog:
   def _watch(self) -> None:
     last, since = self._progress(), time.monotonic()
     while True:
-      time.sleep(1.0)
+      self._wait(1.0)
       now, count = time.monotonic(), self._progress()
-      if self._stop.requested:
+      if self._stop.requested or self._signalled:
         self._stopped_at = self._stopped_at or now
         if now - max(self._stopped_at, since) > _STOP_GRACE_S:
           logging.warning("Collector %d: stopped, and its write to the replay server does not "

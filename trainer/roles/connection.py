@@ -20,6 +20,20 @@ ERRORS = (RuntimeError, ConnectionError, reverb.errors.DeadlineExceededError,
           tf.errors.AbortedError, tf.errors.UnknownError)
 
 
+def insert(client: reverb.Client, data: list, table: str) -> None:
+  """`client.insert` of one item, without its retries: Reverb's writer, closed,
+  retries a server that is gone for ever (and a server restarted on another
+  port is never back), which hung the learner's weight push after a server
+  was killed. Here a write to a gone server is lost instead: the restarted
+  server holds the newest bundle's items, and the roles write theirs again."""
+  writer = client.writer(max_sequence_length=1)
+  try:
+    writer.append(data)
+    writer.create_item(table, 1, 1.0)
+  finally:
+    writer.close(retry_on_unavailable=False)
+
+
 def reachable(address: str | None, timeout: int = 2) -> bool:
   if not address:
     return False

@@ -19,6 +19,7 @@ role. This process never loads TensorFlow.
 """
 
 import ctypes
+import dataclasses
 import os
 import signal
 import subprocess
@@ -85,17 +86,34 @@ class _Clock:
 
 class _AddressWatch:
   """Says where the replay server serves, once it has written it (and again
-  after a restart)."""
+  after a restart), and remembers its port."""
 
   def __init__(self, root_dir: str):
     self._root, self._said = root_dir, None
+    self.port: int | None = None
 
   def __call__(self) -> None:
     incarnation = rolefiles.server_incarnation(self._root)
     address = rolefiles.server_address(self._root)
     if incarnation is not None and address and incarnation != self._said:
       self._said = incarnation
+      self.port = int(address.rsplit(":", 1)[1])
       _say(f"The replay server serves at {address}.")
+
+
+def _starter(address: _AddressWatch):
+  """Starts a role's process; a restarted replay server takes the port of the
+  one before it: the learner's and the collectors' Reverb clients retry that
+  address (a sampler blocked in Reverb never notices a server that came back
+  elsewhere)."""
+
+  def start(spec: RoleSpec) -> RoleProcess:
+    if spec.name == rolefiles.SERVER and address.port is not None:
+      argv = tuple(f"--port={address.port}" if a == "--port=0" else a for a in spec.argv)
+      spec = dataclasses.replace(spec, argv=argv)
+    return RoleProcess(spec)
+
+  return start
 
 
 def role_specs(root_dir: str, config_args: list[str], collectors: int,
@@ -155,9 +173,10 @@ class Launch:
     self._root = root_dir
     self._roles = role_specs(root_dir, config_args, collectors, allow_config_change)
     self._signals = 0
+    address = _AddressWatch(root_dir)
     self._supervisor = Supervisor(
-        self._roles, learner=rolefiles.LEARNER, start=RoleProcess, clock=_Clock(), say=_say,
-        stop_requested=lambda: self._signals > 0, on_tick=_AddressWatch(root_dir))
+        self._roles, learner=rolefiles.LEARNER, start=_starter(address), clock=_Clock(),
+        say=_say, stop_requested=lambda: self._signals > 0, on_tick=address)
 
   def _on_signal(self, signum, frame) -> None:
     del frame

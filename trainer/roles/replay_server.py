@@ -112,7 +112,8 @@ def _restore_dir(root_dir: str, keep: int) -> str | None:
 
 
 def _check_restored(server_info: dict, replay: ReplayLayout, source: str) -> None:
-  saved = server_info[weights.TABLE].signature
+  saved = server_info[weights.TABLE].signature if weights.TABLE in server_info else [
+      tf.TensorSpec((), tf.string)]
   first = saved[0] if isinstance(saved, (list, tuple)) and saved else None
   if getattr(first, "dtype", None) != tf.string:
     raise RunDirError(f"the replay restored from {source} holds unsigned policy weights (saved "

@@ -32,7 +32,7 @@ import tensorflow as tf
 from trainer.config import values
 from trainer.config.settings import Settings
 from trainer.replay.reverb import shard_names
-from trainer.roles import auth, rolefiles, weights
+from trainer.roles import auth, connection, rolefiles, weights
 
 VARIABLES_TABLE = weights.TABLE
 MAX_COLLECTORS = rolefiles.MAX_COLLECTORS  # counter tables the server holds, one per task
@@ -143,9 +143,8 @@ def counter_tables() -> list[reverb.Table]:
 def write_counters(client: reverb.Client, key: bytes, task: int, env_steps: int,
                    episodes: int) -> None:
   """Collector `task`'s totals, signed (the newest item replaces the one before)."""
-  client.insert([np.bytes_(auth.counters_mac(key, task, env_steps, episodes)),
-                 np.int64(env_steps), np.int64(episodes)],
-                priorities={counters_table(task): 1.0})
+  connection.insert(client, [np.bytes_(auth.counters_mac(key, task, env_steps, episodes)),
+                             np.int64(env_steps), np.int64(episodes)], counters_table(task))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,7 +15,7 @@ import reverb
 import tensorflow as tf
 
 from trainer.errors import ConfigError
-from trainer.roles import auth, rolefiles
+from trainer.roles import auth, connection, rolefiles
 
 TABLE = "variables"
 _HEADER = 3  # mac, session, train_step
@@ -83,8 +83,8 @@ class Pusher:
     values = [v.numpy() for v in self._variables]
     step = int(self._train_step.numpy())
     mac = auth.weights_mac(self._key, self._session, step, values)
-    client.insert([np.bytes_(mac), np.bytes_(self._session.encode()), np.int64(step), *values],
-                  priorities={TABLE: 1.0})
+    connection.insert(client, [np.bytes_(mac), np.bytes_(self._session.encode()),
+                               np.int64(step), *values], TABLE)
 
 
 class Puller:
