@@ -101,6 +101,25 @@ def test_a_finished_checkpoint_nobody_moved_is_removed_and_logged_once(tmp_path,
   assert caplog.text.count("nobody claimed") == 1
 
 
+def test_a_sample_from_a_table_emptied_meanwhile_gives_up():
+  import reverb
+
+  from trainer.roles import connection
+
+  table = reverb.Table("q", max_size=10, sampler=reverb.selectors.Uniform(),
+                       remover=reverb.selectors.Fifo(), rate_limiter=reverb.rate_limiters.MinSize(1))
+  server = reverb.Server([table])
+  try:
+    client = reverb.Client(f"127.0.0.1:{server.port}")
+    start = time.monotonic()
+    assert connection.sample_one(client, "q", timeout_s=0.5) is None  # Reverb alone: for ever
+    assert time.monotonic() - start < 5
+    client.insert([np.int64(7)], priorities={"q": 1.0})
+    assert [int(x) for x in connection.sample_one(client, "q", timeout_s=5)] == [7]
+  finally:
+    server.stop()
+
+
 # --- an attacker on loopback against a live job ----------------------------------
 
 BINDINGS = {
@@ -140,6 +159,15 @@ def _forged_weights(client, session: str) -> list:
   return [np.bytes_(b"\x00" * 32), np.bytes_(session.encode()), np.int64(HUGE), *values]
 
 
+def _checkpoint(client) -> str | None:
+  """The attacker's checkpoint (Reverb keeps only its newest: one being written can be removed
+  for the learner's, and the call fails)."""
+  try:
+    return client.checkpoint()
+  except RuntimeError:
+    return None
+
+
 def _log(root: pathlib.Path, role: str) -> str:
   return (root / "roles" / "logs" / f"{role}.log").read_text()
 
@@ -169,7 +197,8 @@ def test_an_attacker_on_loopback_changes_nothing_the_job_uses_or_commits(tmp_pat
     client = reverb.Client(f"127.0.0.1:{port}")
     session = rolefiles.read(str(root), "learner")["session"]
     # 1. A checkpoint nobody in the job asked for.
-    unasked = client.checkpoint()
+    while (unasked := _checkpoint(client)) is None:
+      time.sleep(0.1)
     # 2. Forged policy weights (the learner's own session, a made-up signature), again and again
     #    (the learner's next push replaces each).
     for _ in range(10):
@@ -190,12 +219,18 @@ def test_an_attacker_on_loopback_changes_nothing_the_job_uses_or_commits(tmp_pat
     # 5. Checkpoints asked for again and again (Reverb keeps only its newest: one may replace
     #    the learner's before the learner moved it into its bundle).
     for _ in range(40):
-      client.checkpoint()
+      _checkpoint(client)
       time.sleep(0.05)
     # None of them is in a bundle: Reverb replaced them, or the server removed the last.
     wait_for(lambda: not os.path.exists(unasked), 90, "the unasked checkpoint to be removed",
              proc)
-    # 6. Every replay shard emptied.
+    # 6. The weights' and the counters' tables emptied again and again (a role that samples
+    #    one between a look at its size and the sample must not wait for ever).
+    for _ in range(50):
+      client.reset("variables")
+      client.reset("counters_0")
+      time.sleep(0.02)
+    # 7. Every replay shard emptied.
     shards = [t for t in client.server_info() if t.startswith("uniform_table")]
     incarnation = rolefiles.server_incarnation(str(root))
     for shard in shards:

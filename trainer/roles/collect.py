@@ -254,7 +254,7 @@ class CollectorRole:
   def _held_counters(self) -> tuple[int, int] | None:
     """This collector's counters on the server ((0, 0) if none), or None if the
     record there does not verify (another client wrote it)."""
-    counters = tables.read_counters(self._client, self._key, timeout=10)
+    counters = tables.read_counters(self._client, self._key, timeout=10, tasks=[self._task])
     if self._task in counters.forged:
       self._rejections.reject("counters", "its counters on the replay server do not carry the "
                               "job's signature")

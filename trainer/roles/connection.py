@@ -1,5 +1,6 @@
 """Finding the replay server, and waiting for it when it is gone."""
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -32,6 +33,33 @@ def insert(client: reverb.Client, data: list, table: str) -> None:
     writer.create_item(table, 1, 1.0)
   finally:
     writer.close(retry_on_unavailable=False)
+
+
+SAMPLE_TIMEOUT_S = 10.0
+
+
+def sample_one(client: reverb.Client, table: str, timeout_s: float = SAMPLE_TIMEOUT_S):
+  """One item's data from `table`, or None if none comes within `timeout_s`.
+  Reverb's Python sampler has no timeout, and blocks for as long as its table
+  is empty: a table emptied (reset by another client) between a look at its
+  size and the sample would hold the role for ever. The sample runs in a
+  thread, which ends once the table is written again."""
+  result = []
+
+  def sample() -> None:
+    try:
+      result.append(next(client.sample(table, 1))[0].data)
+    except Exception as e:  # noqa: BLE001  (handed to the caller)
+      result.append(e)
+
+  thread = threading.Thread(target=sample, name=f"sample-{table}", daemon=True)
+  thread.start()
+  thread.join(timeout_s)
+  if not result:
+    return None
+  if isinstance(result[0], Exception):
+    raise result[0]
+  return result[0]
 
 
 def reachable(address: str | None, timeout: int = 2) -> bool:

@@ -156,15 +156,18 @@ class Counters:
   forged: list[int]
 
 
-def read_counters(client: reverb.Client, key: bytes, timeout: int | None = None) -> Counters:
-  """Every collector's counters that the server holds, checked against `key`."""
+def read_counters(client: reverb.Client, key: bytes, timeout: int | None = None,
+                  tasks: list[int] | None = None) -> Counters:
+  """The counters of collectors `tasks` (all) that the server holds, checked against `key`."""
   info = client.server_info(timeout)
   signed, forged = {}, []
-  for task in range(MAX_COLLECTORS):
+  for task in range(MAX_COLLECTORS) if tasks is None else tasks:
     table = info.get(counters_table(task))
     if table is None or not table.current_size:
       continue
-    record = next(client.sample(counters_table(task), 1))[0].data
+    record = connection.sample_one(client, counters_table(task))
+    if record is None:  # emptied meanwhile
+      continue
     try:
       mac, env_steps, episodes = record[0].item(), int(record[1]), int(record[2])
     except (ValueError, TypeError, IndexError, AttributeError):

@@ -106,7 +106,9 @@ class Puller:
     """Whether the server held weights that verify and are new; then they are assigned."""
     if not client.server_info(timeout_s)[TABLE].current_size:
       return False
-    item = next(client.sample(TABLE, 1))[0].data
+    item = connection.sample_one(client, TABLE)
+    if item is None:  # emptied meanwhile
+      return False
     mac, session, step = item[0].item(), item[1].item().decode(errors="replace"), int(item[2])
     values = list(item[_HEADER:])
     if not self._accept(mac, session, step, values):
