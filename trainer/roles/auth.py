@@ -79,11 +79,13 @@ def _create(path: str) -> None:
 
 
 def _mac(key: bytes, label: bytes, parts: Iterable[bytes]) -> bytes:
+  """HMAC-SHA256 in hex: a raw digest ending in a zero byte would lose it in
+  Reverb's round trip (numpy's bytes_ strips trailing NULs), 1 time in 256."""
   digest = hmac.new(key, label, hashlib.sha256)
   for part in parts:
     digest.update(struct.pack("<Q", len(part)))
     digest.update(part)
-  return digest.digest()
+  return digest.hexdigest().encode("ascii")
 
 
 def _array_parts(values: Iterable[np.ndarray]) -> Iterable[bytes]:
