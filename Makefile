@@ -46,7 +46,7 @@ train: $(STAMP)
 	esac; exit $$rc
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 tests
+	$(BIN)/python -m pytest -q -n 2 --durations=15 tests
 
 # Pure-logic tests only (bundle store, export index and grid, triggers, config diff): seconds.
 test-fast: $(STAMP)
