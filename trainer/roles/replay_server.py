@@ -112,10 +112,7 @@ def _restore_dir(root_dir: str, keep: int) -> str | None:
 
 
 def _check_restored(server_info: dict, replay: ReplayLayout, source: str) -> None:
-  saved = server_info[weights.TABLE].signature if weights.TABLE in server_info else [
-      tf.TensorSpec((), tf.string)]
-  first = saved[0] if isinstance(saved, (list, tuple)) and saved else None
-  if getattr(first, "dtype", None) != tf.string:
+  if not weights.signed_layout(server_info):
     raise RunDirError(f"the replay restored from {source} holds unsigned policy weights (saved "
                       "by an earlier trainer, before the roles signed what they exchange): "
                       "resume it with that trainer, or start a new --root_dir")

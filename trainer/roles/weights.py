@@ -40,6 +40,16 @@ def new_session() -> str:
   return os.urandom(8).hex()
 
 
+def signed_layout(server_info: dict) -> bool:
+  """Whether the server's weights table (if it has one) holds this module's
+  signed layout, not TF-Agents' unsigned one of a trainer before it."""
+  if TABLE not in server_info:
+    return True
+  saved = server_info[TABLE].signature
+  first = saved[0] if isinstance(saved, (list, tuple)) and saved else None
+  return getattr(first, "dtype", None) == tf.string
+
+
 def check(server_info: dict, variables: list[tf.Variable], who: str,
           changes: tuple[str, ...] = ()) -> None:
   """Refuses a role whose policy variables differ from those the server's
@@ -50,10 +60,9 @@ def check(server_info: dict, variables: list[tf.Variable], who: str,
     ConfigError: one line naming the first difference; `details`: `changes`
       (the role's config against the run's saved one), then every difference.
   """
-  table = server_info.get(TABLE)
-  if table is None or not isinstance(table.signature, (list, tuple)):
+  if TABLE not in server_info or not signed_layout(server_info):
     return  # an earlier layout: the server refuses it
-  served = list(table.signature[_HEADER:])
+  served = list(server_info[TABLE].signature[_HEADER:])
   ours = [tf.TensorSpec(v.shape, v.dtype) for v in variables]
   lines = [f"{v.name}: {_spec(b)} here, {_spec(a)} on the server"
            for v, a, b in zip(variables, served, ours, strict=False)
