@@ -234,9 +234,12 @@ def test_an_attacker_on_loopback_changes_nothing_the_job_uses_or_commits(tmp_pat
       time.sleep(0.2)
     # 3. Forged counter records: a billion env steps for collector 0, and for a collector 5
     #    that does not exist (nobody overwrites it: the learner reads it at every checkpoint).
-    for table in ("counters_0", "counters_5"):
+    #    Collector 5's first, seen by the learner before collector 0's (each kind is logged once).
+    for table in ("counters_5", "counters_0"):
       client.insert([np.bytes_(b"\x01" * 32), np.int64(HUGE), np.int64(HUGE // 100)],
                     priorities={table: 1.0})
+      wait_for(lambda: "collector 5's counters" in _log(root, "learner"), 120,
+               "the learner to refuse collector 5's forged counters", proc)
     # 4. A genuine counter record of collector 0, written again later (replayed).
     time.sleep(1)
     old = next(client.sample("counters_0", 1))[0].data
