@@ -55,6 +55,7 @@ from trainer.cli import registry  # noqa: E402, F401
 from trainer.config import gin_config  # noqa: E402
 from trainer.loops.job import configure_job, open_job  # noqa: E402
 from trainer.loops.off_policy import OffPolicyLoop  # noqa: E402
+from trainer.replay import layout  # noqa: E402
 from trainer.replay import reverb as reverb_replay  # noqa: E402
 from trainer.replay.packing import StepPacking  # noqa: E402
 from trainer.roles import tables  # noqa: E402
@@ -91,7 +92,7 @@ def _fill(job, address: str, items: int) -> None:
   spec = job.agent.collect_data_spec
   writers = [reverb_replay.per_env_writers(client, "packed", 2, len(job.collect_envs),
                                            StepPacking(spec)),
-             reverb_replay.per_env_writers(client, reverb_replay.shard_names("sharded", _SHARDS),
+             reverb_replay.per_env_writers(client, layout.shard_names("sharded", _SHARDS),
                                            2, len(job.collect_envs), StepPacking(spec)),
              reverb_replay.per_env_writers(client, "plain", 2, len(job.collect_envs))]
   env = job.collect_envs[0]

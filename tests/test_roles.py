@@ -17,6 +17,7 @@ import tensorflow as tf
 from tests.conftest import DQN_CONFIG, REPO, cli_env
 from trainer.config.settings import Settings
 from trainer.errors import ConfigError
+from trainer.replay.layout import replay_tables
 from trainer.roles import replay_server, tables
 
 
@@ -50,7 +51,7 @@ def test_a_restored_table_with_other_settings_is_refused():
 
   def start(path, shards, control, capacity=100):
     return reverb.Server(
-        tables.replay_tables("t", capacity, shards, signature, control), port=None,
+        replay_tables("t", capacity, shards, signature, control), port=None,
         checkpointer=reverb.checkpointers.DefaultCheckpointer(
             path, fallback_checkpoint_path=checkpoint))
 
@@ -84,7 +85,7 @@ def test_a_restored_table_with_other_settings_is_refused():
     fewer = replay_server.ReplayLayout("t", 100, 1, saved)  # Reverb refuses to load t.0, t.1
     with pytest.raises(ConfigError, match=r"holds table 't\.[01]'.*replay_shards.shards"):
       replay_server.start_server(
-          tables.replay_tables("t", 100, 1, signature, saved), fewer, 0,
+          replay_tables("t", 100, 1, signature, saved), fewer, 0,
           reverb.checkpointers.DefaultCheckpointer(tmp + "/d", fallback_checkpoint_path=checkpoint))
 
 

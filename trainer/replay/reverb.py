@@ -17,6 +17,7 @@ from tf_agents.utils import nest_utils
 from trainer.errors import ConfigError, RunDirError, one_line
 from trainer.replay import bind
 from trainer.replay.base import _DATASET_PREFETCH, Replay, ReplaySaveError, check_capacity
+from trainer.replay.layout import replay_size, table_shards
 from trainer.replay.packing import StepPacking
 from trainer.replay.reset_watch import ResetWatch
 from trainer.rundir import layout
@@ -34,28 +35,6 @@ _CHECKPOINT_TRIES = 5  # checkpoints replaced by other clients' before one is mo
 
 class ReplayResetError(ReplaySaveError):
   """A client emptied the replay's table (`ResetWatch`): its checkpoint is not a bundle's."""
-
-
-def shard_names(table_name: str, shards: int) -> list[str]:
-  """The tables of a replay split in `shards` (one: the table itself)."""
-  return [table_name] if shards == 1 else [f"{table_name}.{i}" for i in range(shards)]
-
-
-def table_shards(server_info: dict, table_name: str) -> list[str]:
-  """The tables that hold the replay `table_name` on a server: the table
-  itself, or its shards `<name>.0` ... `<name>.<k-1>` (the replay server
-  role's); [] if it has neither."""
-  if table_name in server_info:
-    return [table_name]
-  shards = []
-  while f"{table_name}.{len(shards)}" in server_info:
-    shards.append(f"{table_name}.{len(shards)}")
-  return shards
-
-
-def replay_size(server_info: dict, table_name: str) -> int:
-  """Items in the replay `table_name`, over all its shards."""
-  return sum(int(server_info[t].current_size) for t in table_shards(server_info, table_name))
 
 
 class ReverbReplay(Replay):

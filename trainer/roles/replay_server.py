@@ -31,9 +31,10 @@ from trainer.checkpoint.bundle_store import BundleStore
 from trainer.errors import EXIT_CRASH, EXIT_PREEMPTED, ConfigError, RunDirError, one_line
 from trainer.loops import job as job_lib
 from trainer.replay import bind as bind_lib
+from trainer.replay.layout import RateControl, replay_size, replay_tables, shard_capacities, table_shards
 from trainer.replay.packing import StepPacking
 from trainer.replay.reset_watch import ResetWatch
-from trainer.replay.reverb import REMOTE_FILE, replay_size, table_shards
+from trainer.replay.reverb import REMOTE_FILE
 from trainer.roles import rolefiles, tables, weights
 from trainer.rundir import layout
 from trainer.rundir.run_lock import RunLock
@@ -64,7 +65,7 @@ class ReplayLayout:
   name: str
   capacity: int
   shards: int
-  control: tables.RateControl
+  control: RateControl
   builder: str = "create_reverb_replay"  # the configured replay's gin name
 
   def fix(self) -> str:
@@ -87,7 +88,7 @@ def build_tables(spec: job_lib.JobSpec) -> tuple[list[reverb.Table], ReplayLayou
   # A new table holds packed steps (trainer.replay.packing: the learner samples
   # ~3x faster); a restored one keeps its saved layout, which every role reads.
   signature = StepPacking(agent.collect_data_spec).column_spec(agent.train_sequence_length)
-  built = [*tables.replay_tables(table_name, capacity, replay.shards, signature, replay.control),
+  built = [*replay_tables(table_name, capacity, replay.shards, signature, replay.control),
            weights.table(tf.nest.flatten(agent.collect_policy.variables())),
            *tables.counter_tables()]
   return built, replay
@@ -118,7 +119,7 @@ def _check_restored(server_info: dict, replay: ReplayLayout, source: str) -> Non
                       "resume it with that trainer, or start a new --root_dir")
   names = table_shards(server_info, replay.name)
   sizes = [server_info[t].max_size for t in names]
-  if sizes != tables.shard_capacities(replay.capacity, replay.shards):
+  if sizes != shard_capacities(replay.capacity, replay.shards):
     raise ConfigError(
         f"the replay restored from {source} has capacity {sum(sizes)} in {len(sizes)} "
         f"table(s) of {sorted(set(sizes))} items, but the config says capacity "
