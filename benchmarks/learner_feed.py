@@ -58,6 +58,7 @@ from trainer.loops.off_policy import OffPolicyLoop  # noqa: E402
 from trainer.replay import layout  # noqa: E402
 from trainer.replay import reverb as reverb_replay  # noqa: E402
 from trainer.replay.packing import StepPacking  # noqa: E402
+from trainer.replay.writers import per_env_writers  # noqa: E402
 from trainer.roles import tables  # noqa: E402
 
 _SHARDS = tables.replay_shards(1_000_000)  # the replay server role's default
@@ -90,11 +91,10 @@ def _fill(job, address: str, items: int) -> None:
   """`items` random-policy steps into each server table, from the job's environments."""
   client = reverb.Client(address)
   spec = job.agent.collect_data_spec
-  writers = [reverb_replay.per_env_writers(client, "packed", 2, len(job.collect_envs),
-                                           StepPacking(spec)),
-             reverb_replay.per_env_writers(client, layout.shard_names("sharded", _SHARDS),
-                                           2, len(job.collect_envs), StepPacking(spec)),
-             reverb_replay.per_env_writers(client, "plain", 2, len(job.collect_envs))]
+  writers = [per_env_writers(client, "packed", 2, len(job.collect_envs), StepPacking(spec)),
+             per_env_writers(client, layout.shard_names("sharded", _SHARDS), 2,
+                             len(job.collect_envs), StepPacking(spec)),
+             per_env_writers(client, "plain", 2, len(job.collect_envs))]
   env = job.collect_envs[0]
   collector = Collector(job.collect_envs, job.train_step_variable, observers=writers,
                         metrics=CollectStats(len(job.collect_envs)), summary_dir=tempfile.mkdtemp(),

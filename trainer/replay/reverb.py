@@ -10,9 +10,8 @@ import gin
 import reverb
 import tensorflow as tf
 from absl import logging
-from tf_agents.replay_buffers import reverb_replay_buffer, reverb_utils
+from tf_agents.replay_buffers import reverb_replay_buffer
 from tf_agents.specs import tensor_spec
-from tf_agents.utils import nest_utils
 
 from trainer.errors import ConfigError, RunDirError, one_line
 from trainer.replay import bind
@@ -20,6 +19,7 @@ from trainer.replay.base import _DATASET_PREFETCH, Replay, ReplaySaveError, chec
 from trainer.replay.layout import replay_size, table_shards
 from trainer.replay.packing import StepPacking
 from trainer.replay.reset_watch import ResetWatch
+from trainer.replay.writers import per_env_writers
 from trainer.rundir import layout
 
 _REVERB_MAX_SIZE = 2**31 - 1  # a Reverb table's max_size is a C int
@@ -318,75 +318,6 @@ def table_packing(client: reverb.Client, table_name: str, data_spec,
   if info is not None and packing.matches(info.signature, sequence_length):
     return packing
   return None
-
-
-def per_env_writers(client: reverb.Client, tables: str | list[str], sequence_length: int,
-                    num_envs: int, packing: StepPacking | None = None) -> "_PerRowObserver":
-  """An observer of batched steps that writes each environment's row through a
-  writer of its own (sequences never mix environments); with `packing`, each
-  step as one packed column. `tables`: the replay's table, or its shards
-  (packed only), which each writer fills in turn, one sequence each."""
-  shards = [tables] if isinstance(tables, str) else list(tables)
-  if len(shards) > 1 and packing is None:
-    raise ValueError("a sharded replay holds packed steps: pass their packing")
-  observers = []
-  for env in range(num_envs):
-    observer = reverb_utils.ReverbAddTrajectoryObserver(
-        client, shards[0], sequence_length=sequence_length, stride_length=1)
-    if packing is not None:
-      # TF-Agents' observer keeps its episode and stride logic; only what it
-      # appends to the writer, and the shard of each item, change.
-      observer._writer = _PackingWriter(observer._writer, packing, shards, env)  # noqa: SLF001
-    observers.append(observer)
-  return _PerRowObserver(observers)
-
-
-class _PackingWriter:
-  """A Reverb `TrajectoryWriter` that appends each step packed into one column
-  and writes its items to the replay's shards in turn."""
-
-  def __init__(self, writer, packing: StepPacking, shards: list[str], first: int = 0):
-    self._writer = writer
-    self._packing = packing
-    self._shards = shards
-    self._next = first % len(shards)  # writers of several envs start on different shards
-
-  def append(self, step) -> None:
-    self._writer.append(self._packing.pack(step))
-
-  def create_item(self, table: str, priority: float, trajectory) -> None:
-    del table  # the observer's one table: the first shard
-    self._writer.create_item(self._shards[self._next], priority, trajectory)
-    self._next = (self._next + 1) % len(self._shards)
-
-  def __getattr__(self, name):  # history, create_item, flush, close: the writer's own
-    return getattr(self._writer, name)
-
-
-class _PerRowObserver:
-  """Splits batched steps into one writer per environment, so that each
-  sequence written to Reverb comes from a single environment."""
-
-  def __init__(self, observers: list[reverb_utils.ReverbAddTrajectoryObserver]):
-    self._observers = observers
-
-  def __call__(self, traj) -> None:
-    for observer, row in zip(self._observers, nest_utils.unstack_nested_arrays(traj), strict=True):
-      observer(row)
-
-  def flush(self, timeout_ms: int | None = None) -> None:
-    """Blocks until the server confirmed every item written; with `timeout_ms`,
-    raises `reverb.errors.DeadlineExceededError` after that long (a server that
-    went away never confirms)."""
-    for observer in self._observers:
-      if timeout_ms is None:
-        observer.flush()
-      else:  # the observer's own flush takes no timeout; its writer's does
-        observer._writer.flush(timeout_ms=timeout_ms)  # noqa: SLF001
-
-  def close(self) -> None:
-    for observer in self._observers:
-      observer.close()
 
 
 def _same_specs(a, b) -> bool:

@@ -38,7 +38,8 @@ from trainer.acting.collector import Collector
 from trainer.errors import EXIT_CRASH, EXIT_OK, EXIT_PREEMPTED, ConfigError
 from trainer.loops import job as job_lib
 from trainer.replay.layout import replay_size, table_shards
-from trainer.replay.reverb import per_env_writers, table_packing
+from trainer.replay.reverb import table_packing
+from trainer.replay.writers import per_env_writers
 from trainer.roles import auth, connection, rolefiles, tables, weights
 from trainer.roles.replay_server import replay_options
 from trainer.rundir import layout
