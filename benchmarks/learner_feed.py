@@ -175,14 +175,14 @@ def _wait_for(address: str, seconds: float = 60) -> None:
 
 def _remote(job, address: str, table: str) -> reverb_replay.ReverbReplay:
   return reverb_replay.ReverbReplay(
-      job.agent.collect_data_spec, capacity=1_000_000, sequence_length=2, table_name=table,
+      layout.ReplayLayout(table, 1_000_000, job.agent.collect_data_spec, 2),
       scratch_dir=tempfile.mkdtemp(), address=address, restore_dir=None)
 
 
 def _measure(args, job, address: str, server: psutil.Process, batch: int, per_call: int) -> dict:
   sharded, packed = _remote(job, address, "sharded"), _remote(job, address, "packed")
   plain = _remote(job, address, "plain")
-  assert sharded._packing is not None and plain._packing is None  # noqa: SLF001
+  assert sharded.layout.packed and not plain.layout.packed
   feeds = {"roles_learner": sharded.iterator(batch), "roles_learner_one_table":
            packed.iterator(batch), "roles_learner_plain": plain.iterator(batch),
            "in_process": job.replay.iterator(batch)}

@@ -72,11 +72,11 @@ def test_packed_table_round_trip_through_a_reverb_server(tmp_path, shards):
   server = reverb.Server(layout.replay_tables("uniform_table", 999, shards,
                                               packing.column_spec(2), control), port=None)
   replay = reverb_replay.ReverbReplay(
-      data_spec, capacity=999, sequence_length=2, table_name="uniform_table",
+      layout.ReplayLayout("uniform_table", 999, data_spec, 2),
       scratch_dir=str(tmp_path / "scratch"), address=f"localhost:{server.port}",
       restore_dir=None, num_envs=2)
   try:
-    assert replay._packing is not None  # noqa: SLF001  (read from the table's signature)
+    assert replay.layout.packed and replay.layout.shards == shards  # read from the server
     written = {}
     for t in range(6):  # two environments; a mid episode step each time
       rows = [trajectory.Trajectory(

@@ -13,15 +13,12 @@ compared with the config and a difference is refused in one line, before the
 server serves.
 """
 
-import dataclasses
-import inspect
 import os
 import re
 import shutil
 import time
 from collections.abc import Callable
 
-import gin
 import portpicker
 import reverb
 import tensorflow as tf
@@ -31,8 +28,7 @@ from trainer.checkpoint.bundle_store import BundleStore
 from trainer.errors import EXIT_CRASH, EXIT_PREEMPTED, ConfigError, RunDirError, one_line
 from trainer.loops import job as job_lib
 from trainer.replay import bind as bind_lib
-from trainer.replay.layout import RateControl, replay_size, replay_tables, shard_capacities, table_shards
-from trainer.replay.packing import StepPacking
+from trainer.replay.layout import ReplayLayout, replay_size, table_shards
 from trainer.replay.reset_watch import ResetWatch
 from trainer.replay.reverb import REMOTE_FILE
 from trainer.roles import rolefiles, tables, weights
@@ -41,55 +37,14 @@ from trainer.rundir.run_lock import RunLock
 from trainer.rundir.signals import StopRequest
 
 
-def replay_options(replay_fn) -> tuple[int, str]:
-  """(capacity, table name) of the configured replay builder: a job configured
-  with the in-graph buffer runs its roles on a Reverb table of the same capacity."""
-  name = getattr(replay_fn, "__name__", "")
-  parameters = inspect.signature(replay_fn).parameters
-
-  def value(param: str, default):
-    try:
-      return gin.query_parameter(f"{name}.{param}")
-    except ValueError:
-      return default
-
-  capacity = value("capacity", parameters["capacity"].default)
-  table = value("table_name", "uniform_table") if "table_name" in parameters else "uniform_table"
-  return capacity, table
-
-
-@dataclasses.dataclass(frozen=True)
-class ReplayLayout:
-  """The replay as the server holds it: `shards` tables of `name` (`tables`)."""
-
-  name: str
-  capacity: int
-  shards: int
-  control: RateControl
-  builder: str = "create_reverb_replay"  # the configured replay's gin name
-
-  def fix(self) -> str:
-    """What to do about a restored replay that the config does not describe."""
-    return (f"Reverb keeps a saved table's settings: set {self.builder}.capacity and "
-            "replay_shards.shards back to what the run started with, or start a new --root_dir")
-
-  def describe(self) -> str:
-    split = f" in {self.shards} shards" if self.shards > 1 else ""
-    return (f"table {self.name!r} (capacity {self.capacity}{split}, "
-            f"{self.control.samples_per_insert:g} samples per insert)")
-
-
 def build_tables(spec: job_lib.JobSpec) -> tuple[list[reverb.Table], ReplayLayout]:
-  """The server's tables, on the specs of the configured agent."""
+  """The server's tables, on the specs of the configured agent. A new replay
+  table holds packed steps (`tables.replay_layout`); a restored one keeps its
+  saved layout, which every role reads."""
   agent, _ = job_lib.build_agent(spec)
-  capacity, table_name = replay_options(spec.replay_fn)
-  replay = ReplayLayout(table_name, capacity, tables.replay_shards(capacity),
-                        tables.rate_control(spec.settings), spec.replay_fn.__name__)
-  # A new table holds packed steps (trainer.replay.packing: the learner samples
-  # ~3x faster); a restored one keeps its saved layout, which every role reads.
-  signature = StepPacking(agent.collect_data_spec).column_spec(agent.train_sequence_length)
-  built = [*replay_tables(table_name, capacity, replay.shards, signature, replay.control),
-           weights.table(tf.nest.flatten(agent.collect_policy.variables())),
+  replay = tables.replay_layout(spec.replay_fn, spec.settings, agent.collect_data_spec,
+                                agent.train_sequence_length)
+  built = [*replay.tables(), weights.table(tf.nest.flatten(agent.collect_policy.variables())),
            *tables.counter_tables()]
   return built, replay
 
@@ -119,7 +74,7 @@ def _check_restored(server_info: dict, replay: ReplayLayout, source: str) -> Non
                       "resume it with that trainer, or start a new --root_dir")
   names = table_shards(server_info, replay.name)
   sizes = [server_info[t].max_size for t in names]
-  if sizes != shard_capacities(replay.capacity, replay.shards):
+  if sizes != replay.capacities:
     raise ConfigError(
         f"the replay restored from {source} has capacity {sum(sizes)} in {len(sizes)} "
         f"table(s) of {sorted(set(sizes))} items, but the config says capacity "

@@ -2,7 +2,7 @@
 
 One Reverb server holds, and checkpoints together (one consistent snapshot):
 
-- the replay (`create_reverb_replay.table_name`): sequences written by the
+- the replay (`create_reverb_replay.table_name`, laid out by `replay_layout`): sequences written by the
   collectors, sampled by the learner, with a `SampleToInsertRatio` rate limiter
   (`rate_control`) so that the collect:train ratio does not depend on which
   process happens to be faster. It is split into `replay_shards` tables
@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from trainer.config import values
 from trainer.config.settings import Settings
-from trainer.replay.layout import RateControl
+from trainer.replay.layout import RateControl, ReplayLayout, configured_table
 from trainer.roles import auth, connection, rolefiles, weights
 
 VARIABLES_TABLE = weights.TABLE
@@ -77,6 +77,17 @@ def replay_shards(capacity: int, *, shards: int = 8) -> int:
   """
   values.check_replay_shards(shards, capacity)
   return shards
+
+
+def replay_layout(replay_fn, settings: Settings, data_spec, sequence_length: int) -> ReplayLayout:
+  """The replay as the roles hold it: the configured replay builder's capacity
+  and table name (`configured_table`), in `replay_shards` tables of packed
+  steps (`trainer.replay.packing`: the learner samples ~3x faster), limited by
+  `rate_control`. The server builds its tables from it; the learner and the
+  collectors read what the server holds (`ReplayLayout.served`)."""
+  capacity, name = configured_table(replay_fn)
+  return ReplayLayout(name, capacity, data_spec, sequence_length, shards=replay_shards(capacity),
+                      packed=True, control=rate_control(settings), builder=replay_fn.__name__)
 
 
 COUNTERS_SIGNATURE = (tf.TensorSpec((), tf.string),  # the record's signature (auth)
