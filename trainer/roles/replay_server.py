@@ -165,6 +165,26 @@ def serve(root_dir: str, run_config, stop: StopRequest, *, port: int, host: str,
   lock = RunLock(root_dir, layout.SERVER_LOCK_FILE, holder="replay server")
   lock.acquire()
   scratch = os.path.join(root_dir, layout.REVERB_SERVER_DIR)
+  try:
+    server = _start(spec, built, replay, scratch, restore_dir, port)
+  except BaseException:
+    lock.release()
+    raise
+  try:
+    client, address = _announce(root_dir, server, replay, host=host, listen=listen,
+                                source="the newest bundle" if restore_dir else "a new table")
+    if not _serve_until_stopped(root_dir, client, address, replay, scratch, stop):
+      return EXIT_CRASH  # restarted (launch, the scheduler): it loads the newest bundle
+  finally:
+    server.stop()
+    lock.release()
+  logging.warning("Replay server stopped (its contents are in the newest bundle).")
+  return EXIT_PREEMPTED
+
+
+def _start(spec: job_lib.JobSpec, built: list[reverb.Table], replay: ReplayLayout,
+           scratch: str, restore_dir: str | None, port: int) -> reverb.Server:
+  """The server on `port` (`bind_server`), restoring `restore_dir`."""
 
   def start_on(candidate: int) -> reverb.Server:
     # Empty, or Reverb would load its newest scratch checkpoint instead of the bundle's.
@@ -177,43 +197,46 @@ def serve(root_dir: str, run_config, stop: StopRequest, *, port: int, host: str,
                         checkpointer)
 
   unused = iter([built])
-  try:
-    server = bind_server(start_on, port)
-  except BaseException:
-    lock.release()
-    raise
-  try:
-    address = f"{host}:{server.port}"
-    found = bind_lib.check(server.port, listen)
-    client = reverb.Client(_dial(listen, server.port))
-    _check_restored(client.server_info(), replay,
-                    "the newest bundle" if restore_dir else "a new table")
-    rolefiles.write_server_address(root_dir, address)
-    logging.info("Replay server at %s (listening on %s): %s, policy weights, collector "
-                 "counters.", address, ", ".join(found), replay.describe())
-    if listen is None:
-      logging.warning("The replay server listens on every interface (--bind=all): anyone who "
-                      "reaches port %d can write to its tables (docs/security.md).", server.port)
-    heartbeat = rolefiles.Heartbeat(root_dir, rolefiles.SERVER)
-    guard = _Guard(scratch, table_shards(client.server_info(), replay.name))
-    linger_until = None
-    while not stop.requested or _learner_needs_it(root_dir, linger_until):
-      if stop.requested and linger_until is None:
-        linger_until = time.monotonic() + LINGER_S
-        logging.warning("Stop requested: serving until the learner has committed its "
-                        "checkpoint (at most %d s).", LINGER_S)
-      info = client.server_info()
-      if not guard.check(info):
-        heartbeat.beat(force=True, address=address, stopped=True)
-        return EXIT_CRASH  # restarted (launch, the scheduler): it loads the newest bundle
-      heartbeat.beat(address=address, replay_size=replay_size(info, replay.name))
-      time.sleep(0.5)
-    heartbeat.beat(force=True, address=address, stopped=True)
-  finally:
-    server.stop()
-    lock.release()
-  logging.warning("Replay server stopped (its contents are in the newest bundle).")
-  return EXIT_PREEMPTED
+  return bind_server(start_on, port)
+
+
+def _announce(root_dir: str, server: reverb.Server, replay: ReplayLayout, *, host: str,
+              listen: str | None, source: str) -> tuple[reverb.Client, str]:
+  """Checks what the server restored from `source`, then writes its address
+  for the other roles; returns a client of it and that address."""
+  address = f"{host}:{server.port}"
+  found = bind_lib.check(server.port, listen)
+  client = reverb.Client(_dial(listen, server.port))
+  _check_restored(client.server_info(), replay, source)
+  rolefiles.write_server_address(root_dir, address)
+  logging.info("Replay server at %s (listening on %s): %s, policy weights, collector "
+               "counters.", address, ", ".join(found), replay.describe())
+  if listen is None:
+    logging.warning("The replay server listens on every interface (--bind=all): anyone who "
+                    "reaches port %d can write to its tables (docs/security.md).", server.port)
+  return client, address
+
+
+def _serve_until_stopped(root_dir: str, client: reverb.Client, address: str,
+                         replay: ReplayLayout, scratch: str, stop: StopRequest) -> bool:
+  """Beats the heartbeat until stopped and the learner no longer needs the
+  server; False if the server must restart (`_Guard`)."""
+  heartbeat = rolefiles.Heartbeat(root_dir, rolefiles.SERVER)
+  guard = _Guard(scratch, table_shards(client.server_info(), replay.name))
+  linger_until = None
+  while not stop.requested or _learner_needs_it(root_dir, linger_until):
+    if stop.requested and linger_until is None:
+      linger_until = time.monotonic() + LINGER_S
+      logging.warning("Stop requested: serving until the learner has committed its "
+                      "checkpoint (at most %d s).", LINGER_S)
+    info = client.server_info()
+    if not guard.check(info):
+      heartbeat.beat(force=True, address=address, stopped=True)
+      return False
+    heartbeat.beat(address=address, replay_size=replay_size(info, replay.name))
+    time.sleep(0.5)
+  heartbeat.beat(force=True, address=address, stopped=True)
+  return True
 
 
 UNCLAIMED_S = 30.0  # a finished scratch checkpoint the learner has not moved by then is nobody's
