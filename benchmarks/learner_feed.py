@@ -9,8 +9,8 @@ own (as `trainer.replay_server` is) with three replays that a random policy
 fills with `--items` steps each: `sharded`, the replay server role's layout
 (one byte column per step, `trainer.replay.packing`, in `replay_shards` tables
 written in turn), `packed` (the same in one table) and `plain`, TF-Agents'
-layout (one column per field, one table, written by its
-`ReverbAddTrajectoryObserver`). All sample uniformly without a rate limiter
+layout (one column per field, one table; `trainer.replay.writers` writes the
+items of TF-Agents' `ReverbAddTrajectoryObserver`). All sample uniformly without a rate limiter
 (this measures the feed). Then, in
 rounds, each case trains `--steps` steps (cases take turns; the rate is steps
 over total time, the range over five groups of rounds):
