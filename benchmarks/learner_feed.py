@@ -9,8 +9,8 @@ own (as `trainer.replay_server` is) with three replays that a random policy
 fills with `--items` steps each: `sharded`, the replay server role's layout
 (one byte column per step, `trainer.replay.packing`, in `replay_shards` tables
 written in turn), `packed` (the same in one table) and `plain`, TF-Agents'
-layout (one column per field, one table, written by its
-`ReverbAddTrajectoryObserver`). All sample uniformly without a rate limiter
+layout (one column per field, one table; `trainer.replay.writers` writes the
+items of TF-Agents' `ReverbAddTrajectoryObserver`). All sample uniformly without a rate limiter
 (this measures the feed). Then, in
 rounds, each case trains `--steps` steps (cases take turns; the rate is steps
 over total time, the range over five groups of rounds):
@@ -55,8 +55,10 @@ from trainer.cli import registry  # noqa: E402, F401
 from trainer.config import gin_config  # noqa: E402
 from trainer.loops.job import configure_job, open_job  # noqa: E402
 from trainer.loops.off_policy import OffPolicyLoop  # noqa: E402
+from trainer.replay import layout  # noqa: E402
 from trainer.replay import reverb as reverb_replay  # noqa: E402
 from trainer.replay.packing import StepPacking  # noqa: E402
+from trainer.replay.writers import per_env_writers  # noqa: E402
 from trainer.roles import tables  # noqa: E402
 
 _SHARDS = tables.replay_shards(1_000_000)  # the replay server role's default
@@ -89,11 +91,10 @@ def _fill(job, address: str, items: int) -> None:
   """`items` random-policy steps into each server table, from the job's environments."""
   client = reverb.Client(address)
   spec = job.agent.collect_data_spec
-  writers = [reverb_replay.per_env_writers(client, "packed", 2, len(job.collect_envs),
-                                           StepPacking(spec)),
-             reverb_replay.per_env_writers(client, reverb_replay.shard_names("sharded", _SHARDS),
-                                           2, len(job.collect_envs), StepPacking(spec)),
-             reverb_replay.per_env_writers(client, "plain", 2, len(job.collect_envs))]
+  writers = [per_env_writers(client, "packed", 2, len(job.collect_envs), StepPacking(spec)),
+             per_env_writers(client, layout.shard_names("sharded", _SHARDS), 2,
+                             len(job.collect_envs), StepPacking(spec)),
+             per_env_writers(client, "plain", 2, len(job.collect_envs))]
   env = job.collect_envs[0]
   collector = Collector(job.collect_envs, job.train_step_variable, observers=writers,
                         metrics=CollectStats(len(job.collect_envs)), summary_dir=tempfile.mkdtemp(),
@@ -174,14 +175,14 @@ def _wait_for(address: str, seconds: float = 60) -> None:
 
 def _remote(job, address: str, table: str) -> reverb_replay.ReverbReplay:
   return reverb_replay.ReverbReplay(
-      job.agent.collect_data_spec, capacity=1_000_000, sequence_length=2, table_name=table,
+      layout.ReplayLayout(table, 1_000_000, job.agent.collect_data_spec, 2),
       scratch_dir=tempfile.mkdtemp(), address=address, restore_dir=None)
 
 
 def _measure(args, job, address: str, server: psutil.Process, batch: int, per_call: int) -> dict:
   sharded, packed = _remote(job, address, "sharded"), _remote(job, address, "packed")
   plain = _remote(job, address, "plain")
-  assert sharded._packing is not None and plain._packing is None  # noqa: SLF001
+  assert sharded.layout.packed and not plain.layout.packed
   feeds = {"roles_learner": sharded.iterator(batch), "roles_learner_one_table":
            packed.iterator(batch), "roles_learner_plain": plain.iterator(batch),
            "in_process": job.replay.iterator(batch)}

@@ -48,8 +48,9 @@ from trainer.cli import registry  # noqa: E402, F401
 from trainer.config import gin_config  # noqa: E402
 from trainer.loops.job import configure_job, open_job  # noqa: E402
 from trainer.loops.off_policy import OffPolicyLoop  # noqa: E402
-from trainer.replay import reverb as reverb_replay  # noqa: E402
+from trainer.replay import layout  # noqa: E402
 from trainer.replay.packing import StepPacking  # noqa: E402
+from trainer.replay.writers import per_env_writers  # noqa: E402
 from trainer.roles import rolefiles, tables  # noqa: E402
 
 CONFIG = str(REPO / "configs" / "dqn_cartpole.gin")
@@ -86,8 +87,8 @@ def _fill(address: str, steps: list, items: int) -> float:
   client = reverb.Client(address)
   packing = StepPacking(tf.nest.map_structure(
       lambda x: tf.TensorSpec(np.shape(x), tf.as_dtype(np.asarray(x).dtype)), steps[0]))
-  shards = reverb_replay.table_shards(client.server_info(), "uniform_table")
-  writers = reverb_replay.per_env_writers(client, shards, 2, 1, packing)
+  shards = layout.table_shards(client.server_info(), "uniform_table")
+  writers = per_env_writers(client, shards, 2, 1, packing)
   start = time.monotonic()
   # No item starts at an episode's last step (~5 % of CartPole's): 10 % more
   # steps than items fill the table to its capacity (FIFO beyond it).
@@ -152,8 +153,8 @@ def main() -> int:
       time.sleep(0.5)
     fill_s = _fill(address, steps, args.items)
     info = reverb.Client(address).server_info()
-    size = reverb_replay.replay_size(info, "uniform_table")
-    shards = len(reverb_replay.table_shards(info, "uniform_table"))
+    size = layout.replay_size(info, "uniform_table")
+    shards = len(layout.table_shards(info, "uniform_table"))
     print(f"filled {size:,} items in {fill_s:.0f} s", flush=True)
     watch = _StepWatch(address)
     watch.start()

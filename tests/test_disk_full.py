@@ -18,6 +18,7 @@ import tensorflow as tf
 from tests.conftest import DQN_CONFIG, REPO, TINY_DQN, bindings, cli_env, committed_steps, run_train, status
 from trainer import errors
 from trainer.replay.base import ReplaySaveError
+from trainer.replay.layout import ReplayLayout
 from trainer.replay.reverb import ReverbReplay
 from trainer.rundir import layout
 
@@ -153,7 +154,7 @@ def test_reverb_checkpoint_on_a_full_disk_is_a_save_error_and_leaves_nothing(ful
     for _ in range(100):  # ~100 KB that does not compress
       client.insert(np.random.rand(1, 256).astype(np.float32), {"t": 1.0})
     run_dir = full_scratch.parents[1]
-    replay = ReverbReplay(spec, capacity=100, sequence_length=1, table_name="t",
+    replay = ReverbReplay(ReplayLayout("t", 100, spec, 1),
                           scratch_dir=str(run_dir / layout.REVERB_SCRATCH_DIR),
                           address=f"localhost:{server.port}", restore_dir=None, run_dir=str(run_dir))
     with pytest.raises(ReplaySaveError, match="No space left on device"):

@@ -9,9 +9,9 @@ import tensorflow as tf
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import trajectory
 
+from trainer.replay import layout
 from trainer.replay import reverb as reverb_replay
 from trainer.replay.packing import StepPacking
-from trainer.roles import tables
 
 _SPEC = {
     "observation": tf.TensorSpec([2, 3], tf.float32),
@@ -68,15 +68,15 @@ def test_packed_table_round_trip_through_a_reverb_server(tmp_path, shards):
       next_step_type=tf.TensorSpec([], tf.int32), reward=tf.TensorSpec([], tf.float32),
       discount=tf.TensorSpec([], tf.float32))
   packing = StepPacking(data_spec)
-  control = tables.RateControl(samples_per_insert=1e6, min_size_to_sample=1, error_buffer=1e9)
-  server = reverb.Server(tables.replay_tables("uniform_table", 999, shards,
+  control = layout.RateControl(samples_per_insert=1e6, min_size_to_sample=1, error_buffer=1e9)
+  server = reverb.Server(layout.replay_tables("uniform_table", 999, shards,
                                               packing.column_spec(2), control), port=None)
   replay = reverb_replay.ReverbReplay(
-      data_spec, capacity=999, sequence_length=2, table_name="uniform_table",
+      layout.ReplayLayout("uniform_table", 999, data_spec, 2),
       scratch_dir=str(tmp_path / "scratch"), address=f"localhost:{server.port}",
       restore_dir=None, num_envs=2)
   try:
-    assert replay._packing is not None  # noqa: SLF001  (read from the table's signature)
+    assert replay.layout.packed and replay.layout.shards == shards  # read from the server
     written = {}
     for t in range(6):  # two environments; a mid episode step each time
       rows = [trajectory.Trajectory(
@@ -88,7 +88,7 @@ def test_packed_table_round_trip_through_a_reverb_server(tmp_path, shards):
         written[(env, t)] = row
     assert replay.size() == 2 * 5  # 5 two-step items per environment
     info = reverb.Client(replay.address).server_info()
-    names = reverb_replay.table_shards(info, "uniform_table")
+    names = layout.table_shards(info, "uniform_table")
     assert len(names) == shards
     assert sorted(info[n].current_size for n in names) == sorted(
         10 // shards + (i < 10 % shards) for i in range(shards))  # in turn: evenly

@@ -17,6 +17,7 @@ import tensorflow as tf
 from tests.conftest import DQN_CONFIG, REPO, cli_env
 from trainer.config.settings import Settings
 from trainer.errors import ConfigError
+from trainer.replay.layout import ReplayLayout, replay_tables
 from trainer.roles import replay_server, tables
 
 
@@ -46,11 +47,11 @@ def test_a_restored_table_with_other_settings_is_refused():
   shard by shard, and a bundle's shard that the config lacks stops Reverb's load."""
   signature = tf.TensorSpec([2], tf.float32)
   saved = tables.rate_control(_settings())
-  layout = replay_server.ReplayLayout("t", 100, 2, saved)
+  layout = ReplayLayout("t", 100, signature, 1, shards=2, control=saved)
 
   def start(path, shards, control, capacity=100):
     return reverb.Server(
-        tables.replay_tables("t", capacity, shards, signature, control), port=None,
+        replay_tables("t", capacity, shards, signature, control), port=None,
         checkpointer=reverb.checkpointers.DefaultCheckpointer(
             path, fallback_checkpoint_path=checkpoint))
 
@@ -81,10 +82,10 @@ def test_a_restored_table_with_other_settings_is_refused():
         replay_server._check_restored(info, dataclasses.replace(layout, shards=4), "b")
     finally:
       server.stop()
-    fewer = replay_server.ReplayLayout("t", 100, 1, saved)  # Reverb refuses to load t.0, t.1
+    fewer = ReplayLayout("t", 100, signature, 1, control=saved)  # Reverb refuses to load t.0, t.1
     with pytest.raises(ConfigError, match=r"holds table 't\.[01]'.*replay_shards.shards"):
       replay_server.start_server(
-          tables.replay_tables("t", 100, 1, signature, saved), fewer, 0,
+          replay_tables("t", 100, 1, signature, saved), fewer, 0,
           reverb.checkpointers.DefaultCheckpointer(tmp + "/d", fallback_checkpoint_path=checkpoint))
 
 
@@ -141,7 +142,8 @@ def test_the_server_binds_a_port_it_picks_and_picks_again_if_it_was_taken():
 
   def start(port):
     tried.append(port)
-    layout = replay_server.ReplayLayout("t", 10, 1, tables.rate_control(_settings()))
+    layout = ReplayLayout("t", 10, tf.TensorSpec([], tf.int32), 1,
+                          control=tables.rate_control(_settings()))
     with tempfile.TemporaryDirectory() as tmp:
       return replay_server.start_server([reverb.Table.queue("t", 10)], layout, port,
                                         reverb.checkpointers.DefaultCheckpointer(tmp))

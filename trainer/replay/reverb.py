@@ -10,14 +10,12 @@ import gin
 import reverb
 import tensorflow as tf
 from absl import logging
-from tf_agents.replay_buffers import reverb_replay_buffer, reverb_utils
-from tf_agents.specs import tensor_spec
-from tf_agents.utils import nest_utils
+from tf_agents.replay_buffers import reverb_replay_buffer
 
 from trainer.errors import ConfigError, RunDirError, one_line
 from trainer.replay import bind
 from trainer.replay.base import _DATASET_PREFETCH, Replay, ReplaySaveError, check_capacity
-from trainer.replay.packing import StepPacking
+from trainer.replay.layout import DEFAULT_TABLE, ReplayLayout, replay_size, table_shards
 from trainer.replay.reset_watch import ResetWatch
 from trainer.rundir import layout
 
@@ -36,44 +34,25 @@ class ReplayResetError(ReplaySaveError):
   """A client emptied the replay's table (`ResetWatch`): its checkpoint is not a bundle's."""
 
 
-def shard_names(table_name: str, shards: int) -> list[str]:
-  """The tables of a replay split in `shards` (one: the table itself)."""
-  return [table_name] if shards == 1 else [f"{table_name}.{i}" for i in range(shards)]
-
-
-def table_shards(server_info: dict, table_name: str) -> list[str]:
-  """The tables that hold the replay `table_name` on a server: the table
-  itself, or its shards `<name>.0` ... `<name>.<k-1>` (the replay server
-  role's); [] if it has neither."""
-  if table_name in server_info:
-    return [table_name]
-  shards = []
-  while f"{table_name}.{len(shards)}" in server_info:
-    shards.append(f"{table_name}.{len(shards)}")
-  return shards
-
-
-def replay_size(server_info: dict, table_name: str) -> int:
-  """Items in the replay `table_name`, over all its shards."""
-  return sum(int(server_info[t].current_size) for t in table_shards(server_info, table_name))
-
-
 class ReverbReplay(Replay):
   """A Reverb table with uniform sampling and FIFO removal."""
 
-  def __init__(self, data_spec, *, capacity: int, sequence_length: int, table_name: str,
-               scratch_dir: str, address: str | None, restore_dir: str | None,
-               num_envs: int = 1, run_dir: str | None = None, sample_timeout_ms: int = -1):
-    """`run_dir`: a server checkpoint written under it (the replay server role's,
-    on the run's filesystem) is moved into the bundle, as an in-process one is.
-    `sample_timeout_ms`: how long the dataset waits for the rate limiter before
-    it ends (-1: for ever)."""
-    self.capacity = capacity
+  def __init__(self, layout: ReplayLayout, *, scratch_dir: str, address: str | None,
+               restore_dir: str | None, num_envs: int = 1, run_dir: str | None = None,
+               sample_timeout_ms: int = -1):
+    """`layout`: the replay as configured; a server at `address` holds its own
+    (`ReplayLayout.served`), and `address` None starts one in-process on
+    `layout`'s tables. `run_dir`: a server checkpoint written under it (the
+    replay server role's, on the run's filesystem) is moved into the bundle, as
+    an in-process one is. `sample_timeout_ms`: how long the dataset waits for
+    the rate limiter before it ends (-1: for ever)."""
+    self.capacity = layout.capacity
+    self._layout = layout
+    self._served = layout  # set by connect: the layout the server holds
+    self._table_name = layout.name
+    self._sequence_length = layout.sequence_length
     self._run_dir = run_dir
     self._sample_timeout_ms = sample_timeout_ms
-    self._data_spec = data_spec
-    self._table_name = table_name
-    self._sequence_length = sequence_length
     self._scratch_dir = scratch_dir
     self._server = None
     if address is None:
@@ -81,7 +60,6 @@ class ReverbReplay(Replay):
       address = f"{bind.LOOPBACK}:{self._server.port}"
     self._num_envs = num_envs
     self._observer = None
-    self._packing = None  # set by connect: the table's own layout
     self.connect(address)
     self._check_table(restore_dir)
 
@@ -96,24 +74,27 @@ class ReverbReplay(Replay):
     self.address = address
     self._client = reverb.Client(address)
     self._resets = ResetWatch()  # another server process: its own counts
-    self._shards = table_shards(self._client.server_info(_INFO_TIMEOUT_S), self._table_name)
+    self._served = served = self._layout.served(self._client.server_info(_INFO_TIMEOUT_S))
     # TF-Agents' buffer: the dataset of an unpacked (and so unsharded) table.
     self._buffer = reverb_replay_buffer.ReverbReplayBuffer(
-        self._data_spec, (self._shards or [self._table_name])[0],
-        sequence_length=self._sequence_length, server_address=address,
-        rate_limiter_timeout_ms=self._sample_timeout_ms)
-    self._packing = table_packing(self._client, self._table_name, self._data_spec,
-                                  self._sequence_length)
-    self._observer = per_env_writers(self._client, self._shards or self._table_name,
-                                     self._sequence_length, self._num_envs, self._packing)
+        served.data_spec, served.table_names[0], sequence_length=served.sequence_length,
+        server_address=address, rate_limiter_timeout_ms=self._sample_timeout_ms)
+    self._observer = served.writers(self._client, self._num_envs)
+
+  @property
+  def layout(self) -> ReplayLayout:
+    """The replay as the server holds it (its shards, its item layout)."""
+    return self._served
 
   def dataset(self, batch_size: int) -> tf.data.Dataset:
-    if self._packing is None:
+    served = self._served
+    if served.packing is None:
       return super().dataset(batch_size)
     # One sampler for the whole batch, batched before anything else: the
     # per-sample work is Reverb's alone, and the unpacking runs once a batch.
-    column = self._packing.column_spec(self._sequence_length)
-    workers = _SAMPLE_WORKERS if len(self._shards) == 1 else 1
+    column = served.signature
+    shards = served.table_names
+    workers = _SAMPLE_WORKERS if len(shards) == 1 else 1
 
     def batches(table):
       samples = reverb.TrajectoryDataset(
@@ -122,25 +103,18 @@ class ReverbReplay(Replay):
           num_workers_per_iterator=workers, rate_limiter_timeout_ms=self._sample_timeout_ms)
       return samples.batch(batch_size, drop_remainder=True)
 
-    if len(self._shards) == 1:
-      batched = batches(self._shards[0])
+    if len(shards) == 1:
+      batched = batches(shards[0])
     else:
       # Each batch from one shard (its items are every k-th sequence written:
       # a uniform sample of the replay), taken from whichever shard has one
       # ready: a shard the server is checkpointing (its table locked while
       # Reverb copies its items) is passed over meanwhile.
-      batched = tf.data.Dataset.from_tensor_slices(self._shards).interleave(
-          batches, cycle_length=len(self._shards), num_parallel_calls=len(self._shards),
+      batched = tf.data.Dataset.from_tensor_slices(shards).interleave(
+          batches, cycle_length=len(shards), num_parallel_calls=len(shards),
           deterministic=False)
-    return (batched.map(lambda sample: (self._packing.unpack(sample.data), sample.info))
+    return (batched.map(lambda sample: (served.packing.unpack(sample.data), sample.info))
             .prefetch(_DATASET_PREFETCH))
-
-  def _table(self) -> reverb.Table:
-    signature = tensor_spec.add_outer_dim(self._data_spec, self._sequence_length)
-    return reverb.Table(
-        self._table_name, max_size=self.capacity, sampler=reverb.selectors.Uniform(),
-        remover=reverb.selectors.Fifo(), rate_limiter=reverb.rate_limiters.MinSize(1),
-        signature=signature)
 
   def _start_server(self, restore_dir: str | None) -> reverb.Server:
     # The scratch root must be empty, or Reverb would load whatever it holds
@@ -150,7 +124,7 @@ class ReverbReplay(Replay):
     checkpointer = reverb.checkpointers.DefaultCheckpointer(
         path=self._scratch_dir, fallback_checkpoint_path=restore_dir)
     try:
-      server = reverb.Server([self._table()], port=None, checkpointer=checkpointer)
+      server = reverb.Server(self._layout.tables(), port=None, checkpointer=checkpointer)
     except Exception as e:
       if restore_dir is None:
         raise ConfigError(f"Reverb cannot start the replay table (capacity {self.capacity}): "
@@ -164,11 +138,12 @@ class ReverbReplay(Replay):
 
   def _check_table(self, restore_dir: str | None) -> None:
     server_info = self._client.server_info()
-    if not self._shards:
+    shards = table_shards(server_info, self._table_name)
+    if not shards:
       raise ConfigError(f"the Reverb server has no table {self._table_name!r}; set "
                         "create_reverb_replay.table_name to one of its tables")
-    info = server_info[self._shards[0]]
-    max_size = sum(server_info[t].max_size for t in self._shards)
+    info = server_info[shards[0]]
+    max_size = sum(server_info[t].max_size for t in shards)
     if max_size != self.capacity:
       self.close()
       raise ConfigError(
@@ -176,12 +151,13 @@ class ReverbReplay(Replay):
           f"(restored from {restore_dir or 'the server'}) but the config says capacity="
           f"{self.capacity}; Reverb keeps the saved table settings, so set "
           f"create_reverb_replay.capacity = {max_size} or start a new --root_dir")
-    if len(self._shards) > 1 and self._packing is None:
+    packing = self._served.packing
+    if len(shards) > 1 and packing is None:
       raise ConfigError(f"the Reverb server holds the replay {self._table_name!r} in "
-                        f"{len(self._shards)} shards of another item layout than this agent's "
+                        f"{len(shards)} shards of another item layout than this agent's "
                         "(did the environment or agent change?); start a new --root_dir")
-    if restore_dir is not None and info.signature is not None and self._packing is None:
-      expected = tensor_spec.add_outer_dim(self._data_spec, self._sequence_length)
+    if restore_dir is not None and info.signature is not None and packing is None:
+      expected = self._served.signature  # TF-Agents' column per field
       if not _same_specs(info.signature, expected):
         self.close()
         raise ConfigError(
@@ -252,14 +228,13 @@ class ReverbReplay(Replay):
     """Items ever inserted into the replay's tables (a restored table counts on
     from its checkpoint's count)."""
     info = self._client.server_info(_INFO_TIMEOUT_S)
-    return sum(info[t].rate_limiter_info.insert_stats.completed
-               for t in self._shards or [self._table_name])
+    return sum(info[t].rate_limiter_info.insert_stats.completed for t in self._served.table_names)
 
   def _check_not_reset(self) -> None:
     """Refuses to save a replay that a client emptied since the previous look
     (`ResetWatch`; the replay server role restarts from the newest bundle then)."""
     info = self._client.server_info(_INFO_TIMEOUT_S)
-    reset = self._resets.reset_tables(info, self._shards or [self._table_name])
+    reset = self._resets.reset_tables(info, self._served.table_names)
     if reset:
       raise ReplayResetError(
           f"replay table(s) {', '.join(reset)} on the Reverb server at {self.address} were "
@@ -327,89 +302,6 @@ class ReverbReplay(Replay):
       self._server = None
 
 
-def table_packing(client: reverb.Client, table_name: str, data_spec,
-                  sequence_length: int) -> StepPacking | None:
-  """A table's layout, read from its signature: one packed column per step
-  (`trainer.replay.packing`: the replay server role's tables) or TF-Agents'
-  column per field (None: the in-process table's, and an outside server's)."""
-  server_info = client.server_info(_INFO_TIMEOUT_S)
-  shards = table_shards(server_info, table_name)
-  info = server_info[shards[0]] if shards else None
-  packing = StepPacking(data_spec)
-  if info is not None and packing.matches(info.signature, sequence_length):
-    return packing
-  return None
-
-
-def per_env_writers(client: reverb.Client, tables: str | list[str], sequence_length: int,
-                    num_envs: int, packing: StepPacking | None = None) -> "_PerRowObserver":
-  """An observer of batched steps that writes each environment's row through a
-  writer of its own (sequences never mix environments); with `packing`, each
-  step as one packed column. `tables`: the replay's table, or its shards
-  (packed only), which each writer fills in turn, one sequence each."""
-  shards = [tables] if isinstance(tables, str) else list(tables)
-  if len(shards) > 1 and packing is None:
-    raise ValueError("a sharded replay holds packed steps: pass their packing")
-  observers = []
-  for env in range(num_envs):
-    observer = reverb_utils.ReverbAddTrajectoryObserver(
-        client, shards[0], sequence_length=sequence_length, stride_length=1)
-    if packing is not None:
-      # TF-Agents' observer keeps its episode and stride logic; only what it
-      # appends to the writer, and the shard of each item, change.
-      observer._writer = _PackingWriter(observer._writer, packing, shards, env)  # noqa: SLF001
-    observers.append(observer)
-  return _PerRowObserver(observers)
-
-
-class _PackingWriter:
-  """A Reverb `TrajectoryWriter` that appends each step packed into one column
-  and writes its items to the replay's shards in turn."""
-
-  def __init__(self, writer, packing: StepPacking, shards: list[str], first: int = 0):
-    self._writer = writer
-    self._packing = packing
-    self._shards = shards
-    self._next = first % len(shards)  # writers of several envs start on different shards
-
-  def append(self, step) -> None:
-    self._writer.append(self._packing.pack(step))
-
-  def create_item(self, table: str, priority: float, trajectory) -> None:
-    del table  # the observer's one table: the first shard
-    self._writer.create_item(self._shards[self._next], priority, trajectory)
-    self._next = (self._next + 1) % len(self._shards)
-
-  def __getattr__(self, name):  # history, create_item, flush, close: the writer's own
-    return getattr(self._writer, name)
-
-
-class _PerRowObserver:
-  """Splits batched steps into one writer per environment, so that each
-  sequence written to Reverb comes from a single environment."""
-
-  def __init__(self, observers: list[reverb_utils.ReverbAddTrajectoryObserver]):
-    self._observers = observers
-
-  def __call__(self, traj) -> None:
-    for observer, row in zip(self._observers, nest_utils.unstack_nested_arrays(traj), strict=True):
-      observer(row)
-
-  def flush(self, timeout_ms: int | None = None) -> None:
-    """Blocks until the server confirmed every item written; with `timeout_ms`,
-    raises `reverb.errors.DeadlineExceededError` after that long (a server that
-    went away never confirms)."""
-    for observer in self._observers:
-      if timeout_ms is None:
-        observer.flush()
-      else:  # the observer's own flush takes no timeout; its writer's does
-        observer._writer.flush(timeout_ms=timeout_ms)  # noqa: SLF001
-
-  def close(self) -> None:
-    for observer in self._observers:
-      observer.close()
-
-
 def _same_specs(a, b) -> bool:
   flat_a, flat_b = tf.nest.flatten(a), tf.nest.flatten(b)
   return len(flat_a) == len(flat_b) and all(
@@ -420,7 +312,7 @@ def _same_specs(a, b) -> bool:
 def create_reverb_replay(
     data_spec, *, sequence_length: int, root_dir: str, restore_dir: str | None,
     num_envs: int = 1, capacity: int = 100_000, address: str | None = None,
-    table_name: str = "uniform_table",
+    table_name: str = DEFAULT_TABLE,
 ) -> Replay:
   """A Reverb table of `sequence_length`-step sequences (stride 1).
 
@@ -434,11 +326,10 @@ def create_reverb_replay(
   if restore_dir is not None and os.path.exists(os.path.join(restore_dir, REMOTE_FILE)):
     logging.info("Replay lives on the Reverb server at %s; it restores its own checkpoint.", address)
     restore_dir = None
-  return ReverbReplay(
-      data_spec, capacity=check_capacity("create_reverb_replay", capacity, _REVERB_MAX_SIZE),
-      sequence_length=sequence_length, table_name=table_name,
-      scratch_dir=os.path.join(root_dir, layout.REVERB_SCRATCH_DIR), address=address,
-      restore_dir=restore_dir, num_envs=num_envs)
+  capacity = check_capacity("create_reverb_replay", capacity, _REVERB_MAX_SIZE)
+  return ReverbReplay(ReplayLayout(table_name, capacity, data_spec, sequence_length),
+                      scratch_dir=os.path.join(root_dir, layout.REVERB_SCRATCH_DIR),
+                      address=address, restore_dir=restore_dir, num_envs=num_envs)
 
 
 # The bindings that shape the saved table (Reverb restores its saved settings):

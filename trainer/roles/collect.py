@@ -37,9 +37,8 @@ from trainer.acting.collect_stats import CollectStats
 from trainer.acting.collector import Collector
 from trainer.errors import EXIT_CRASH, EXIT_OK, EXIT_PREEMPTED, ConfigError
 from trainer.loops import job as job_lib
-from trainer.replay.reverb import per_env_writers, replay_size, table_packing, table_shards
+from trainer.replay.layout import replay_size
 from trainer.roles import auth, connection, rolefiles, tables, weights
-from trainer.roles.replay_server import replay_options
 from trainer.rundir import layout
 from trainer.rundir.signals import StopRequest
 
@@ -149,7 +148,8 @@ class CollectorRole:
                                    self._train_step, self._rejections)
     self._random = random_py_policy.RandomPyPolicy(
         env.time_step_spec(), env.action_spec(), outer_dims=(len(self._envs),))
-    _, self._table = replay_options(spec.replay_fn)
+    self._layout = tables.replay_layout(spec.replay_fn, s, self._agent.collect_data_spec,
+                                        self._agent.train_sequence_length)
     self._name = rolefiles.collector(task)
     self._link = connection.ServerLink(root_dir, address, f"Collector {task}")
     self._heartbeat = rolefiles.Heartbeat(root_dir, self._name)
@@ -213,12 +213,8 @@ class CollectorRole:
     for i, env in enumerate(self._envs):
       envs.seed_environment(env, envs.derived_seed(self._settings.seed, 1 + self._task, i,
                                                    counters[0]))
-    sequence_length = self._agent.train_sequence_length
-    packing = table_packing(self._client, self._table, self._agent.collect_data_spec,
-                            sequence_length)
-    shards = table_shards(self._client.server_info(_INFO_TIMEOUT_S), self._table)
-    self._writers = per_env_writers(self._client, shards or self._table, sequence_length,
-                                    len(self._envs), packing)
+    served = self._layout.served(self._client.server_info(_INFO_TIMEOUT_S))
+    self._writers = served.writers(self._client, len(self._envs))
     self._collector = Collector(
         self._envs, self._train_step, observers=[self._writers], metrics=self._stats,
         summary_dir=os.path.join(self._root, layout.TRAIN_DIR, self._name),
@@ -290,7 +286,7 @@ class CollectorRole:
   def _choose_policy(self) -> None:
     """Random until the replay holds the initial collect; then the newest weights."""
     info = self._client.server_info(_INFO_TIMEOUT_S)
-    if replay_size(info, self._table) < self._settings.initial_collect_steps:
+    if replay_size(info, self._layout.name) < self._settings.initial_collect_steps:
       if self._policy is not self._random:
         self._collector.use(self._random)
         self._policy = self._random

@@ -35,7 +35,6 @@ from trainer.loops import schedule
 from trainer.loops.off_policy import OffPolicyLoop
 from trainer.replay.reverb import ReplayResetError, ReverbReplay
 from trainer.roles import auth, connection, rolefiles, tables, weights
-from trainer.roles.replay_server import replay_options
 from trainer.rundir import layout
 from trainer.rundir.signals import StopRequest
 
@@ -250,13 +249,11 @@ def learn(root_dir: str, run_config, stop: StopRequest, address: str | None) -> 
     return job_lib.EXIT_PREEMPTED
 
   def adapt(spec: job_lib.JobSpec) -> job_lib.JobSpec:
-    capacity, table_name = replay_options(spec.replay_fn)
-
     def replay_server(data_spec, *, sequence_length, root_dir, restore_dir, num_envs):
+      replay = tables.replay_layout(spec.replay_fn, spec.settings, data_spec, sequence_length)
       return ReverbReplay(
-          data_spec, capacity=capacity, sequence_length=sequence_length, table_name=table_name,
-          scratch_dir=os.path.join(root_dir, layout.REVERB_SCRATCH_DIR), address=link.address,
-          restore_dir=restore_dir, num_envs=num_envs, run_dir=root_dir,
+          replay, scratch_dir=os.path.join(root_dir, layout.REVERB_SCRATCH_DIR),
+          address=link.address, restore_dir=restore_dir, num_envs=num_envs, run_dir=root_dir,
           sample_timeout_ms=SAMPLE_TIMEOUT_MS)
 
     loop = type("LearnerLoop", (LearnerLoop,), {"link": link})

@@ -13,15 +13,12 @@ compared with the config and a difference is refused in one line, before the
 server serves.
 """
 
-import dataclasses
-import inspect
 import os
 import re
 import shutil
 import time
 from collections.abc import Callable
 
-import gin
 import portpicker
 import reverb
 import tensorflow as tf
@@ -31,64 +28,23 @@ from trainer.checkpoint.bundle_store import BundleStore
 from trainer.errors import EXIT_CRASH, EXIT_PREEMPTED, ConfigError, RunDirError, one_line
 from trainer.loops import job as job_lib
 from trainer.replay import bind as bind_lib
-from trainer.replay.packing import StepPacking
+from trainer.replay.layout import ReplayLayout, replay_size, table_shards
 from trainer.replay.reset_watch import ResetWatch
-from trainer.replay.reverb import REMOTE_FILE, replay_size, table_shards
+from trainer.replay.reverb import REMOTE_FILE
 from trainer.roles import rolefiles, tables, weights
 from trainer.rundir import layout
 from trainer.rundir.run_lock import RunLock
 from trainer.rundir.signals import StopRequest
 
 
-def replay_options(replay_fn) -> tuple[int, str]:
-  """(capacity, table name) of the configured replay builder: a job configured
-  with the in-graph buffer runs its roles on a Reverb table of the same capacity."""
-  name = getattr(replay_fn, "__name__", "")
-  parameters = inspect.signature(replay_fn).parameters
-
-  def value(param: str, default):
-    try:
-      return gin.query_parameter(f"{name}.{param}")
-    except ValueError:
-      return default
-
-  capacity = value("capacity", parameters["capacity"].default)
-  table = value("table_name", "uniform_table") if "table_name" in parameters else "uniform_table"
-  return capacity, table
-
-
-@dataclasses.dataclass(frozen=True)
-class ReplayLayout:
-  """The replay as the server holds it: `shards` tables of `name` (`tables`)."""
-
-  name: str
-  capacity: int
-  shards: int
-  control: tables.RateControl
-  builder: str = "create_reverb_replay"  # the configured replay's gin name
-
-  def fix(self) -> str:
-    """What to do about a restored replay that the config does not describe."""
-    return (f"Reverb keeps a saved table's settings: set {self.builder}.capacity and "
-            "replay_shards.shards back to what the run started with, or start a new --root_dir")
-
-  def describe(self) -> str:
-    split = f" in {self.shards} shards" if self.shards > 1 else ""
-    return (f"table {self.name!r} (capacity {self.capacity}{split}, "
-            f"{self.control.samples_per_insert:g} samples per insert)")
-
-
 def build_tables(spec: job_lib.JobSpec) -> tuple[list[reverb.Table], ReplayLayout]:
-  """The server's tables, on the specs of the configured agent."""
+  """The server's tables, on the specs of the configured agent. A new replay
+  table holds packed steps (`tables.replay_layout`); a restored one keeps its
+  saved layout, which every role reads."""
   agent, _ = job_lib.build_agent(spec)
-  capacity, table_name = replay_options(spec.replay_fn)
-  replay = ReplayLayout(table_name, capacity, tables.replay_shards(capacity),
-                        tables.rate_control(spec.settings), spec.replay_fn.__name__)
-  # A new table holds packed steps (trainer.replay.packing: the learner samples
-  # ~3x faster); a restored one keeps its saved layout, which every role reads.
-  signature = StepPacking(agent.collect_data_spec).column_spec(agent.train_sequence_length)
-  built = [*tables.replay_tables(table_name, capacity, replay.shards, signature, replay.control),
-           weights.table(tf.nest.flatten(agent.collect_policy.variables())),
+  replay = tables.replay_layout(spec.replay_fn, spec.settings, agent.collect_data_spec,
+                                agent.train_sequence_length)
+  built = [*replay.tables(), weights.table(tf.nest.flatten(agent.collect_policy.variables())),
            *tables.counter_tables()]
   return built, replay
 
@@ -118,7 +74,7 @@ def _check_restored(server_info: dict, replay: ReplayLayout, source: str) -> Non
                       "resume it with that trainer, or start a new --root_dir")
   names = table_shards(server_info, replay.name)
   sizes = [server_info[t].max_size for t in names]
-  if sizes != tables.shard_capacities(replay.capacity, replay.shards):
+  if sizes != replay.capacities:
     raise ConfigError(
         f"the replay restored from {source} has capacity {sum(sizes)} in {len(sizes)} "
         f"table(s) of {sorted(set(sizes))} items, but the config says capacity "
@@ -209,6 +165,26 @@ def serve(root_dir: str, run_config, stop: StopRequest, *, port: int, host: str,
   lock = RunLock(root_dir, layout.SERVER_LOCK_FILE, holder="replay server")
   lock.acquire()
   scratch = os.path.join(root_dir, layout.REVERB_SERVER_DIR)
+  try:
+    server = _start(spec, built, replay, scratch, restore_dir, port)
+  except BaseException:
+    lock.release()
+    raise
+  try:
+    client, address = _announce(root_dir, server, replay, host=host, listen=listen,
+                                source="the newest bundle" if restore_dir else "a new table")
+    if not _serve_until_stopped(root_dir, client, address, replay, scratch, stop):
+      return EXIT_CRASH  # restarted (launch, the scheduler): it loads the newest bundle
+  finally:
+    server.stop()
+    lock.release()
+  logging.warning("Replay server stopped (its contents are in the newest bundle).")
+  return EXIT_PREEMPTED
+
+
+def _start(spec: job_lib.JobSpec, built: list[reverb.Table], replay: ReplayLayout,
+           scratch: str, restore_dir: str | None, port: int) -> reverb.Server:
+  """The server on `port` (`bind_server`), restoring `restore_dir`."""
 
   def start_on(candidate: int) -> reverb.Server:
     # Empty, or Reverb would load its newest scratch checkpoint instead of the bundle's.
@@ -221,43 +197,46 @@ def serve(root_dir: str, run_config, stop: StopRequest, *, port: int, host: str,
                         checkpointer)
 
   unused = iter([built])
-  try:
-    server = bind_server(start_on, port)
-  except BaseException:
-    lock.release()
-    raise
-  try:
-    address = f"{host}:{server.port}"
-    found = bind_lib.check(server.port, listen)
-    client = reverb.Client(_dial(listen, server.port))
-    _check_restored(client.server_info(), replay,
-                    "the newest bundle" if restore_dir else "a new table")
-    rolefiles.write_server_address(root_dir, address)
-    logging.info("Replay server at %s (listening on %s): %s, policy weights, collector "
-                 "counters.", address, ", ".join(found), replay.describe())
-    if listen is None:
-      logging.warning("The replay server listens on every interface (--bind=all): anyone who "
-                      "reaches port %d can write to its tables (docs/security.md).", server.port)
-    heartbeat = rolefiles.Heartbeat(root_dir, rolefiles.SERVER)
-    guard = _Guard(scratch, table_shards(client.server_info(), replay.name))
-    linger_until = None
-    while not stop.requested or _learner_needs_it(root_dir, linger_until):
-      if stop.requested and linger_until is None:
-        linger_until = time.monotonic() + LINGER_S
-        logging.warning("Stop requested: serving until the learner has committed its "
-                        "checkpoint (at most %d s).", LINGER_S)
-      info = client.server_info()
-      if not guard.check(info):
-        heartbeat.beat(force=True, address=address, stopped=True)
-        return EXIT_CRASH  # restarted (launch, the scheduler): it loads the newest bundle
-      heartbeat.beat(address=address, replay_size=replay_size(info, replay.name))
-      time.sleep(0.5)
-    heartbeat.beat(force=True, address=address, stopped=True)
-  finally:
-    server.stop()
-    lock.release()
-  logging.warning("Replay server stopped (its contents are in the newest bundle).")
-  return EXIT_PREEMPTED
+  return bind_server(start_on, port)
+
+
+def _announce(root_dir: str, server: reverb.Server, replay: ReplayLayout, *, host: str,
+              listen: str | None, source: str) -> tuple[reverb.Client, str]:
+  """Checks what the server restored from `source`, then writes its address
+  for the other roles; returns a client of it and that address."""
+  address = f"{host}:{server.port}"
+  found = bind_lib.check(server.port, listen)
+  client = reverb.Client(_dial(listen, server.port))
+  _check_restored(client.server_info(), replay, source)
+  rolefiles.write_server_address(root_dir, address)
+  logging.info("Replay server at %s (listening on %s): %s, policy weights, collector "
+               "counters.", address, ", ".join(found), replay.describe())
+  if listen is None:
+    logging.warning("The replay server listens on every interface (--bind=all): anyone who "
+                    "reaches port %d can write to its tables (docs/security.md).", server.port)
+  return client, address
+
+
+def _serve_until_stopped(root_dir: str, client: reverb.Client, address: str,
+                         replay: ReplayLayout, scratch: str, stop: StopRequest) -> bool:
+  """Beats the heartbeat until stopped and the learner no longer needs the
+  server; False if the server must restart (`_Guard`)."""
+  heartbeat = rolefiles.Heartbeat(root_dir, rolefiles.SERVER)
+  guard = _Guard(scratch, table_shards(client.server_info(), replay.name))
+  linger_until = None
+  while not stop.requested or _learner_needs_it(root_dir, linger_until):
+    if stop.requested and linger_until is None:
+      linger_until = time.monotonic() + LINGER_S
+      logging.warning("Stop requested: serving until the learner has committed its "
+                      "checkpoint (at most %d s).", LINGER_S)
+    info = client.server_info()
+    if not guard.check(info):
+      heartbeat.beat(force=True, address=address, stopped=True)
+      return False
+    heartbeat.beat(address=address, replay_size=replay_size(info, replay.name))
+    time.sleep(0.5)
+  heartbeat.beat(force=True, address=address, stopped=True)
+  return True
 
 
 UNCLAIMED_S = 30.0  # a finished scratch checkpoint the learner has not moved by then is nobody's

@@ -2,7 +2,7 @@
 
 One Reverb server holds, and checkpoints together (one consistent snapshot):
 
-- the replay (`create_reverb_replay.table_name`): sequences written by the
+- the replay (`create_reverb_replay.table_name`, laid out by `replay_layout`): sequences written by the
   collectors, sampled by the learner, with a `SampleToInsertRatio` rate limiter
   (`rate_control`) so that the collect:train ratio does not depend on which
   process happens to be faster. It is split into `replay_shards` tables
@@ -22,7 +22,6 @@ continues from what the replay holds.
 """
 
 import dataclasses
-import math
 
 import gin
 import numpy as np
@@ -31,7 +30,7 @@ import tensorflow as tf
 
 from trainer.config import values
 from trainer.config.settings import Settings
-from trainer.replay.reverb import shard_names
+from trainer.replay.layout import RateControl, ReplayLayout, configured_table
 from trainer.roles import auth, connection, rolefiles, weights
 
 VARIABLES_TABLE = weights.TABLE
@@ -40,35 +39,6 @@ MAX_COLLECTORS = rolefiles.MAX_COLLECTORS  # counter tables the server holds, on
 
 def counters_table(task: int) -> str:
   return f"counters_{task}"
-
-
-@dataclasses.dataclass(frozen=True)
-class RateControl:
-  """Samples per inserted item, and the slack around it (in samples)."""
-
-  samples_per_insert: float
-  min_size_to_sample: int
-  error_buffer: float
-
-  def limiter(self) -> reverb.rate_limiters.SampleToInsertRatio:
-    return reverb.rate_limiters.SampleToInsertRatio(
-        samples_per_insert=self.samples_per_insert, min_size_to_sample=self.min_size_to_sample,
-        error_buffer=self.error_buffer)
-
-  def per_shard(self, shards: int) -> "RateControl":
-    """Each shard's limiter: it sees 1/shards of the inserts and samples, so the
-    replay's slack and start size are split between them."""
-    return RateControl(self.samples_per_insert, math.ceil(self.min_size_to_sample / shards),
-                       max(self.error_buffer / shards, self.samples_per_insert, 1.0))
-
-  def matches(self, info) -> bool:
-    """Whether a table's `rate_limiter_info` is this control (a restored table keeps
-    the settings it was saved with, whatever the config says)."""
-    low = self.min_size_to_sample * self.samples_per_insert - self.error_buffer
-    high = self.min_size_to_sample * self.samples_per_insert + self.error_buffer
-    return (abs(info.samples_per_insert - self.samples_per_insert) < 1e-9
-            and info.min_size_to_sample == self.min_size_to_sample
-            and abs(info.min_diff - low) < 1e-6 and abs(info.max_diff - high) < 1e-6)
 
 
 @gin.configurable("rate_control")
@@ -109,20 +79,15 @@ def replay_shards(capacity: int, *, shards: int = 8) -> int:
   return shards
 
 
-def shard_capacities(capacity: int, shards: int) -> list[int]:
-  """`capacity` split as evenly as it goes (the first shards hold one more)."""
-  return [capacity // shards + (i < capacity % shards) for i in range(shards)]
-
-
-def replay_tables(name: str, capacity: int, shards: int, signature,
-                  control: RateControl) -> list[reverb.Table]:
-  """The replay's tables: FIFO, sampled uniformly, rate-limited each."""
-  limiter = control.per_shard(shards)
-  return [reverb.Table(table, max_size=size, sampler=reverb.selectors.Uniform(),
-                       remover=reverb.selectors.Fifo(), rate_limiter=limiter.limiter(),
-                       signature=signature)
-          for table, size in zip(shard_names(name, shards), shard_capacities(capacity, shards),
-                                 strict=True)]
+def replay_layout(replay_fn, settings: Settings, data_spec, sequence_length: int) -> ReplayLayout:
+  """The replay as the roles hold it: the configured replay builder's capacity
+  and table name (`configured_table`), in `replay_shards` tables of packed
+  steps (`trainer.replay.packing`: the learner samples ~3x faster), limited by
+  `rate_control`. The server builds its tables from it; the learner and the
+  collectors read what the server holds (`ReplayLayout.served`)."""
+  capacity, name = configured_table(replay_fn)
+  return ReplayLayout(name, capacity, data_spec, sequence_length, shards=replay_shards(capacity),
+                      packed=True, control=rate_control(settings), builder=replay_fn.__name__)
 
 
 COUNTERS_SIGNATURE = (tf.TensorSpec((), tf.string),  # the record's signature (auth)
