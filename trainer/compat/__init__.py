@@ -45,10 +45,14 @@ def broken(library: str, what: str, detail: str) -> str:
           f"{PINNED[library]}")
 
 
+class Broken(AttributeError):
+  """A private piece of a library is gone; the message is `broken`'s."""
+
+
 def reach(library: str, owner: object, name: str, what: str):
-  """`owner.name`, a private attribute of `library`; if it is gone, an
-  AttributeError that says so with `broken`'s message instead of a bare one."""
+  """`owner.name`, a private attribute of `library`; if it is gone, `Broken`
+  (an AttributeError) with `broken`'s message instead of a bare one."""
   try:
     return getattr(owner, name)
   except AttributeError as e:
-    raise AttributeError(broken(library, what, f"{name!r} is gone ({e})")) from e
+    raise Broken(broken(library, what, f"{name!r} is gone ({e})")) from e

@@ -44,14 +44,18 @@ def gather_all(buffer: "tf_uniform_replay_buffer.TFUniformReplayBuffer"):
   """Every item in `buffer`, shape [rows (its batch size), steps, ...], each row
   in the order its steps were added (graph code).
 
-  Calls `ReplayBuffer.gather_all`, public but deprecated (TF-Agents' notice:
-  use `as_dataset(..., single_deterministic_pass=True)`), which yields the same
-  items through a tf.data pipeline (the canary checks they agree); kept
-  because it is one gather inside the caller's graph, where the pipeline would
-  add a dataset and an iterator to it. Needed by the on-policy loops, which
-  copy the whole buffer into the Learner's batch (`trainer.replay.uniform`,
-  `trainer.loops.on_policy`). TF-Agents 0.19.0. Its deprecation notice is
-  silenced with TensorFlow's (`trainer.compat.tf.silence_deprecation_notices`).
+  Calls `ReplayBuffer.gather_all`, public but deprecated, with no removal date
+  (TF-Agents' notice: use `as_dataset(..., single_deterministic_pass=True)`).
+  That dataset, with `sample_batch_size=rows, num_steps=steps`, gives the same
+  batch as its first element (the canary checks they agree), through a tf.data
+  pipeline in the caller's graph; `gather_all` is one read of the buffer's
+  table (about 1 ms against 4 to 10 for the pipeline, 8 rows of 256 steps,
+  measured roughly on a shared CPU). When it goes, this body becomes
+  `buffer.as_dataset(sample_batch_size=rows, num_steps=steps,
+  single_deterministic_pass=True).take(1).get_single_element()[0]`. Needed by
+  the on-policy loops, which copy the whole buffer into the Learner's batch
+  (`trainer.replay.uniform`, `trainer.loops.on_policy`). TF-Agents 0.19.0.
+  Its notice is silenced with TensorFlow's (`trainer.compat.tf`).
   """
   return reach("tf_agents", buffer, "gather_all", "ReplayBuffer.gather_all")()
 
