@@ -286,27 +286,27 @@ def test_tf_agents_observer_writer():
       calls = []
 
       class Counting:
-        def __init__(self, inner):
-          self.inner = inner
+        def __init__(self, inner, name):
+          self.inner, self.name = inner, name
 
         def append(self, step):
           calls.append("append")
           self.inner.append(step)
 
         def create_item(self, table, priority, trajectory):
-          calls.append(f"create_item:{table}")
+          calls.append(f"{self.name} create_item:{table}")
           self.inner.create_item(table, priority, trajectory)
 
         def __getattr__(self, name):
           return getattr(self.inner, name)
 
-      compat_tf_agents.replace_observer_writer(observer, Counting)
+      compat_tf_agents.wrap_observer_writer(observer, Counting, "canary")
       step = trajectory.Trajectory(
           step_type=np.int32(1), observation=np.float32(0.5), action=np.int32(0), policy_info=(),
           next_step_type=np.int32(1), reward=np.float32(1.0), discount=np.float32(1.0))
       observer(step)
       observer(step)
-      assert calls == ["append", "append", "create_item:canary"], calls
+      assert calls == ["append", "append", "canary create_item:canary"], calls
       compat_tf_agents.observer_writer(observer).flush(timeout_ms=5000)
       assert server.localhost_client().server_info()["canary"].current_size == 1
       observer.close()

@@ -73,11 +73,11 @@ def observer_writer(observer: "reverb_utils.ReverbAddTrajectoryObserver"):
   return reach("tf_agents", observer, "_writer", "ReverbAddTrajectoryObserver._writer")
 
 
-def replace_observer_writer(observer: "reverb_utils.ReverbAddTrajectoryObserver",
-                            wrap: Callable[[Any], Any]) -> None:
-  """Replaces `observer`'s writer with `wrap(writer)`: the observer keeps its
-  episode and stride logic, and every step it appends and item it creates go
-  through the wrapper.
+def wrap_observer_writer(observer: "reverb_utils.ReverbAddTrajectoryObserver",
+                         wrapper: Callable[..., Any], *args: Any) -> None:
+  """Replaces `observer`'s writer with `wrapper(writer, *args)`: the observer
+  keeps its episode and stride logic, and every step it appends and item it
+  creates go through the wrapper.
 
   Reaches into `ReverbAddTrajectoryObserver._writer` (see `observer_writer`);
   the observer reads it through `_get_writer()` on every step. Needed by the
@@ -85,4 +85,4 @@ def replace_observer_writer(observer: "reverb_utils.ReverbAddTrajectoryObserver"
   until `observer.close()` (a reopened observer has a fresh writer).
   TF-Agents 0.19.0.
   """
-  observer._writer = wrap(observer_writer(observer))  # noqa: SLF001
+  observer._writer = wrapper(observer_writer(observer), *args)  # noqa: SLF001
