@@ -111,6 +111,7 @@ LAYERS = [
     {"trainer.learning"},
     {"trainer.config"},
     {"trainer.rundir"},
+    {"trainer.compat"},  # a dependency's private pieces, one function each
     {"trainer.errors"},
 ]
 

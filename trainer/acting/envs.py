@@ -65,7 +65,7 @@ class _SlowSteps(wrappers.PyEnvironmentBaseWrapper):
 
   def _step(self, action):
     time.sleep(self._seconds)
-    return self._env.step(action)
+    return self.wrapped_env().step(action)
 
 
 # Modules that Gym's optional environments import, and the pip package of each.

@@ -16,8 +16,9 @@ INFO/WARNING lines (TF-Agents' PolicySaver writes ~30 per export). absl's
 import logging
 import os
 import sys
-import types
 import warnings
+
+from trainer.compat import gym as compat_gym
 
 _TRAINER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -46,8 +47,7 @@ def before_imports(argv: list[str] | None = None) -> None:
   # 3: C++ errors too; the registration lines are logged at ERROR on every CPU start.
   # A real failure still reaches Python as an exception.
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-  if "gym_notices.notices" not in sys.modules:  # gym prints this module's notice at import
-    sys.modules["gym_notices.notices"] = types.SimpleNamespace(notices={})
+  compat_gym.hide_import_notice()
   warnings.filterwarnings("ignore")
 
 
@@ -68,6 +68,6 @@ def after_flags(verbosity: int) -> None:
   # TensorFlow's logger has a handler of its own ("INFO:tensorflow:Assets written ...").
   logging.getLogger("tensorflow").addFilter(OursOrErrors())
   if "tensorflow" in sys.modules:  # loaded by the command (status and plot never load it)
-    from tensorflow.python.util import deprecation
+    from trainer.compat import tf as compat_tf
 
-    deprecation._PRINT_DEPRECATION_WARNINGS = False  # a notice per deprecated call
+    compat_tf.silence_deprecation_notices()  # a notice per deprecated call

@@ -20,8 +20,8 @@ import tempfile
 from collections.abc import Sequence
 
 import gin
-from gin import config_parser
 
+from trainer.compat import gin as compat_gin
 from trainer.config import values
 from trainer.config.settings import BENIGN_BINDINGS
 from trainer.errors import ConfigError, RunDirError, one_line
@@ -156,10 +156,8 @@ def literal_values(config_text: str, *, where: str | None = None,
   """
   out = {}
   try:
-    for statement in config_parser.ConfigParser(
-        config_text, gin.config.ParserDelegate(skip_unknown=True)):
-      if isinstance(statement, config_parser.BindingStatement) and not hasattr(
-          statement.value, "selector"):
+    for statement in compat_gin.binding_statements(config_text):
+      if not hasattr(statement.value, "selector"):
         selector = (f"{statement.scope}/{statement.selector}" if statement.scope
                     else statement.selector)
         out[f"{selector}.{statement.arg_name}" if statement.arg_name else selector] = (
@@ -203,17 +201,15 @@ def _no_addresses(message: str) -> str:
 
 def _did_you_mean(error: Exception) -> str:
   """'; did you mean X?' for a misspelt configurable or parameter, from gin's
-  registry (its private map: gin offers no public listing; any surprise in it
-  only loses the hint)."""
+  registry (private: `trainer.compat.gin`; any surprise in it only loses the hint)."""
   text = str(error)
   try:
-    registry = gin.config._REGISTRY
     if match := re.search(r"No configurable matching (?:reference )?'@?([\w./]+?)(?:\(\))?'", text):
-      names = sorted({selector.split(".")[-1] for selector, _ in registry.items()})
+      names = sorted({selector.split(".")[-1] for selector in compat_gin.registered_selectors()})
       close = difflib.get_close_matches(match.group(1).split(".")[-1], names, n=1)
     elif match := re.search(r"Configurable '([\w./]+)' doesn't have a parameter named '(\w+)'", text):
-      configurable = registry.get_match(match.group(1))
-      params = list(inspect.signature(configurable.wrapped).parameters) if configurable else []
+      function = compat_gin.registered_function(match.group(1))
+      params = list(inspect.signature(function).parameters) if function is not None else []
       close = [f"{match.group(1)}.{name}"
                for name in difflib.get_close_matches(match.group(2), params, n=1)]
     else:
@@ -241,13 +237,11 @@ def saved_environment_name(root_dir: str | None) -> str | None:
 
 def bindings(config_text: str) -> dict[str, str]:
   """Maps 'scope/selector.param' (or a macro name) to its value's text."""
-  parser = config_parser.ConfigParser(config_text, gin.config.ParserDelegate(skip_unknown=True))
   out = {}
-  for statement in parser:
-    if isinstance(statement, config_parser.BindingStatement):
-      selector = f"{statement.scope}/{statement.selector}" if statement.scope else statement.selector
-      key = f"{selector}.{statement.arg_name}" if statement.arg_name else selector
-      out[key] = _value_text(statement.value)
+  for statement in compat_gin.binding_statements(config_text):
+    selector = f"{statement.scope}/{statement.selector}" if statement.scope else statement.selector
+    key = f"{selector}.{statement.arg_name}" if statement.arg_name else selector
+    out[key] = _value_text(statement.value)
   return out
 
 

@@ -115,7 +115,8 @@ def check_knob(name: str, value: Any) -> None:
 
 def with_knobs(signature: inspect.Signature) -> inspect.Signature:
   """`signature` (of a function taking `**knobs`) with the knobs as keyword-only
-  parameters in its place: what gin checks bindings against."""
+  parameters in its place: what gin checks bindings against, once given to it
+  by `trainer.compat.gin.set_signature`."""
   params = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
   for field in dataclasses.fields(Settings):
     default = inspect.Parameter.empty if field.metadata["required"] else field.default

@@ -8,13 +8,15 @@ graph (docs/benchmarks_notes.md). The training loop calls its graphs
 thousands of times with the structure they were traced with, so `flat_call`
 converts the arguments to tensors of the traced dtypes and runs the graph
 with them directly, through `ConcreteFunction._call_flat`: the call that the
-structured path ends in (TensorFlow 2.15, pinned by this project).
+structured path ends in (a private method: `trainer.compat.tf.call_flat`).
 """
 
 from collections.abc import Callable
 from typing import Any
 
 import tensorflow as tf
+
+from trainer.compat import tf as compat_tf
 
 
 def flat_call(concrete) -> Callable[..., Any]:
@@ -27,6 +29,6 @@ def flat_call(concrete) -> Callable[..., Any]:
     if len(values) != len(specs):
       raise TypeError(f"{concrete.name} takes {len(specs)} tensors, got {len(values)}")
     tensors = [tf.convert_to_tensor(value, spec.dtype) for value, spec in zip(values, specs, strict=True)]
-    return concrete._call_flat(tensors, concrete.captured_inputs)
+    return compat_tf.call_flat(concrete, tensors)
 
   return call

@@ -24,9 +24,10 @@ import tensorflow as tf
 from tf_agents.train import learner
 from tf_agents.utils import common
 
+from trainer.compat import tf_agents as compat_tf_agents
 from trainer.learning.flat_call import flat_call
 
-_TRAIN_LOOP = learner.Learner._train.python_function  # (self, iterations, iterator, parallel_iterations)
+_TRAIN_LOOP = compat_tf_agents.learner_train_loop()  # (self, iterations, iterator, parallel_iterations)
 
 
 class Learner(learner.Learner):
@@ -44,7 +45,7 @@ class Learner(learner.Learner):
     step's loss (as the base class does)."""
     if iterations < 1:
       raise ValueError(f"iterations must be >= 1, got {iterations}")
-    iterator = iterator or self._experience_iterator
+    iterator = iterator or compat_tf_agents.experience_iterator(self)
     step = int(self.train_step.numpy())
     with self.train_summary_writer.as_default(), common.soft_device_placement(), \
         self.strategy.scope():

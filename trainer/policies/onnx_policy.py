@@ -20,6 +20,7 @@ from tf_agents.specs import tensor_spec
 from tf_agents.utils import common
 
 from trainer import errors
+from trainer.compat import tf as compat_tf
 from trainer.policies import served_forms
 
 OPSET = 13
@@ -89,10 +90,8 @@ def _convert(function):
   function would make each one an extra input of the model. Its input and
   output keep their names, `observation` and `action`."""
   import tf2onnx  # Heavy; only the ONNX export needs it.
-  from tensorflow.python.framework import convert_to_constants
 
-  frozen = convert_to_constants.convert_variables_to_constants_v2(
-      function.get_concrete_function())
+  frozen = compat_tf.freeze(function.get_concrete_function())
   (observation,), (action,) = frozen.inputs, frozen.outputs
   model, _ = tf2onnx.convert.from_graph_def(
       frozen.graph.as_graph_def(), input_names=[observation.name], output_names=[action.name],

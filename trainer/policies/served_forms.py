@@ -16,7 +16,7 @@ class Saver(policy_saver.PolicySaver):
     """Writes `export_dir/variables/` exactly as `save` would (same object
     graph: the saved root module), unlike `save_checkpoint`, which leaves out
     the metadata variables."""
-    tf.train.Checkpoint(root=self._policy).write(
+    tf.train.Checkpoint(root=self.policy).write(
         os.path.join(export_dir, tf.saved_model.VARIABLES_DIRECTORY,
                      tf.saved_model.VARIABLES_FILENAME))
 

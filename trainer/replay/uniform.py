@@ -11,6 +11,7 @@ from tf_agents.replay_buffers import tf_uniform_replay_buffer
 from tf_agents.specs import tensor_spec
 from tf_agents.utils import nest_utils
 
+from trainer.compat import tf_agents as compat_tf_agents
 from trainer.errors import ConfigError, RunDirError, one_line
 from trainer.learning.flat_call import flat_call
 from trainer.replay.base import Replay, check_capacity
@@ -54,7 +55,7 @@ class UniformReplay(Replay):
 
   @property
   def buffer(self) -> tf_uniform_replay_buffer.TFUniformReplayBuffer:
-    """The TF-Agents buffer itself (e.g. for `gather_all`)."""
+    """The TF-Agents buffer itself (e.g. for `trainer.compat.tf_agents.gather_all`)."""
     return self._buffer
 
   def _add_in_order(self, chunk) -> None:
@@ -235,7 +236,7 @@ class _WholeBuffer:
     self._fill = tf.function(self._copy, autograph=False)
 
   def _copy(self) -> None:
-    for variable, values in zip(self._batch, tf.nest.flatten(self._buffer.gather_all()),
+    for variable, values in zip(self._batch, tf.nest.flatten(compat_tf_agents.gather_all(self._buffer)),
                                 strict=True):
       variable.assign(values)
 
