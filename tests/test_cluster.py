@@ -121,8 +121,8 @@ def test_kubernetes_job_manifest():
   rules = spec["podFailurePolicy"]["rules"]
   reruns = [r for r in rules if r["action"] == "Ignore" and "onExitCodes" in r]
   assert reruns and reruns[0]["onExitCodes"]["values"] == [errors.EXIT_PREEMPTED]
-  assert any(r["action"] == "Ignore" and r.get("onPodConditions") == [{"type": "DisruptionTarget", "status": "True"}]
-             for r in rules)
+  disrupted = [{"type": "DisruptionTarget", "status": "True"}]
+  assert any(r["action"] == "Ignore" and r.get("onPodConditions") == disrupted for r in rules)
   fail_fast = [r for r in rules if r["action"] == "FailJob"]
   assert fail_fast[0]["onExitCodes"]["values"] == [errors.EXIT_USAGE]
   container = pod["containers"][0]
