@@ -1,7 +1,7 @@
 """Shared helpers: tiny configs, the CLI in a subprocess, run-directory reads.
 
-This module imports no TensorFlow: `pytest -m fast` (`make test-fast`) runs without it.
-A session that runs any other test splits the CPU into two logical devices before its
+This module imports no TensorFlow, so `pytest -m fast` (`make test-fast`) collects without
+it. A session that runs any other test splits the CPU into two logical devices before its
 first test (`pytest_collection_finish`)."""
 
 import json
