@@ -45,20 +45,24 @@ train: $(STAMP)
 	      "intact: to resume from it, run: $$($(RESUME))" ;; \
 	esac; exit $$rc
 
+# The suite on 2 workers, its 15 slowest tests listed: ~15 minutes on 2 cores from a fresh
+# clone, install included (14 min 53 s for 244 tests at the last such run). CI: .ci/run.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --durations=15 tests
 
-# Pure-logic tests only (bundle store, export index and grid, triggers, config diff): seconds.
+# The fast tests only (bundle store, export index, triggers, config diff, supervisor, manifests):
+# seconds; collecting them imports no TensorFlow (tests/conftest.py).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m fast tests
 
-# Kill-and-resume chaos suite: >= 30 SIGKILLs per replay backend (8-11 minutes here).
+# Kill-and-resume chaos suite: 30 SIGKILLs per replay backend, then 20 over the roles
+# (~15 minutes here).
 chaos: $(STAMP)
 	$(BIN)/python scripts/chaos.py --kills=30 --backend=both
 	$(BIN)/python scripts/chaos_roles.py --kills=20
 
-# Benchmarks (two runs here took 19 and 15 minutes; up to ~30 when the TF-Agents example is slow to
-# solve, as its time varies from 30 s to 3 min here): benchmarks/results.json and docs/benchmarks.md.
+# Benchmarks (~25 minutes here, up to ~35 when the TF-Agents example is slow to solve, as its time
+# varies from 30 s to 3 min here): benchmarks/results.json and docs/benchmarks.md's table.
 # `make bench QUICK=1` is a smoke run (a few minutes) that writes neither.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py $(if $(QUICK),--quick)

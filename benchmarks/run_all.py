@@ -29,6 +29,18 @@ BENCHMARKS = [("learner_throughput.py", []), ("overhead.py", []), ("persistence.
               ("replay_checkpoint.py", ["--shards=1"])]
 DOC = REPO / "docs" / "benchmarks.md"
 EXPORT_STALL = REPO / "benchmarks" / "export_stall.json"
+# docs/benchmarks.md is the generated table, then notes written by hand (the sweeps, the
+# profiles, the A/B runs), which a run keeps: everything from this line on.
+NOTES_MARKER = "<!-- Written by hand from here on: `make bench` rewrites only what is above. -->"
+
+
+def with_notes(table: str, old_doc: str) -> str:
+  """The new table followed by the hand-written notes of `old_doc`."""
+  _, marker, notes = old_doc.partition(NOTES_MARKER)
+  if not marker:
+    raise SystemExit(f"{DOC} has lost the line {NOTES_MARKER!r} that starts its hand-written "
+                     "notes: restore it (git log -p docs/benchmarks.md) before rendering")
+  return table.rstrip("\n") + "\n\n" + NOTES_MARKER + notes
 
 
 def _command(command: str) -> str:
@@ -331,10 +343,7 @@ def main() -> int:
   if args.quick:
     print(text)
     return 0
-  notes = DOC.with_name("benchmarks_notes.md")
-  if notes.exists():
-    text += "\n" + notes.read_text()
-  DOC.write_text(text)
+  DOC.write_text(with_notes(text, DOC.read_text()))
   print(f"wrote {DOC}")
   return 0
 

@@ -1,4 +1,8 @@
-"""Shared helpers: tiny configs, the CLI in a subprocess, run-directory reads."""
+"""Shared helpers: tiny configs, the CLI in a subprocess, run-directory reads.
+
+This module imports no TensorFlow, so `pytest -m fast` (`make test-fast`) collects without
+it. A session that runs any other test splits the CPU into two logical devices before its
+first test (`pytest_collection_finish`)."""
 
 import json
 import os
@@ -10,15 +14,43 @@ import time
 
 import gin
 import pytest
-import tensorflow as tf
 
-# Two logical CPU devices for the tests of `train.strategy = @mirrored_strategy`, which
-# cannot split the CPU once TensorFlow has started (an earlier test would have started
-# it). Jobs under the default strategy use the first alone.
-tf.config.set_logical_device_configuration(
-    tf.config.list_physical_devices("CPU")[0],
-    [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
-tf.config.list_logical_devices()  # starts the runtime: no test can split the CPU again
+FAST = "fast"
+
+
+def _fast_only(config: pytest.Config) -> bool:
+  return config.getoption("markexpr", "").strip() == FAST
+
+
+def pytest_ignore_collect(collection_path: pathlib.Path, config: pytest.Config) -> bool | None:
+  """Under `-m fast`, a test module that holds no fast test is not even imported (most
+  import TensorFlow at the top); a module with fast tests says `pytest.mark.fast`."""
+  if _fast_only(config) and collection_path.suffix == ".py" and \
+      collection_path.name.startswith("test_"):
+    return "pytest.mark.fast" not in collection_path.read_text() or None
+  return None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+  """Two logical CPU devices for the tests of `train.strategy = @mirrored_strategy`, which
+  cannot split the CPU once TensorFlow's runtime has started (an earlier test would have
+  started it). Jobs under the default strategy use the first alone. Runs in each xdist
+  worker, after collection (importing TensorFlow does not start its runtime) and before
+  any test. A session of fast tests alone splits nothing, and fails if collecting them
+  imported TensorFlow (conftest or a test module importing it at the top)."""
+  if all(item.get_closest_marker(FAST) for item in session.items):
+    if "tensorflow" in sys.modules:
+      raise pytest.UsageError(
+          "collecting the fast tests imported tensorflow; find the import with "
+          "`python -X importtime -m pytest -q -m fast --collect-only tests 2>&1 | grep -B20 tensorflow`")
+    return
+  import tensorflow as tf
+
+  tf.config.set_logical_device_configuration(
+      tf.config.list_physical_devices("CPU")[0],
+      [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+  tf.config.list_logical_devices()  # starts the runtime: no test can split the CPU again
+
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"

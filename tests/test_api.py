@@ -1,5 +1,5 @@
 """`trainer.run`, in this process as a notebook calls it: the command's guarantees,
-a second call, Ctrl-C, and the README's custom-environment example run for real."""
+a second call, Ctrl-C, and docs/configuration.md's custom-environment example run for real."""
 
 import os
 import re
@@ -88,9 +88,9 @@ def test_ctrl_c_stops_with_a_bundle_a_second_interrupts_and_a_rerun_resumes(tmp_
   assert (done.exit_code, done.train_step) == (0, 60)
 
 
-def test_the_readmes_custom_environment_example_runs(tmp_path):
-  readme = (REPO / "README.md").read_text()
-  section = readme[readme.index("### Python API"):]
+def test_the_configuration_guides_custom_environment_example_runs(tmp_path):
+  guide = (REPO / "docs" / "configuration.md").read_text()
+  section = guide[guide.index("## Python API"):]
   example = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
   assert "train.environment_fn = @line_walk" in example
   (tmp_path / "configs").symlink_to(REPO / "configs")

@@ -1,10 +1,12 @@
-"""Cluster templates: the sbatch script's signal forwarding and requeue, the Job manifest."""
+"""Cluster templates: the sbatch scripts' signal forwarding and requeue; the Kubernetes
+manifests, valid against the Kubernetes API schema and wired to the trainer's exit codes."""
 
 import os
 import signal
 import subprocess
 import sys
 
+import kubernetes_validate
 import psutil
 import pytest
 import yaml
@@ -14,6 +16,37 @@ from trainer import errors
 
 SBATCH = REPO / "cluster" / "slurm" / "train.sbatch"
 JOB_YAML = REPO / "cluster" / "kubernetes" / "train-job.yaml"
+MANIFESTS = sorted((REPO / "cluster" / "kubernetes").glob("*.yaml"))
+# The oldest Kubernetes the manifests are for: podFailurePolicy is GA from 1.31.
+KUBERNETES_VERSION = "1.31.0"
+
+
+def _resources(path) -> list[dict]:
+  return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
+def test_every_manifest_is_valid_against_the_kubernetes_schema(path):
+  """Strict: an unknown or misspelt field is an error, as `kubectl apply --validate=strict` has it."""
+  resources = _resources(path)
+  assert resources, f"{path.name} holds no resource"
+  for resource in resources:
+    kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.fast
+def test_a_misspelt_or_missing_field_fails_the_schema_check():
+  job = next(d for d in _resources(JOB_YAML) if d["kind"] == "Job")
+  pod = job["spec"]["template"]["spec"]
+  pod["terminationGracePeriodSecond"] = pod.pop("terminationGracePeriodSeconds")
+  with pytest.raises(kubernetes_validate.ValidationError, match="terminationGracePeriodSecond"):
+    kubernetes_validate.validate(job, KUBERNETES_VERSION, strict=True)
+  job = next(d for d in _resources(JOB_YAML) if d["kind"] == "Job")
+  rule = next(r for r in job["spec"]["podFailurePolicy"]["rules"] if "onPodConditions" in r)
+  del rule["onPodConditions"][0]["status"]  # optional from Kubernetes 1.37 only
+  with pytest.raises(kubernetes_validate.ValidationError, match="'status' is a required property"):
+    kubernetes_validate.validate(job, KUBERNETES_VERSION, strict=True)
 
 
 @pytest.fixture
@@ -76,11 +109,11 @@ def test_sbatch_header_asks_for_requeue_and_an_early_signal():
   assert any(line.startswith("#SBATCH --signal=B:TERM@") for line in header)
 
 
+@pytest.mark.fast
 def test_kubernetes_job_manifest():
   docs = list(yaml.safe_load_all(JOB_YAML.read_text()))
   pvc = next(d for d in docs if d["kind"] == "PersistentVolumeClaim")
   job = next(d for d in docs if d["kind"] == "Job")
-  assert job["apiVersion"] == "batch/v1"
   spec = job["spec"]
   pod = spec["template"]["spec"]
   assert pod["restartPolicy"] == "Never"  # podFailurePolicy requires it
@@ -88,8 +121,8 @@ def test_kubernetes_job_manifest():
   rules = spec["podFailurePolicy"]["rules"]
   reruns = [r for r in rules if r["action"] == "Ignore" and "onExitCodes" in r]
   assert reruns and reruns[0]["onExitCodes"]["values"] == [errors.EXIT_PREEMPTED]
-  assert any(r["action"] == "Ignore" and r.get("onPodConditions") == [{"type": "DisruptionTarget"}]
-             for r in rules)
+  disrupted = [{"type": "DisruptionTarget", "status": "True"}]
+  assert any(r["action"] == "Ignore" and r.get("onPodConditions") == disrupted for r in rules)
   fail_fast = [r for r in rules if r["action"] == "FailJob"]
   assert fail_fast[0]["onExitCodes"]["values"] == [errors.EXIT_USAGE]
   container = pod["containers"][0]
@@ -143,6 +176,7 @@ def launch_port() -> int:
   return portpicker.pick_unused_port()
 
 
+@pytest.mark.fast
 def test_roles_manifests_share_one_volume_and_rerun_on_75():
   docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(ROLES_YAML.read_text())}
   pvc = docs[("PersistentVolumeClaim", "trainer-roles-runs")]
@@ -180,6 +214,7 @@ def test_roles_manifests_share_one_volume_and_rerun_on_75():
   assert learner["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 120
 
 
+@pytest.mark.fast
 def test_roles_manifests_admit_only_the_jobs_pods_to_the_replay_server():
   docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(ROLES_YAML.read_text())}
   server = docs[("StatefulSet", "trainer-replay")]

@@ -30,7 +30,6 @@ def _step(rng) -> dict:
           "half": rng.normal(size=1).astype(np.float16), "empty": ()}
 
 
-@pytest.mark.fast
 def test_pack_then_unpack_a_batch_is_bit_exact():
   packing = StepPacking(_SPEC)
   assert packing.width == 24 + 8 + 1 + 4 + 2
@@ -47,7 +46,6 @@ def test_pack_then_unpack_a_batch_is_bit_exact():
   assert unpacked["empty"] == ()
 
 
-@pytest.mark.fast
 def test_matches_only_its_own_column():
   packing = StepPacking(_SPEC)
   assert packing.matches(packing.column_spec(2), 2)

@@ -1,6 +1,7 @@
-"""The commands the README and docs show run as written: each `python -m trainer.X`
-names a command that exists, and every flag it passes is one that command defines
-(read from the command's own `--helpfull`, so flags a role defines at start-up count)."""
+"""The README and docs hold: the commands they show run as written (each `python -m trainer.X`
+names a command that exists, and every flag it passes is one that command defines, read from
+the command's own `--helpfull`, so flags a role defines at start-up count); their relative links
+resolve; the README links every guide."""
 
 import concurrent.futures
 import importlib.util
@@ -84,3 +85,36 @@ def test_the_readme_activates_the_venv_before_its_first_python_command():
   first_python = min(text.find(word) for word in ("python -m ", "python scripts/")
                      if word in text)
   assert activate < first_python, "the README uses python before it activates .venv"
+
+
+_LINK = re.compile(r"\]\(([^)\s#]*)(?:#([^)\s]*))?\)")
+_HEADING = re.compile(r"^#+ (.*)$", re.MULTILINE)
+
+
+def _anchors(markdown: str) -> set[str]:
+  """The anchors GitHub gives a page's headings: lower case, punctuation dropped, '-' for ' '."""
+  return {re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+          for title in _HEADING.findall(_FENCED.sub("", markdown))}
+
+
+@pytest.mark.fast
+def test_every_relative_link_of_the_readme_and_docs_resolves():
+  broken = []
+  for document in _DOCUMENTS:
+    text = document.read_text()
+    for path, anchor in _LINK.findall(text):
+      if path.startswith(("http://", "https://")):
+        continue
+      target = document.parent / path if path else document
+      if not target.exists():
+        broken.append(f"{document.name}: {path}")
+      elif anchor and target.suffix == ".md" and anchor not in _anchors(target.read_text()):
+        broken.append(f"{document.name}: {path}#{anchor}")
+  assert broken == []
+
+
+@pytest.mark.fast
+def test_the_readme_links_every_guide():
+  readme = (REPO / "README.md").read_text()
+  linked = {path for path, _ in _LINK.findall(readme)}
+  assert [f"docs/{p.name}" for p in _DOCUMENTS[1:] if f"docs/{p.name}" not in linked] == []

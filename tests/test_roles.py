@@ -30,7 +30,6 @@ def _settings(**overrides) -> Settings:
   return Settings(**values)
 
 
-@pytest.mark.fast
 def test_rate_control_defaults_to_the_single_process_ratio():
   control = tables.rate_control(_settings())
   assert control.samples_per_insert == 64.0  # 64 sequences a train step, one step per env step

@@ -27,7 +27,6 @@ def _simulate(settings: Settings, start: int = 0) -> tuple[list[int], int]:
   return ends, collected
 
 
-@pytest.mark.fast
 @pytest.mark.parametrize("log_interval", [1, 7, 20, 33, 1000])
 def test_collect_to_train_ratio_is_exact_whatever_the_intervals(log_interval):
   settings = Settings(**{**BASE, "log_interval": log_interval})
@@ -38,7 +37,6 @@ def test_collect_to_train_ratio_is_exact_whatever_the_intervals(log_interval):
   assert all(e % log_interval == 0 or e in ends for e in range(log_interval, 100, log_interval))
 
 
-@pytest.mark.fast
 def test_resume_mid_chunk_collects_as_the_uninterrupted_run():
   settings = Settings(**BASE)
   whole_ends, whole = _simulate(settings)

@@ -82,7 +82,6 @@ def test_proc_net_addresses_are_read_as_ips():
   assert bind.exposed(["127.0.0.1", "::"]) and not bind.exposed(["127.0.0.1"])
 
 
-@pytest.mark.fast
 def test_a_finished_checkpoint_nobody_moved_is_removed_and_logged_once(tmp_path, caplog):
   from trainer.roles.replay_server import UNCLAIMED_S, _Guard
 

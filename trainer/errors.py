@@ -1,6 +1,6 @@
 """Errors a user can act on, and the process exit codes (public contract)."""
 
-# Exit codes of `python -m trainer.train`, documented in the README.
+# Exit codes of `python -m trainer.train`, documented in the README and docs/run_directory.md.
 EXIT_OK = 0  # Finished: train.num_iterations reached (or already reached).
 EXIT_CRASH = 1  # An unexpected error; the last committed bundle stays valid.
 EXIT_USAGE = 2  # Bad command line or config; nothing was written.

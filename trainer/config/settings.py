@@ -4,7 +4,7 @@ A knob's declaration is one field of `Settings`: its name, default (or none:
 required), lower bound, the line that documents it, and whether it may change
 between runs of one experiment (`benign`: run length, schedules, logging,
 retention). Validation, the list of benign bindings that a resume accepts, the
-README's knob table and the did-you-mean for a misspelt knob are all derived
+docs/configuration.md's knob table and the did-you-mean for a misspelt knob are all derived
 from these fields. Counts are learner train steps unless marked "env steps",
 and totals across restarts.
 """
@@ -82,7 +82,7 @@ class Settings:
     names = knob_names()
     for name in sorted(values.keys() - set(names)):
       close = difflib.get_close_matches(name, names, n=1)
-      hint = f"did you mean train.{close[0]}?" if close else "see the knobs in the README"
+      hint = f"did you mean train.{close[0]}?" if close else "see the knobs in docs/configuration.md"
       raise ConfigError(f"train.{name} is not a knob of the job; {hint}")
     for field in dataclasses.fields(cls):
       if field.metadata["required"] and field.name not in values:
@@ -138,7 +138,7 @@ BENIGN_BINDINGS = frozenset(f"train.{field.name}" for field in dataclasses.field
 
 
 def knob_table() -> str:
-  """The README's table of the job's knobs (a test checks the README holds it)."""
+  """The table of the job's knobs in docs/configuration.md (a test checks it holds it)."""
   rows = ["| knob | default | may change on resume | meaning |", "|---|---|---|---|"]
   for field in dataclasses.fields(Settings):
     default = "required" if field.metadata["required"] else str(field.default)

@@ -1,6 +1,6 @@
 """Names of everything in a run directory.
 
-The run directory layout is public API (documented in the README): tools, tests
+The run directory layout is public API (documented in docs/run_directory.md): tools, tests
 and users find files through these names, so they live in one place.
 
     DIR/
