@@ -52,7 +52,7 @@ def test_broken_names_the_library_and_both_versions():
   assert message.startswith(f"tf_agents {compat.installed('tf_agents')} changed Learner._train")
   assert f"checked against tf_agents {compat.PINNED['tf_agents']}" in message
   assert "trainer/compat/tf_agents.py" in message
-  assert set(compat.PINNED) == {"tensorflow", "tf_agents", "gin", "reverb", "gym"}
+  assert set(compat.PINNED) == {"tensorflow", "tf_agents", "gin", "gym"}
   assert "not installed" not in {compat.installed(library) for library in compat.PINNED}
 
 
@@ -262,56 +262,6 @@ def test_tf_agents_gather_all():
     # The supported replacement TF-Agents names gives the same batch.
     dataset = buffer.as_dataset(sample_batch_size=2, num_steps=3, single_deterministic_pass=True)
     assert next(iter(dataset))[0].numpy().tolist() == whole.numpy().tolist()
-
-
-def test_tf_agents_observer_writer():
-  import numpy as np
-  import reverb
-  from tf_agents.replay_buffers import reverb_utils
-  from tf_agents.trajectories import trajectory
-
-  from trainer.compat import tf_agents as compat_tf_agents
-
-  server = reverb.Server([reverb.Table("canary", reverb.selectors.Uniform(), reverb.selectors.Fifo(),
-                                       max_size=10, rate_limiter=reverb.rate_limiters.MinSize(1))])
-  try:
-    with canary("tf_agents", "ReverbAddTrajectoryObserver._writer"):
-      observer = reverb_utils.ReverbAddTrajectoryObserver(
-          reverb.Client(f"localhost:{server.port}"), "canary", sequence_length=2, stride_length=1)
-      writer = compat_tf_agents.observer_writer(observer)
-    with canary("reverb", "TrajectoryWriter.flush(timeout_ms) (the observer's writer)"):
-      assert isinstance(writer, reverb.TrajectoryWriter), type(writer)
-      assert "timeout_ms" in inspect.signature(writer.flush).parameters
-    with canary("tf_agents", "ReverbAddTrajectoryObserver._writer"):
-      calls = []
-
-      class Counting:
-        def __init__(self, inner, name):
-          self.inner, self.name = inner, name
-
-        def append(self, step):
-          calls.append("append")
-          self.inner.append(step)
-
-        def create_item(self, table, priority, trajectory):
-          calls.append(f"{self.name} create_item:{table}")
-          self.inner.create_item(table, priority, trajectory)
-
-        def __getattr__(self, name):
-          return getattr(self.inner, name)
-
-      compat_tf_agents.wrap_observer_writer(observer, Counting, "canary")
-      step = trajectory.Trajectory(
-          step_type=np.int32(1), observation=np.float32(0.5), action=np.int32(0), policy_info=(),
-          next_step_type=np.int32(1), reward=np.float32(1.0), discount=np.float32(1.0))
-      observer(step)
-      observer(step)
-      assert calls == ["append", "append", "canary create_item:canary"], calls
-      compat_tf_agents.observer_writer(observer).flush(timeout_ms=5000)
-      assert server.localhost_client().server_info()["canary"].current_size == 1
-      observer.close()
-  finally:
-    server.stop()
 
 
 def test_tf_agents_agent_train_is_converted_unless_marked(tiny_agent):

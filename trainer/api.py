@@ -20,14 +20,15 @@ import logging as std_logging
 import os
 import sys
 import threading
-import types
 from collections.abc import Sequence
 
 # Hidden as the commands hide them (trainer/cli/quiet.py), Python's warnings aside (a
 # notebook's own): TensorFlow's C++ start-up lines and Gym's banner, printed at import.
 if "tensorflow" not in sys.modules:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.modules.setdefault("gym_notices.notices", types.SimpleNamespace(notices={}))
+from trainer.compat import gym as compat_gym  # noqa: E402  (imports no library)
+
+compat_gym.hide_import_notice()
 
 import gin  # noqa: E402
 from absl import logging  # noqa: E402

@@ -14,18 +14,16 @@ its own library (and `trainer.compat`).
 
 from importlib import metadata
 
-# The versions each function here was checked against (this project's pins). Reverb:
-# the writer behind TF-Agents' Reverb observer (in `tf_agents`).
-PINNED = {"tensorflow": "2.15", "tf_agents": "0.19.0", "gin": "0.5.0", "reverb": "0.14.0",
-          "gym": "0.23.0"}
+# The versions each function here was checked against (this project's pins). Reverb
+# has none: the replay uses only its public API (`trainer.replay.writers`).
+PINNED = {"tensorflow": "2.15", "tf_agents": "0.19.0", "gin": "0.5.0", "gym": "0.23.0"}
 
 # The module here of each library's pieces.
-_MODULES = {"tensorflow": "tf", "tf_agents": "tf_agents", "gin": "gin", "reverb": "tf_agents",
-            "gym": "gym"}
+_MODULES = {"tensorflow": "tf", "tf_agents": "tf_agents", "gin": "gin", "gym": "gym"}
 
 # The pip distribution of each library.
 _DISTRIBUTIONS = {"tensorflow": "tensorflow", "tf_agents": "tf-agents", "gin": "gin-config",
-                  "reverb": "dm-reverb", "gym": "gym"}
+                  "gym": "gym"}
 
 
 def installed(library: str) -> str:

@@ -8,8 +8,8 @@ from tf_agents.train import learner
 
 from trainer.compat import reach
 
-if TYPE_CHECKING:  # reverb_utils imports Reverb, which the uniform replay never needs
-  from tf_agents.replay_buffers import reverb_utils, tf_uniform_replay_buffer
+if TYPE_CHECKING:
+  from tf_agents.replay_buffers import tf_uniform_replay_buffer
 
 
 def learner_train_loop() -> Callable[..., Any]:
@@ -59,30 +59,3 @@ def gather_all(buffer: "tf_uniform_replay_buffer.TFUniformReplayBuffer"):
   """
   return reach("tf_agents", buffer, "gather_all", "ReplayBuffer.gather_all")()
 
-
-def observer_writer(observer: "reverb_utils.ReverbAddTrajectoryObserver"):
-  """The Reverb `TrajectoryWriter` that `observer` appends steps to and creates
-  items with (`append`, `create_item`, `history`, `flush(timeout_ms=...)`).
-
-  Reaches into `ReverbAddTrajectoryObserver._writer`. Needed by the Reverb
-  replay (`trainer.replay.reverb`): its flush with a timeout (the observer's
-  own `flush()` takes none, and a server that went away never confirms). The
-  observer sets `_writer` to None on `close()` and makes a new one on `open()`.
-  TF-Agents 0.19.0.
-  """
-  return reach("tf_agents", observer, "_writer", "ReverbAddTrajectoryObserver._writer")
-
-
-def wrap_observer_writer(observer: "reverb_utils.ReverbAddTrajectoryObserver",
-                         wrapper: Callable[..., Any], *args: Any) -> None:
-  """Replaces `observer`'s writer with `wrapper(writer, *args)`: the observer
-  keeps its episode and stride logic, and every step it appends and item it
-  creates go through the wrapper.
-
-  Reaches into `ReverbAddTrajectoryObserver._writer` (see `observer_writer`);
-  the observer reads it through `_get_writer()` on every step. Needed by the
-  Reverb replay's packed steps and shards (`trainer.replay.reverb`). Lasts
-  until `observer.close()` (a reopened observer has a fresh writer).
-  TF-Agents 0.19.0.
-  """
-  observer._writer = wrapper(observer_writer(observer), *args)  # noqa: SLF001
