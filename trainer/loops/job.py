@@ -17,8 +17,6 @@ import inspect
 import os
 import random
 import shutil
-import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -35,23 +33,21 @@ from trainer.acting.collector import Collector
 from trainer.acting.evaluator import Evaluator
 from trainer.checkpoint.bundle_parts import AgentPart, BundleParts, ReplayPart
 from trainer.checkpoint.bundle_store import Bundle, BundleStore
+from trainer.checkpoint.committer import Committer
 from trainer.checkpoint.run_state import RunState
 from trainer.config import gin_config
 from trainer.config import settings as settings_lib
 from trainer.config.settings import Settings
-from trainer.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError, RunDirError
+from trainer.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError
 from trainer.learning import learner, strategies
 from trainer.loops import config_change, schedule
 from trainer.loops.off_policy import OffPolicyLoop
 from trainer.policies import exporter, policy_index
 from trainer.replay.base import Replay, ReplaySaveError
 from trainer.replay.uniform import create_uniform_replay
-from trainer.rundir import fileio, layout
+from trainer.rundir import layout
 from trainer.rundir.run_lock import RunLock
 from trainer.rundir.signals import StopRequest
-
-# A background commit that the next checkpoint waits longer for is worth a warning.
-_COMMIT_WAIT_WARN_S = 1.0
 
 
 class Loop(Protocol):
@@ -317,8 +313,7 @@ class Job:
     # training goes on (the learner role's: a Reverb checkpoint of a large table
     # takes seconds); SIGTERM's and the last one are whole before they return.
     self.background_checkpoints = False
-    self._commit: threading.Thread | None = None
-    self._commit_error: BaseException | None = None
+    self.committer: Committer | None = None
     # Eval environments are seeded afresh at each eval; only the collect ones carry state.
     self.run_state = RunState(self.collect_envs)
     self.exporter: exporter.PolicyExporter | None = None
@@ -383,6 +378,10 @@ class Job:
     # Exports above the resumed step came from training that is now redone.
     self.exporter.supersede_after(self.restored_step or 0)
     self.exporter.prebuild()
+    self.committer = Committer(
+        root_dir, self.store, self.parts, self.exporter,
+        write_errors=(OSError, tf.errors.OpError, ReplaySaveError),
+        export_error=exporter.ExportError, before_save=lambda: self.refresh_counters())
 
   def _current_env_steps(self) -> int:
     """The env steps as of now, for an evaluation's row: the counters are
@@ -458,67 +457,11 @@ class Job:
         be written (disk full, permissions). Its partial files are removed; the
         bundle before it stays intact.
     """
-    waiting = time.monotonic()
-    self.wait_for_commit()
-    start = time.monotonic()  # the commit's own time starts after the wait
-    waited = start - waiting
-    step = self.train_step
-    latest = self.store.latest()
-    if latest is not None and latest.step == step:
-      return
-    if waited > _COMMIT_WAIT_WARN_S:
-      # Checkpoints come faster than the replay is written: training stops for it.
-      logging.warning("Checkpoint at step %d waited %.1f s for the previous bundle's replay to "
-                      "be written; raise train.checkpoint_interval to train meanwhile.",
-                      step, waited)
-    self.refresh_counters()
-    try:
-      path = self.store.begin(step)
-      summary = self.parts.save(step, path, replay=not background)
-      if background:
-        self._commit = threading.Thread(
-            target=self._commit_in_background, name=f"commit-{step}", daemon=True,
-            args=(step, path, summary, self.exporter.queued(), latest, start))
-        self._commit.start()
-        logging.info("Checkpoint at step %d: training paused %.2f s (%.2f s of it waiting for "
-                     "the previous commit); the replay is written meanwhile.",
-                     step, time.monotonic() - waiting, waited)
-        return
-      # The export invariant: every export at or below a committed step is on disk.
-      # The parts were written while the export thread worked; an export that
-      # failed raises here, and nothing past it commits.
-      self.exporter.wait()
-      self.store.commit(step, summary)
-    except (exporter.ExportError, OSError, tf.errors.OpError, ReplaySaveError) as e:
-      self.store.abandon(step)
-      raise _bundle_error(e, self.root_dir, step, latest) from e
-    logging.info("Committed checkpoint bundle at step %d (replay %d, env steps %d) in %.2f s.",
-                 step, summary["replay_size"], summary["env_steps"], time.monotonic() - start)
-
-  def _commit_in_background(self, step: int, path: str, summary: dict[str, Any], exports: list,
-                            latest: Bundle | None, start: float) -> None:
-    try:
-      self.parts.save_replay(path)
-      self.exporter.wait_for(exports, step)
-      self.store.commit(step, summary)
-    except BaseException as e:  # noqa: BLE001  (re-raised in the training thread)
-      self.store.abandon(step)
-      self._commit_error = e
-      if isinstance(e, (exporter.ExportError, OSError, tf.errors.OpError, ReplaySaveError)):
-        self._commit_error = _bundle_error(e, self.root_dir, step, latest)
-        self._commit_error.__cause__ = e
-      return
-    logging.info("Committed checkpoint bundle at step %d (replay %d, env steps %d) in %.2f s.",
-                 step, summary["replay_size"], summary["env_steps"], time.monotonic() - start)
+    self.committer.commit(self.train_step, background=background)
 
   def wait_for_commit(self) -> None:
     """Waits for a bundle being committed in the background; raises its error."""
-    if self._commit is not None:
-      self._commit.join()
-      self._commit = None
-    error, self._commit_error = self._commit_error, None
-    if error is not None:
-      raise error
+    self.committer.wait()
 
   def flush(self) -> None:
     """Writes out the summaries and waits for the exports."""
@@ -528,28 +471,11 @@ class Job:
     self.collector.summary_writer.flush()
 
   def close(self) -> None:
-    try:
-      self.wait_for_commit()
-    except Exception as e:  # noqa: BLE001  (closing after another error: that one is reported)
-      logging.warning("The checkpoint being written in the background failed: %s", e)
+    if self.committer is not None:
+      self.committer.close()
     try:
       if self.exporter is not None:
         self.exporter.close()
     finally:
       self.replay.close()
 
-
-def _bundle_error(error: BaseException, root_dir: str, step: int,
-                  latest: Bundle | None) -> RunDirError:
-  """The one line for a bundle that could not be written."""
-  if isinstance(error, exporter.ExportError):
-    return RunDirError(
-        f"cannot write the policy export of step {error.step} in {root_dir} ({error.reason}); no "
-        f"checkpoint past it was committed (the last is {latest.step if latest else 'none'}) "
-        "and earlier exports are intact. Free space or fix permissions, then run the same "
-        "command: it resumes and writes it")
-  return RunDirError(
-      f"cannot write checkpoint bundle {step} in {root_dir} "
-      f"({fileio.write_error_reason(error)}); the previous bundle "
-      f"({latest.step if latest else 'none'}) is intact. Free space or fix permissions, then "
-      "run the same command to resume")
