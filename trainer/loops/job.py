@@ -1,6 +1,6 @@
 """The job: built from gin-configured parts, restored from its newest bundle, closed.
 
-`configure_job` is the gin configurable `train.*` of every config: the parts'
+`configure_job` (`loops.spec`) is the gin configurable `train.*` of every config: the parts'
 builders (environment, agent, replay), the loop that drives them
 (`train.loop`, e.g. `@off_policy_loop`) and the knobs (`Settings`). `train`
 runs a configured job to its total: it takes the run directory's lock,
@@ -13,12 +13,11 @@ step at which the job ends, however many times it was interrupted.
 
 import contextlib
 import dataclasses
-import inspect
 import os
 import random
 import shutil
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any
 
 import gin
 import numpy as np
@@ -36,78 +35,15 @@ from trainer.checkpoint.bundle_store import Bundle, BundleStore
 from trainer.checkpoint.committer import Committer
 from trainer.checkpoint.run_state import RunState
 from trainer.config import gin_config
-from trainer.config import settings as settings_lib
-from trainer.config.settings import Settings
 from trainer.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError
-from trainer.learning import learner, strategies
+from trainer.learning import learner
 from trainer.loops import config_change, schedule
-from trainer.loops.off_policy import OffPolicyLoop
+from trainer.loops.spec import JobSpec, configure_job  # noqa: F401  (the entry's names)
 from trainer.policies import exporter, policy_index
-from trainer.replay.base import Replay, ReplaySaveError
-from trainer.replay.uniform import create_uniform_replay
+from trainer.replay.base import ReplaySaveError
 from trainer.rundir import layout
 from trainer.rundir.run_lock import RunLock
 from trainer.rundir.signals import StopRequest
-
-
-class Loop(Protocol):
-  """What `train.loop` builds from a job: `loop(job, stop).run() -> exit code`.
-
-  The loop class may also offer `check_config(settings, agent, replay_fn,
-  strategy)`, called before the run directory is touched (a ConfigError: exit 2).
-  """
-
-  def run(self) -> int: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class JobSpec:
-  """What `train.*` in gin configures: the parts' builders, the loop and the knobs."""
-
-  root_dir: str
-  run_config: gin_config.RunConfig
-  settings: Settings
-  environment_fn: Callable[[], py_environment.PyEnvironment]
-  agent_fn: Callable[..., tf_agent.TFAgent]
-  replay_fn: Callable[..., Replay]
-  loop: Callable[["Job", StopRequest], Loop]
-  strategy: Callable[[], tf.distribute.Strategy]
-
-
-def configure_job(
-    root_dir: str,
-    run_config: gin_config.RunConfig,
-    *,
-    environment_fn: Callable[[], py_environment.PyEnvironment] = gin.REQUIRED,
-    agent_fn: Callable[..., tf_agent.TFAgent] = gin.REQUIRED,
-    replay_fn: Callable[..., Replay] = create_uniform_replay,
-    loop: Callable[["Job", StopRequest], Loop] = OffPolicyLoop,
-    strategy: Callable[[], tf.distribute.Strategy] = strategies.default_strategy,
-    **knobs: Any,
-) -> JobSpec:
-  """The job as configured in gin (`train.*`), validated.
-
-  Args:
-    root_dir: the run directory.
-    run_config: the parsed config, saved into the run directory.
-    environment_fn: builds one Python environment (called for collect and eval).
-    agent_fn: `fn(time_step_spec, action_spec, train_step) -> TFAgent`.
-    replay_fn: a replay builder from `trainer.replay`.
-    loop: `fn(job, stop)` -> the loop that runs the job (`run() -> exit code`).
-    strategy: builds the `tf.distribute` strategy the learner trains under
-      (`trainer.learning.strategies`).
-    **knobs: the job's knobs, declared in `trainer.config.settings.Settings`.
-  """
-  return JobSpec(root_dir=root_dir, run_config=run_config,
-                 settings=Settings.from_bindings(knobs), environment_fn=environment_fn,
-                 agent_fn=agent_fn, replay_fn=replay_fn, loop=loop, strategy=strategy)
-
-
-
-# gin sees the knobs as parameters of `train` (so a misspelt binding is an
-# error as the config is parsed), from their one declaration in Settings.
-configure_job.__signature__ = settings_lib.with_knobs(inspect.signature(configure_job))
-configure_job = gin.configurable("train", denylist=["root_dir", "run_config"])(configure_job)
 
 
 def train(root_dir: str, run_config: gin_config.RunConfig, stop: StopRequest | None = None, *,
