@@ -111,10 +111,9 @@ class Run:
 
   def new_agent(self, step_name: str) -> tuple[Any, tf.Variable]:
     """A fresh agent of the run's config, with its own train-step variable."""
-    import tensorflow as tf
+    from trainer.loops import parts
 
-    step = tf.Variable(0, dtype=tf.int64, trainable=False, name=step_name)
-    return self.spec.agent_fn(self.env.time_step_spec(), self.env.action_spec(), step), step
+    return parts.create_agent(self.spec, self.env, step_name=step_name)
 
 
 def snapshot(root_dir: str, bundle: Bundle, target_dir: str) -> tuple[str, dict]:

@@ -12,22 +12,15 @@ step at which the job ends, however many times it was interrupted.
 """
 
 import contextlib
-import dataclasses
 import os
-import random
 import shutil
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import gin
-import numpy as np
 import tensorflow as tf
 from absl import logging
-from tf_agents.agents import tf_agent
-from tf_agents.environments import py_environment
-from tf_agents.train.utils import train_utils
 
-from trainer.acting import envs
 from trainer.acting.collector import Collector
 from trainer.acting.evaluator import Evaluator
 from trainer.checkpoint.bundle_parts import AgentPart, BundleParts, ReplayPart
@@ -37,7 +30,7 @@ from trainer.checkpoint.run_state import RunState
 from trainer.config import gin_config
 from trainer.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError
 from trainer.learning import learner
-from trainer.loops import config_change, schedule
+from trainer.loops import config_change, parts, schedule
 from trainer.loops.spec import JobSpec, configure_job  # noqa: F401  (the entry's names)
 from trainer.policies import exporter, policy_index
 from trainer.replay.base import ReplaySaveError
@@ -62,7 +55,7 @@ def train(root_dir: str, run_config: gin_config.RunConfig, stop: StopRequest | N
   store = BundleStore(root_dir, keep=spec.settings.keep_checkpoints)
   if run_config.refused:  # before anything is written, a finished run included
     config_change.check(run_config, store.resume_point()[0], root_dir,
-                        replay_fn=spec.replay_fn, build_agent=lambda: build_agent(spec))
+                        replay_fn=spec.replay_fn, build_agent=lambda: parts.build_agent(spec))
   for change in run_config.changes:  # only now: a refused change raised above
     logging.info("Config change accepted: %s", change)
   if _already_complete(spec, store):
@@ -84,13 +77,6 @@ def _name(builder) -> str:
   name = getattr(builder, "__name__", type(builder).__name__)
   env_name = gin.query_parameter(f"{name}.name") if name == "create_gym_environment" else None
   return f"{name}({env_name!r})" if env_name else name
-
-
-def build_agent(spec: JobSpec) -> tuple[tf_agent.TFAgent, tf.Variable]:
-  """The configured agent alone, on the environment's specs."""
-  env = spec.environment_fn()
-  train_step = train_utils.create_train_step()
-  return spec.agent_fn(env.time_step_spec(), env.action_spec(), train_step), train_step
 
 
 def _already_complete(spec: JobSpec, store: BundleStore) -> bool:
@@ -148,8 +134,7 @@ def _locked_job(spec: JobSpec, stop: StopRequest, store: BundleStore,
   # Read only: a lost run is refused, and a bad config found while building
   # leaves the run directory as it was.
   bundle, damaged = store.resume_point()
-  _seed_globals(spec.settings.seed, bundle.step if bundle else 0)
-  agents = _Agents.build(spec, strategy)
+  agents = parts.build_parts(spec, strategy, resume_step=bundle.step if bundle else 0)
   replicas = strategy.num_replicas_in_sync
   if spec.settings.batch_size % replicas:
     raise ConfigError(
@@ -182,54 +167,11 @@ def _locked_job(spec: JobSpec, stop: StopRequest, store: BundleStore,
     lock.release()
 
 
-def _seed_globals(seed: int, step: int) -> None:
-  """Seeds the global generators; a resumed job re-seeds from its step."""
-  mixed = (seed * 1_000_003 + step) % (2**31)
-  random.seed(mixed)
-  np.random.seed(mixed)
-  tf.random.set_seed(mixed)
-
-
-@dataclasses.dataclass
-class _Agents:
-  """What is built before the run directory is touched: the environments and the agents."""
-
-  collect_envs: list[py_environment.PyEnvironment]
-  eval_envs: list[py_environment.PyEnvironment]
-  strategy: tf.distribute.Strategy
-  agent: tf_agent.TFAgent  # its variables, and the train step, under the strategy
-  train_step: tf.Variable
-  # Exports are written from a copy, so training never waits for them.
-  shadow: tf_agent.TFAgent
-  shadow_step: tf.Variable
-
-  @classmethod
-  def build(cls, spec: JobSpec, strategy: tf.distribute.Strategy) -> "_Agents":
-    settings = spec.settings
-    collect_envs = [spec.environment_fn() for _ in range(settings.collect_envs)]
-    for i, env in enumerate(collect_envs):
-      envs.seed_environment(env, settings.seed if i == 0 else envs.derived_seed(settings.seed, i))
-    # One environment per eval episode: the episodes of an eval run side by side.
-    eval_envs = [spec.environment_fn() for _ in range(settings.eval_episodes)]
-    time_step_spec, action_spec = collect_envs[0].time_step_spec(), collect_envs[0].action_spec()
-    with strategy.scope():
-      train_step = train_utils.create_train_step()
-      agent = spec.agent_fn(time_step_spec, action_spec, train_step)
-    # The Learner traces its loop with autograph, which would convert the agent's
-    # whole train step as well: seconds of start-up for graph code that TF-Agents
-    # itself runs unconverted (`common.function` defaults to autograph=False).
-    agent.train = tf.autograph.experimental.do_not_convert(agent.train)
-    # Outside the strategy: exports are strategy-free SavedModels.
-    shadow_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="export_train_step")
-    shadow = spec.agent_fn(time_step_spec, action_spec, shadow_step)
-    return cls(collect_envs, eval_envs, strategy, agent, train_step, shadow, shadow_step)
-
-
 class Job:
   """A built job, restored: its parts, and what every loop asks of them
   (checkpoint, export, evaluate, status). The loop itself is `spec.loop`."""
 
-  def __init__(self, spec: JobSpec, store: BundleStore, agents: _Agents, stop: StopRequest, *,
+  def __init__(self, spec: JobSpec, store: BundleStore, agents: parts.JobParts, stop: StopRequest, *,
                bundle: Bundle | None, damaged: list[Bundle],
                live_step: Callable[[int], None] = lambda step: None):
     """`live_step(train_step)`: called after every Learner call (the run lock
@@ -272,7 +214,7 @@ class Job:
       self.close()  # stops an in-process Reverb server and the export thread
       raise
 
-  def _build(self, bundle: Bundle | None, agents: _Agents) -> None:
+  def _build(self, bundle: Bundle | None, agents: parts.JobParts) -> None:
     """Builds what stands on the replay, and restores the bundle into it."""
     settings, root_dir = self.settings, self.root_dir
     self.parts = BundleParts(AgentPart(root_dir, self.agent, self._train_step),

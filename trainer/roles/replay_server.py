@@ -30,6 +30,7 @@ from absl import logging
 from trainer.checkpoint.bundle_store import BundleStore
 from trainer.errors import EXIT_CRASH, EXIT_PREEMPTED, ConfigError, RunDirError, one_line
 from trainer.loops import job as job_lib
+from trainer.loops import parts
 from trainer.replay import bind as bind_lib
 from trainer.replay.packing import StepPacking
 from trainer.replay.reset_watch import ResetWatch
@@ -80,7 +81,7 @@ class ReplayLayout:
 
 def build_tables(spec: job_lib.JobSpec) -> tuple[list[reverb.Table], ReplayLayout]:
   """The server's tables, on the specs of the configured agent."""
-  agent, _ = job_lib.build_agent(spec)
+  agent, _ = parts.build_agent(spec)
   capacity, table_name = replay_options(spec.replay_fn)
   replay = ReplayLayout(table_name, capacity, tables.replay_shards(capacity),
                         tables.rate_control(spec.settings), spec.replay_fn.__name__)
