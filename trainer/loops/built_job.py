@@ -45,13 +45,6 @@ class Job:
     self.strategy = agents.strategy
     self.store = store
     self.restored_step = bundle.step if bundle else None
-    # Called before a checkpoint, export or status reads the counters: a loop whose
-    # counters live elsewhere (the learner role's, on the replay server) sets it.
-    self.refresh_counters: Callable[[], None] = lambda: None
-    # The checkpoints that triggers take write the replay in a thread while
-    # training goes on (the learner role's: a Reverb checkpoint of a large table
-    # takes seconds); SIGTERM's and the last one are whole before they return.
-    self.background_checkpoints = False
     self.committer: Committer | None = None
     # Eval environments are seeded afresh at each eval; only the collect ones carry state.
     self.run_state = RunState(self.collect_envs)
@@ -78,7 +71,7 @@ class Job:
   def _build(self, bundle: Bundle | None, agents: parts.JobParts) -> None:
     """Builds what stands on the replay, and restores the bundle into it."""
     settings, root_dir = self.settings, self.root_dir
-    self.parts = BundleParts(AgentPart(root_dir, self.agent, self._train_step),
+    self._bundle_parts = BundleParts(AgentPart(root_dir, self.agent, self._train_step),
                              ReplayPart(self.replay), self.run_state,
                              num_iterations=settings.num_iterations)
     self.evaluator = Evaluator(root_dir, agents.eval_envs, self.agent, self._train_step,
@@ -88,7 +81,7 @@ class Job:
     # given one that never holds any, it restores nothing. Summaries go to the
     # run's train/ as before.
     triggers = schedule.triggers(settings, evaluate=self.evaluator, export=self.export,
-                                 checkpoint=lambda: self.checkpoint(background=self.background_checkpoints),
+                                 checkpoint=self._trigger_checkpoint,
                                  status=self.status)
     self.learner = learner.Learner(
         os.path.join(root_dir, layout.LEARNER_DIR), self._train_step, self.agent,
@@ -98,7 +91,7 @@ class Job:
         summary_interval=settings.summary_interval, run_optimizer_variable_init=True,
         summary_root_dir=root_dir, strategy=self.strategy)
     if bundle:
-      self.parts.restore(bundle)  # after the Learner: see AgentPart.restore
+      self._bundle_parts.restore(bundle)  # after the Learner: see AgentPart.restore
       for trigger in triggers:  # ours (the Learner adds its own to its copy): from the restored step
         trigger.set_start(bundle.step)
     self.run_state.follow_export_interval(self.train_step, settings.policy_export_interval)
@@ -118,9 +111,14 @@ class Job:
     self.exporter.supersede_after(self.restored_step or 0)
     self.exporter.prebuild()
     self.committer = Committer(
-        root_dir, self.store, self.parts, self.exporter,
+        root_dir, self.store, self._bundle_parts, self.exporter,
         write_errors=(OSError, tf.errors.OpError, ReplaySaveError),
-        export_error=exporter.ExportError, before_save=lambda: self.refresh_counters())
+        export_error=exporter.ExportError, before_save=self.refresh_counters)
+
+  def refresh_counters(self) -> None:
+    """Reads the counters afresh where they live elsewhere (`JobSpec.refresh_counters`)."""
+    if self.spec.refresh_counters is not None:
+      self.spec.refresh_counters(self)
 
   def _current_env_steps(self) -> int:
     """The env steps as of now, for an evaluation's row: the counters are
@@ -197,6 +195,10 @@ class Job:
         bundle before it stays intact.
     """
     self.committer.commit(self.train_step, background=background)
+
+  def _trigger_checkpoint(self) -> None:
+    """The checkpoint trigger's: in the background if the spec says so."""
+    self.checkpoint(background=self.spec.background_checkpoints)
 
   def wait_for_commit(self) -> None:
     """Waits for a bundle being committed in the background; raises its error."""

@@ -12,6 +12,7 @@ step at which the job ends, however many times it was interrupted.
 """
 
 import contextlib
+import dataclasses
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -25,24 +26,35 @@ from trainer.config import gin_config
 from trainer.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError
 from trainer.loops import config_change, parts
 from trainer.loops.built_job import Job
-from trainer.loops.spec import JobSpec, configure_job  # noqa: F401  (the entry's names)
+from trainer.loops.job_view import JobView
+from trainer.loops.spec import JobSpec, Loop, configure_job
 from trainer.policies import policy_index
+from trainer.replay.base import Replay
 from trainer.rundir import layout
 from trainer.rundir.run_lock import RunLock
 from trainer.rundir.signals import StopRequest
 
 
 def train(root_dir: str, run_config: gin_config.RunConfig, stop: StopRequest | None = None, *,
-          adapt: Callable[[JobSpec], JobSpec] | None = None) -> int:
+          replay_fn: Callable[..., Replay] | None = None,
+          loop: Callable[[JobView, StopRequest], Loop] | None = None,
+          refresh_counters: Callable[[JobView], None] | None = None,
+          background_checkpoints: bool = False) -> int:
   """Runs (or resumes) the job configured in gin; returns the exit code.
 
   `stop` is the process's signal handler when the caller installed one
-  before the slow imports (as `trainer.train` does). `adapt` swaps parts of
-  the configured job (the learner role's replay and loop: `trainer.roles.learn`).
+  before the slow imports (as `trainer.train` does). A role swaps parts of
+  the configured job (the learner role: `trainer.roles.learn`): `replay_fn`
+  and `loop` replace `train.replay_fn` and `train.loop`; `refresh_counters`
+  and `background_checkpoints` are the `JobSpec`'s.
   """
-  spec = configure_job(root_dir, run_config)
-  if adapt is not None:
-    spec = adapt(spec)
+  spec = dataclasses.replace(
+      configure_job(root_dir, run_config), refresh_counters=refresh_counters,
+      background_checkpoints=background_checkpoints)
+  if replay_fn is not None:
+    spec = dataclasses.replace(spec, replay_fn=replay_fn)
+  if loop is not None:
+    spec = dataclasses.replace(spec, loop=loop)
   # First: a strategy over logical CPUs must split the CPU before TensorFlow starts.
   strategy = spec.strategy()
   store = BundleStore(root_dir, keep=spec.settings.keep_checkpoints)

@@ -18,14 +18,15 @@ from absl import logging
 
 from trainer.agents.ppo import PPOClipAgent
 from trainer.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError
+from trainer.loops.job_view import JobView
 from trainer.rundir.signals import StopRequest
 
 
 @gin.configurable("on_policy_loop")
 class OnPolicyLoop:
-  """Runs a built job (`loops.job.Job`) to its total."""
+  """Runs a built job to its total."""
 
-  def __init__(self, job, stop: StopRequest):
+  def __init__(self, job: JobView, stop: StopRequest):
     self._job = job
     self._settings = job.settings
     self._stop = stop

@@ -50,6 +50,14 @@ class JobSpec:
   replay_fn: Callable[..., Replay]
   loop: Callable[[JobView, StopRequest], Loop]
   strategy: Callable[[], tf.distribute.Strategy]
+  # Not in gin: a role sets them (`loops.job.train`).
+  # Reads the counters into `job.run_state` before a checkpoint, export, eval
+  # or status reads them: the learner role's live on the replay server.
+  refresh_counters: Callable[[JobView], None] | None = None
+  # The checkpoints that triggers take write the replay in a thread while
+  # training goes on (the learner role's: a Reverb checkpoint of a large table
+  # takes seconds); SIGTERM's and the last one are whole before they return.
+  background_checkpoints: bool = False
 
 
 def configure_job(
