@@ -50,10 +50,12 @@ class Job:
     self.run_state = RunState(self.collect_envs)
     self.exporter: exporter.PolicyExporter | None = None
     self.export_stalls: list[float] = []  # seconds the loop waited per export
+    # What the loop sets of its replay (the on-policy loop: room for one batch).
+    replay_options = getattr(spec.loop, "replay_options", lambda settings: {})(self.settings)
     self.replay = spec.replay_fn(
         self.agent.collect_data_spec, sequence_length=self.agent.train_sequence_length,
         root_dir=self.root_dir, restore_dir=bundle.replay_dir if bundle else None,
-        num_envs=len(self.collect_envs))
+        num_envs=len(self.collect_envs), **replay_options)
     try:
       if self.settings.batch_size > self.replay.capacity:
         raise ConfigError(f"train.batch_size={self.settings.batch_size} exceeds the replay "

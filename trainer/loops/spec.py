@@ -32,7 +32,9 @@ class Loop(Protocol):
   """What `train.loop` builds from a job: `loop(job, stop).run() -> exit code`.
 
   The loop class may also offer `check_config(settings, agent, replay_fn,
-  strategy)`, called before the run directory is touched (a ConfigError: exit 2).
+  strategy)`, called before the run directory is touched (a ConfigError: exit 2),
+  and `replay_options(settings) -> dict`: keyword arguments the job adds to its
+  `replay_fn` call (the on-policy loop's capacity).
   """
 
   def run(self) -> int: ...
