@@ -259,6 +259,8 @@ def _replay_reset(error: BaseException | None) -> bool:
       return True
     error = error.__cause__
   return False
+
+
 def _check_network(address: str, agent) -> None:
   """A server whose tables were built for another network is refused before
   the run directory is touched; one that does not answer is waited for later."""
