@@ -284,7 +284,7 @@ def test_onnx_export_gives_the_saved_models_actions_for_each_agent(tmp_path, con
   if config.startswith("ppo"):  # batches of 32 env steps, one epoch
     short.update({"train.initial_collect_steps": 0, "create_ppo_agent.num_epochs": 1,
                   "train.log_interval": 4, "train.summary_interval": 4,
-                  "train.collect_steps_per_iteration": 32, "create_uniform_replay.capacity": 32})
+                  "train.collect_steps_per_iteration": 32})
     if config == "ppo_cartpole.gin":  # whole batches (the agent's own train): a batch a step
       short.update({"create_ppo_agent.minibatch_size": None, "train.train_steps_per_iteration": 1})
     else:  # its minibatches, normal policy and per-state scale: two minibatches a batch

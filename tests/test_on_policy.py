@@ -24,7 +24,7 @@ SMALL_PPO = {
     "train.summary_interval": 4, "create_ppo_agent.num_epochs": 2,
     "create_ppo_agent.minibatch_size": 32,
     "train.train_steps_per_iteration": 4, "train.collect_steps_per_iteration": 64,
-    "create_uniform_replay.capacity": 64, "create_gym_environment.max_episode_steps": 30,
+    "create_gym_environment.max_episode_steps": 30,
 }
 
 
@@ -32,6 +32,7 @@ def test_ppo_restore_is_bit_exact_normalizers_included(tmp_path):
   root = str(tmp_path / "run")
   with open_job(configure_job(root, gin_config.load(root, [PPO_CONFIG],
                                                     bindings(SMALL_PPO)))) as job:
+    assert job.replay.capacity == 64  # one batch: train.collect_steps_per_iteration, unbound
     assert job.run() == 0
     normalizer = job.agent._observation_normalizer  # the statistics a resume must keep
     saved_statistics = [v.numpy() for v in normalizer.variables]
@@ -86,7 +87,8 @@ def test_ppo_survives_sigkill_and_sigterm_and_finishes_its_total(tmp_path):
     ({"train__strategy": "@mirrored_strategy", "mirrored_strategy__logical_cpus": 2},
      "use train.strategy = @default_strategy"),
     ({"train__initial_collect_steps": 10}, "train.initial_collect_steps must be 0"),
-    ({"create_uniform_replay__capacity": 100}, "create_uniform_replay.capacity = 64"),
+    ({"create_uniform_replay__capacity": 100}, "create_uniform_replay.capacity=100 differs from "
+     "train.collect_steps_per_iteration=64"),
     ({"train__checkpoint_interval": 3}, "train.checkpoint_interval=3 must be a multiple"),
     ({"train__loop": "@off_policy_loop"}, "set train.loop = @on_policy_loop"),
 ])

@@ -66,34 +66,45 @@ def create_ppo_agent(
       action dimension. On Pendulum-v1 PPO reached -281 within 200k env steps
       with it and stayed near -1,000 for 500k without it (docs/learning_targets.md).
   """
+  actor_layers, value_layers = _checked(actor_fc_layers, value_fc_layers, learning_rate,
+                                       num_epochs, minibatch_size)
+  time_step_tensor_spec = tensor_spec.from_spec(time_step_spec)
+  action_tensor_spec = tensor_spec.from_spec(action_spec)
+  actor_net, value_net = _networks(time_step_tensor_spec.observation, action_tensor_spec,
+                                   actor_layers, value_layers, state_dependent_std)
+  agent = PPOClipAgent(
+      time_step_tensor_spec,
+      action_tensor_spec,
+      optimizer=tf.keras.optimizers.legacy.Adam(learning_rate=learning_rate, epsilon=1e-5),
+      actor_net=actor_net, value_net=value_net,
+      importance_ratio_clipping=importance_ratio_clipping, lambda_value=lambda_value,
+      discount_factor=discount_factor, entropy_regularization=entropy_regularization,
+      value_pred_loss_coef=value_pred_loss_coef,
+      passes=num_epochs, minibatch_size=minibatch_size,
+      use_gae=use_gae, use_td_lambda_return=use_td_lambda_return,
+      normalize_observations=normalize_observations, normalize_rewards=normalize_rewards,
+      gradient_clipping=gradient_clipping, train_step_counter=train_step,
+  )
+  agent.initialize()
+  return agent
+
+
+def _checked(actor_fc_layers, value_fc_layers, learning_rate: float, num_epochs: int,
+             minibatch_size: int | None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+  """Checks the arguments that a typo makes meaningless; returns the layers."""
   actor_layers = check_layers("create_ppo_agent.actor_fc_layers", actor_fc_layers)
   value_layers = check_layers("create_ppo_agent.value_fc_layers", value_fc_layers)
   check_positive("create_ppo_agent.learning_rate", learning_rate)
   check_positive("create_ppo_agent.num_epochs", num_epochs, int)
   if minibatch_size is not None:
     check_positive("create_ppo_agent.minibatch_size", minibatch_size, int)
-  time_step_tensor_spec = tensor_spec.from_spec(time_step_spec)
-  action_tensor_spec = tensor_spec.from_spec(action_spec)
-  actor_net, value_net = _networks(time_step_tensor_spec.observation, action_tensor_spec,
-                                   actor_layers, value_layers, state_dependent_std)
-  agent = PPOClipAgent(
-      time_step_tensor_spec, action_tensor_spec,
-      optimizer=tf.keras.optimizers.legacy.Adam(learning_rate=learning_rate, epsilon=1e-5),
-      actor_net=actor_net, value_net=value_net,
-      importance_ratio_clipping=importance_ratio_clipping, lambda_value=lambda_value,
-      discount_factor=discount_factor, entropy_regularization=entropy_regularization,
-      value_pred_loss_coef=value_pred_loss_coef, passes=num_epochs,
-      minibatch_size=minibatch_size, use_gae=use_gae,
-      use_td_lambda_return=use_td_lambda_return, normalize_observations=normalize_observations,
-      normalize_rewards=normalize_rewards, gradient_clipping=gradient_clipping,
-      train_step_counter=train_step)
-  agent.initialize()
-  return agent
+  return actor_layers, value_layers
 
 
-def _networks(observation_spec, action_spec, actor_layers, value_layers,
-              state_dependent_std: bool):
-  """The actor (a distribution over actions) and value networks, tanh-activated."""
+def _networks(observation_spec, action_spec, actor_layers: tuple[int, ...],
+              value_layers: tuple[int, ...], state_dependent_std: bool):
+  """The actor (a categorical or a normal policy) and the value network, tanh
+  layers both, as in TF-Agents' PPO example."""
   actor_net = actor_distribution_network.ActorDistributionNetwork(
       observation_spec, action_spec, fc_layer_params=actor_layers,
       activation_fn=tf.keras.activations.tanh,

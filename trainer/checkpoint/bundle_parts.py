@@ -51,6 +51,12 @@ class AgentPart:
                         f"checkpoint holds step {step}; resume from another --root_dir")
 
 
+  def read_copy(self, prefix: str) -> None:
+    """Reads an agent checkpoint copied aside (`agent_copy`), for an export:
+    the optimizer's slots, which only training builds, are left unread."""
+    self._checkpoint.read(prefix).expect_partial()
+
+
 class ReplayPart:
   """The replay's items. A replay is built from the bundle's copy (a Reverb
   server loads its checkpoint as it starts), so restoring checks what it holds."""

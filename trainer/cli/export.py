@@ -40,7 +40,8 @@ quiet.before_imports()
 from absl import flags, logging  # noqa: E402
 
 from trainer import errors  # noqa: E402
-from trainer.checkpoint.bundle_store import Bundle, BundleStore, file_problem  # noqa: E402
+from trainer.checkpoint.agent_copy import AgentCopy, BundleGone, copy_agent  # noqa: E402
+from trainer.checkpoint.bundle_store import Bundle, BundleStore  # noqa: E402
 from trainer.cli import shell  # noqa: E402
 from trainer.config import gin_config  # noqa: E402
 from trainer.policies import policy_index  # noqa: E402
@@ -58,10 +59,6 @@ flags.DEFINE_enum("format", "saved_model", ["saved_model", "onnx"],
                   "saved_model: SavedModel exports from bundles; onnx: add greedy.onnx to exports.")
 flags.DEFINE_string("output", None, "Policy directory to write (default: DIR/policies).")
 FLAGS = flags.FLAGS
-
-
-class BundleGone(Exception):
-  """The bundle was deleted (pruned by a running job) while being read."""
 
 
 def choose_bundles(store: BundleStore, step: int | None, every: bool) -> list[Bundle]:
@@ -111,56 +108,13 @@ class Run:
 
   def new_agent(self, step_name: str) -> tuple[Any, tf.Variable]:
     """A fresh agent of the run's config, with its own train-step variable."""
-    import tensorflow as tf
+    from trainer.loops import parts
 
-    step = tf.Variable(0, dtype=tf.int64, trainable=False, name=step_name)
-    return self.spec.agent_fn(self.env.time_step_spec(), self.env.action_spec(), step), step
-
-
-def snapshot(root_dir: str, bundle: Bundle, target_dir: str) -> tuple[str, dict]:
-  """Copies bundle's agent checkpoint and state.json into `target_dir`, each
-  copy checked against the manifest; returns (checkpoint prefix, state).
-
-  Raises:
-    BundleGone: the bundle was deleted while being copied.
-    errors.RunDirError: the bundle is damaged.
-  """
-  agent_rel = os.path.relpath(layout.agent_checkpoint_prefix(root_dir, bundle.step), root_dir)
-  state_rel = os.path.relpath(os.path.join(bundle.path, layout.STATE_JSON), root_dir)
-  needed = {rel: entry for rel, entry in bundle.manifest["files"].items()
-            if rel.startswith(agent_rel + ".") or rel == state_rel}
-  shutil.rmtree(target_dir, ignore_errors=True)
-  os.makedirs(target_dir)
-  for rel, entry in sorted(needed.items()):
-    copy = os.path.join(target_dir, os.path.basename(rel))
-    try:
-      shutil.copyfile(os.path.join(root_dir, rel), copy)
-    except FileNotFoundError as e:
-      raise BundleGone(bundle.step) from e
-    problem = file_problem(copy, entry)
-    if problem is not None:
-      if not os.path.isdir(bundle.path):
-        raise BundleGone(bundle.step)
-      raise errors.RunDirError(f"checkpoint bundle {bundle.step} is damaged ({rel} {problem}); "
-                               "export another one with --step=N (trainer.status lists them)")
-  if state_rel not in needed:
-    raise errors.RunDirError(f"checkpoint bundle {bundle.step} lists no {layout.STATE_JSON}; "
-                             "export another one with --step=N")
-  state = fileio.read_json(os.path.join(target_dir, layout.STATE_JSON))
-  return os.path.join(target_dir, os.path.basename(agent_rel)), state
-
-
-@dataclasses.dataclass(frozen=True)
-class Snapshot:
-  """What an export needs of a bundle, copied aside and verified."""
-
-  step: int
-  agent_prefix: str
-  state: dict
+    return parts.create_agent(self.spec, self.env, step_name=step_name)
 
 
 def take_snapshots(store: BundleStore, bundles: list[Bundle], step: int | None, every: bool,
-                   workdir: str) -> list[Snapshot]:
+                   workdir: str) -> list[AgentCopy]:
   """Snapshots of the chosen bundles, taken before anything slow (building the
   agent) so that a running job's retention rarely wins the race; when it does,
   the latest is chosen again, --all skips the pruned bundle, --step=N fails."""
@@ -169,7 +123,7 @@ def take_snapshots(store: BundleStore, bundles: list[Bundle], step: int | None, 
     try:
       for bundle in bundles:
         target = os.path.join(workdir, layout.step_name(bundle.step))
-        taken.append(Snapshot(bundle.step, *snapshot(store.root_dir, bundle, target)))
+        taken.append(copy_agent(store.root_dir, bundle, target))
       return taken
     except BundleGone as gone:
       (pruned,) = gone.args
@@ -186,10 +140,9 @@ def take_snapshots(store: BundleStore, bundles: list[Bundle], step: int | None, 
                            "read; try again, or stop the job first")
 
 
-def export_bundles(run: Run, snapshots: list[Snapshot], policy_dir: str) -> list[str]:
+def export_bundles(run: Run, snapshots: list[AgentCopy], policy_dir: str) -> list[str]:
   """Writes one export per bundle snapshot into `policy_dir`; returns their paths."""
-  import tensorflow as tf
-
+  from trainer.checkpoint.bundle_parts import AgentPart
   from trainer.policies import exporter
 
   if not snapshots:
@@ -197,25 +150,22 @@ def export_bundles(run: Run, snapshots: list[Snapshot], policy_dir: str) -> list
   run_config = run.run_config
   agent, train_step = run.new_agent("export_train_step")
   shadow, shadow_step = run.new_agent("export_shadow_step")
-  checkpoint = tf.train.Checkpoint(agent=agent, train_step=train_step)
+  part = AgentPart(run.root_dir, agent, train_step)
   current = {}
   writer = None
   paths = []
   try:
     for snap in snapshots:
-      # Optimizer slots are not built here (no training): restore what exists.
-      checkpoint.read(snap.agent_prefix).expect_partial()
-      state = snap.state
-      evals = dict((int(s), r) for s, r in state["evals"])
+      part.read_copy(snap.agent_prefix)
       current["metadata"] = exporter.export_metadata(
-          env_steps=state["summary"]["env_steps"], episodes=state["summary"]["episodes"],
-          eval_average_return=evals.get(snap.step), config_text=run_config.text)
+          env_steps=snap.env_steps, episodes=snap.episodes,
+          eval_average_return=snap.eval_return, config_text=run_config.text)
       if writer is None:  # Built from a restored agent: its one-time models hold real weights.
         writer = exporter.PolicyExporter(
             policy_dir, live_agent=agent, shadow_agent=shadow, train_step=train_step,
             shadow_train_step=shadow_step, metadata_fn=lambda step: current["metadata"],
             retention=None)  # asked for by name: never deleted on the spot
-      writer.export(state["summary"]["env_steps"])
+      writer.export(snap.env_steps)
       writer.wait()
       paths.append(os.path.join(policy_dir, layout.step_name(snap.step)))
   finally:

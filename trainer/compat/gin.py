@@ -63,7 +63,7 @@ def set_signature(fn: Callable, signature: inspect.Signature) -> None:
   Relies on gin reading parameters with `inspect.getfullargspec`, which honours
   a function's `__signature__` (gin's `_might_have_parameter`: a `**kwargs` in
   the real signature would accept any name). Needed by the job's knobs
-  (`trainer.loops.job.configure_job`, `trainer.config.settings.with_knobs`).
+  (`trainer.loops.spec.configure_job`, `trainer.config.settings.with_knobs`).
   gin-config 0.5.0.
   """
   fn.__signature__ = signature

@@ -1,11 +1,11 @@
 """The job: built from gin-configured parts, restored from its newest bundle, closed.
 
-`configure_job` is the gin configurable `train.*` of every config: the parts'
+`configure_job` (`loops.spec`) is the gin configurable `train.*` of every config: the parts'
 builders (environment, agent, replay), the loop that drives them
 (`train.loop`, e.g. `@off_policy_loop`) and the knobs (`Settings`). `train`
 runs a configured job to its total: it takes the run directory's lock,
-restores the newest committed bundle if there is one, and hands the built
-`Job` to the loop.
+restores the newest committed bundle if there is one, builds the parts
+(`loops.parts`), and hands the built `Job` (`loops.built_job`) to the loop.
 
 All counts are totals across restarts: `train.num_iterations` is the train
 step at which the job ends, however many times it was interrupted.
@@ -13,124 +13,54 @@ step at which the job ends, however many times it was interrupted.
 
 import contextlib
 import dataclasses
-import inspect
 import os
-import random
 import shutil
-import threading
-import time
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
 
 import gin
-import numpy as np
 import tensorflow as tf
 from absl import logging
-from tf_agents.agents import tf_agent
-from tf_agents.environments import py_environment
-from tf_agents.train.utils import train_utils
 
-from trainer.acting import envs
-from trainer.acting.collector import Collector
-from trainer.acting.evaluator import Evaluator
-from trainer.checkpoint.bundle_parts import AgentPart, BundleParts, ReplayPart
-from trainer.checkpoint.bundle_store import Bundle, BundleStore
-from trainer.checkpoint.run_state import RunState
+from trainer.checkpoint.bundle_store import BundleStore
 from trainer.config import gin_config
-from trainer.config import settings as settings_lib
-from trainer.config.settings import Settings
-from trainer.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError, RunDirError
-from trainer.learning import learner, strategies
-from trainer.loops import config_change, schedule
-from trainer.loops.off_policy import OffPolicyLoop
-from trainer.policies import exporter, policy_index
-from trainer.replay.base import Replay, ReplaySaveError
-from trainer.replay.uniform import create_uniform_replay
-from trainer.rundir import fileio, layout
+from trainer.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError
+from trainer.loops import config_change, parts
+from trainer.loops.built_job import Job
+from trainer.loops.job_view import JobView
+from trainer.loops.spec import JobSpec, Loop, configure_job
+from trainer.policies import policy_index
+from trainer.replay.base import Replay
+from trainer.rundir import layout
 from trainer.rundir.run_lock import RunLock
 from trainer.rundir.signals import StopRequest
 
-# A background commit that the next checkpoint waits longer for is worth a warning.
-_COMMIT_WAIT_WARN_S = 1.0
-
-
-class Loop(Protocol):
-  """What `train.loop` builds from a job: `loop(job, stop).run() -> exit code`.
-
-  The loop class may also offer `check_config(settings, agent, replay_fn,
-  strategy)`, called before the run directory is touched (a ConfigError: exit 2).
-  """
-
-  def run(self) -> int: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class JobSpec:
-  """What `train.*` in gin configures: the parts' builders, the loop and the knobs."""
-
-  root_dir: str
-  run_config: gin_config.RunConfig
-  settings: Settings
-  environment_fn: Callable[[], py_environment.PyEnvironment]
-  agent_fn: Callable[..., tf_agent.TFAgent]
-  replay_fn: Callable[..., Replay]
-  loop: Callable[["Job", StopRequest], Loop]
-  strategy: Callable[[], tf.distribute.Strategy]
-
-
-def configure_job(
-    root_dir: str,
-    run_config: gin_config.RunConfig,
-    *,
-    environment_fn: Callable[[], py_environment.PyEnvironment] = gin.REQUIRED,
-    agent_fn: Callable[..., tf_agent.TFAgent] = gin.REQUIRED,
-    replay_fn: Callable[..., Replay] = create_uniform_replay,
-    loop: Callable[["Job", StopRequest], Loop] = OffPolicyLoop,
-    strategy: Callable[[], tf.distribute.Strategy] = strategies.default_strategy,
-    **knobs: Any,
-) -> JobSpec:
-  """The job as configured in gin (`train.*`), validated.
-
-  Args:
-    root_dir: the run directory.
-    run_config: the parsed config, saved into the run directory.
-    environment_fn: builds one Python environment (called for collect and eval).
-    agent_fn: `fn(time_step_spec, action_spec, train_step) -> TFAgent`.
-    replay_fn: a replay builder from `trainer.replay`.
-    loop: `fn(job, stop)` -> the loop that runs the job (`run() -> exit code`).
-    strategy: builds the `tf.distribute` strategy the learner trains under
-      (`trainer.learning.strategies`).
-    **knobs: the job's knobs, declared in `trainer.config.settings.Settings`.
-  """
-  return JobSpec(root_dir=root_dir, run_config=run_config,
-                 settings=Settings.from_bindings(knobs), environment_fn=environment_fn,
-                 agent_fn=agent_fn, replay_fn=replay_fn, loop=loop, strategy=strategy)
-
-
-
-# gin sees the knobs as parameters of `train` (so a misspelt binding is an
-# error as the config is parsed), from their one declaration in Settings.
-configure_job.__signature__ = settings_lib.with_knobs(inspect.signature(configure_job))
-configure_job = gin.configurable("train", denylist=["root_dir", "run_config"])(configure_job)
-
 
 def train(root_dir: str, run_config: gin_config.RunConfig, stop: StopRequest | None = None, *,
-          adapt: Callable[[JobSpec], JobSpec] | None = None) -> int:
+          replay_fn: Callable[..., Replay] | None = None,
+          loop: Callable[[JobView, StopRequest], Loop] | None = None,
+          refresh_counters: Callable[[JobView], None] | None = None,
+          background_checkpoints: bool = False) -> int:
   """Runs (or resumes) the job configured in gin; returns the exit code.
 
   `stop` is the process's signal handler when the caller installed one
-  before the slow imports (as `trainer.train` does). `adapt` swaps parts of
-  the configured job (the learner role's replay and loop: `trainer.roles.learn`).
+  before the slow imports (as `trainer.train` does). A role swaps parts of
+  the configured job (the learner role: `trainer.roles.learn`): `replay_fn`
+  and `loop` replace `train.replay_fn` and `train.loop`; `refresh_counters`
+  and `background_checkpoints` are the `JobSpec`'s.
   """
-  spec = configure_job(root_dir, run_config)
-  if adapt is not None:
-    spec = adapt(spec)
+  spec = dataclasses.replace(
+      configure_job(root_dir, run_config), refresh_counters=refresh_counters,
+      background_checkpoints=background_checkpoints)
+  if replay_fn is not None:
+    spec = dataclasses.replace(spec, replay_fn=replay_fn)
+  if loop is not None:
+    spec = dataclasses.replace(spec, loop=loop)
   # First: a strategy over logical CPUs must split the CPU before TensorFlow starts.
   strategy = spec.strategy()
   store = BundleStore(root_dir, keep=spec.settings.keep_checkpoints)
   if run_config.refused:  # before anything is written, a finished run included
     config_change.check(run_config, store.resume_point()[0], root_dir,
-                        replay_fn=spec.replay_fn, build_agent=lambda: build_agent(spec))
+                        replay_fn=spec.replay_fn, build_agent=lambda: parts.build_agent(spec))
   for change in run_config.changes:  # only now: a refused change raised above
     logging.info("Config change accepted: %s", change)
   if _already_complete(spec, store):
@@ -152,13 +82,6 @@ def _name(builder) -> str:
   name = getattr(builder, "__name__", type(builder).__name__)
   env_name = gin.query_parameter(f"{name}.name") if name == "create_gym_environment" else None
   return f"{name}({env_name!r})" if env_name else name
-
-
-def build_agent(spec: JobSpec) -> tuple[tf_agent.TFAgent, tf.Variable]:
-  """The configured agent alone, on the environment's specs."""
-  env = spec.environment_fn()
-  train_step = train_utils.create_train_step()
-  return spec.agent_fn(env.time_step_spec(), env.action_spec(), train_step), train_step
 
 
 def _already_complete(spec: JobSpec, store: BundleStore) -> bool:
@@ -216,8 +139,7 @@ def _locked_job(spec: JobSpec, stop: StopRequest, store: BundleStore,
   # Read only: a lost run is refused, and a bad config found while building
   # leaves the run directory as it was.
   bundle, damaged = store.resume_point()
-  _seed_globals(spec.settings.seed, bundle.step if bundle else 0)
-  agents = _Agents.build(spec, strategy)
+  agents = parts.build_parts(spec, strategy, resume_step=bundle.step if bundle else 0)
   replicas = strategy.num_replicas_in_sync
   if spec.settings.batch_size % replicas:
     raise ConfigError(
@@ -248,308 +170,3 @@ def _locked_job(spec: JobSpec, stop: StopRequest, store: BundleStore,
   finally:
     job.close()
     lock.release()
-
-
-def _seed_globals(seed: int, step: int) -> None:
-  """Seeds the global generators; a resumed job re-seeds from its step."""
-  mixed = (seed * 1_000_003 + step) % (2**31)
-  random.seed(mixed)
-  np.random.seed(mixed)
-  tf.random.set_seed(mixed)
-
-
-@dataclasses.dataclass
-class _Agents:
-  """What is built before the run directory is touched: the environments and the agents."""
-
-  collect_envs: list[py_environment.PyEnvironment]
-  eval_envs: list[py_environment.PyEnvironment]
-  strategy: tf.distribute.Strategy
-  agent: tf_agent.TFAgent  # its variables, and the train step, under the strategy
-  train_step: tf.Variable
-  # Exports are written from a copy, so training never waits for them.
-  shadow: tf_agent.TFAgent
-  shadow_step: tf.Variable
-
-  @classmethod
-  def build(cls, spec: JobSpec, strategy: tf.distribute.Strategy) -> "_Agents":
-    settings = spec.settings
-    collect_envs = [spec.environment_fn() for _ in range(settings.collect_envs)]
-    for i, env in enumerate(collect_envs):
-      envs.seed_environment(env, settings.seed if i == 0 else envs.derived_seed(settings.seed, i))
-    # One environment per eval episode: the episodes of an eval run side by side.
-    eval_envs = [spec.environment_fn() for _ in range(settings.eval_episodes)]
-    time_step_spec, action_spec = collect_envs[0].time_step_spec(), collect_envs[0].action_spec()
-    with strategy.scope():
-      train_step = train_utils.create_train_step()
-      agent = spec.agent_fn(time_step_spec, action_spec, train_step)
-    # The Learner traces its loop with autograph, which would convert the agent's
-    # whole train step as well: seconds of start-up for graph code that TF-Agents
-    # itself runs unconverted (`common.function` defaults to autograph=False).
-    agent.train = tf.autograph.experimental.do_not_convert(agent.train)
-    # Outside the strategy: exports are strategy-free SavedModels.
-    shadow_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="export_train_step")
-    shadow = spec.agent_fn(time_step_spec, action_spec, shadow_step)
-    return cls(collect_envs, eval_envs, strategy, agent, train_step, shadow, shadow_step)
-
-
-class Job:
-  """A built job, restored: its parts, and what every loop asks of them
-  (checkpoint, export, evaluate, status). The loop itself is `spec.loop`."""
-
-  def __init__(self, spec: JobSpec, store: BundleStore, agents: _Agents, stop: StopRequest, *,
-               bundle: Bundle | None, damaged: list[Bundle],
-               live_step: Callable[[int], None] = lambda step: None):
-    """`live_step(train_step)`: called after every Learner call (the run lock
-    records it, rate-limited, for `trainer.status`)."""
-    self.spec, self.settings, self.root_dir = spec, spec.settings, spec.root_dir
-    self._live_step = live_step
-    self.stop = stop
-    self.collect_envs = agents.collect_envs
-    self.agent, self._train_step = agents.agent, agents.train_step
-    self.strategy = agents.strategy
-    self.store = store
-    self.restored_step = bundle.step if bundle else None
-    # Called before a checkpoint, export or status reads the counters: a loop whose
-    # counters live elsewhere (the learner role's, on the replay server) sets it.
-    self.refresh_counters: Callable[[], None] = lambda: None
-    # The checkpoints that triggers take write the replay in a thread while
-    # training goes on (the learner role's: a Reverb checkpoint of a large table
-    # takes seconds); SIGTERM's and the last one are whole before they return.
-    self.background_checkpoints = False
-    self._commit: threading.Thread | None = None
-    self._commit_error: BaseException | None = None
-    # Eval environments are seeded afresh at each eval; only the collect ones carry state.
-    self.run_state = RunState(self.collect_envs)
-    self.exporter: exporter.PolicyExporter | None = None
-    self.export_stalls: list[float] = []  # seconds the loop waited per export
-    self.replay = spec.replay_fn(
-        self.agent.collect_data_spec, sequence_length=self.agent.train_sequence_length,
-        root_dir=self.root_dir, restore_dir=bundle.replay_dir if bundle else None,
-        num_envs=len(self.collect_envs))
-    try:
-      if self.settings.batch_size > self.replay.capacity:
-        raise ConfigError(f"train.batch_size={self.settings.batch_size} exceeds the replay "
-                          f"capacity {self.replay.capacity}; raise the capacity or lower the "
-                          "batch size")
-      # The first writes: damaged bundles aside, leftovers of crashes removed.
-      store.settle(damaged)
-      if bundle and damaged:  # TF's pointer named a bundle now set aside
-        store.point_tf_state_at(bundle.step)
-      self._build(bundle, agents)
-    except BaseException:
-      self.close()  # stops an in-process Reverb server and the export thread
-      raise
-
-  def _build(self, bundle: Bundle | None, agents: _Agents) -> None:
-    """Builds what stands on the replay, and restores the bundle into it."""
-    settings, root_dir = self.settings, self.root_dir
-    self.parts = BundleParts(AgentPart(root_dir, self.agent, self._train_step),
-                             ReplayPart(self.replay), self.run_state,
-                             num_iterations=settings.num_iterations)
-    self.evaluator = Evaluator(root_dir, agents.eval_envs, self.agent, self._train_step,
-                               self.run_state.record_eval,
-                               env_steps=self._current_env_steps, seed=settings.seed + 1)
-    # TF-Agents' Learner restores the newest checkpoint of its own directory;
-    # given one that never holds any, it restores nothing. Summaries go to the
-    # run's train/ as before.
-    triggers = schedule.triggers(settings, evaluate=self.evaluator, export=self.export,
-                                 checkpoint=lambda: self.checkpoint(background=self.background_checkpoints),
-                                 status=self.status)
-    self.learner = learner.Learner(
-        os.path.join(root_dir, layout.LEARNER_DIR), self._train_step, self.agent,
-        experience_dataset_fn=None,
-        triggers=[*triggers, lambda train_step, force_trigger=False: self._live_step(train_step)],
-        checkpoint_interval=0,
-        summary_interval=settings.summary_interval, run_optimizer_variable_init=True,
-        summary_root_dir=root_dir, strategy=self.strategy)
-    if bundle:
-      self.parts.restore(bundle)  # after the Learner: see AgentPart.restore
-      for trigger in triggers:  # ours (the Learner adds its own to its copy): from the restored step
-        trigger.set_start(bundle.step)
-    self.run_state.follow_export_interval(self.train_step, settings.policy_export_interval)
-    # After the restore: summaries continue from the restored train step.
-    self.collector = Collector(
-        self.collect_envs, self._train_step, observers=[self.replay.observer],
-        metrics=self.run_state.collect_stats,
-        summary_dir=os.path.join(root_dir, layout.TRAIN_DIR),
-        summary_interval=settings.summary_interval)
-    self.exporter = exporter.PolicyExporter(
-        os.path.join(root_dir, layout.POLICY_DIR), live_agent=self.agent,
-        shadow_agent=agents.shadow, train_step=self._train_step,
-        shadow_train_step=agents.shadow_step, metadata_fn=self._export_metadata,
-        retention=policy_index.Retention(settings.exports_keep_last, settings.exports_keep_best,
-                                         settings.exports_keep_every))
-    # Exports above the resumed step came from training that is now redone.
-    self.exporter.supersede_after(self.restored_step or 0)
-    self.exporter.prebuild()
-
-  def _current_env_steps(self) -> int:
-    """The env steps as of now, for an evaluation's row: the counters are
-    refreshed first (the learner role's live on the replay server, and were
-    otherwise as of the last checkpoint or progress line)."""
-    self.refresh_counters()
-    return self.run_state.env_steps
-
-  @property
-  def replica_batch_size(self) -> int:
-    """Each replica's share of `train.batch_size`, the global batch (checked to divide)."""
-    return self.settings.batch_size // self.strategy.num_replicas_in_sync
-
-  @property
-  def train_step(self) -> int:
-    return int(self._train_step.numpy())
-
-  @property
-  def train_step_variable(self) -> tf.Variable:
-    return self._train_step
-
-  def run(self) -> int:
-    """Runs the job to its total with the loop chosen in gin (`train.loop`)."""
-    return self.spec.loop(self, self.stop).run()
-
-  # --- what the triggers and loops call --------------------------------------
-
-  def status(self) -> dict[str, Any]:
-    self.refresh_counters()
-    return {"train_step": self.train_step, "env_steps": self.run_state.env_steps,
-            "episodes": self.run_state.episodes,
-            "last_eval_return": self.run_state.last_eval_return}
-
-  def export(self) -> None:
-    self.refresh_counters()
-    stall = self.exporter.export(self.run_state.env_steps)
-    self.export_stalls.append(stall)
-
-  def export_missing_at_resume(self) -> None:
-    """Writes the export of the restored step if it is due and missing: an
-    export lost after its bundle committed (deleted by hand, say) is remade
-    from the bundle that holds exactly that policy."""
-    step = self.restored_step
-    if step is None or step != self.train_step:
-      return
-    self.export_if_missing(f"The export of step {step} is missing: writing it from checkpoint "
-                           f"bundle {step}.")
-
-  def export_if_missing(self, warning: str | None = None) -> None:
-    """Exports the current step if it is on the export grid and has no export
-    (a trigger cut short by an error skipped it), logging `warning` first."""
-    step = self.train_step
-    grid = policy_index.export_grid(self.run_state.export_schedule, step)
-    policy_dir = os.path.join(self.root_dir, layout.POLICY_DIR)
-    if step in grid and policy_index.missing_exports(policy_dir, [step]):
-      if warning:
-        logging.warning(warning)
-      self.export()
-
-  def _export_metadata(self, step: int) -> dict[str, Any]:
-    return exporter.export_metadata(
-        env_steps=self.run_state.env_steps, episodes=self.run_state.episodes,
-        eval_average_return=self.run_state.eval_return_at(step),
-        config_text=self.spec.run_config.text)
-
-  def checkpoint(self, background: bool = False) -> None:
-    """Commits a bundle at the current train step (no-op if one exists).
-    `background`: returns once every part but the replay is written; a thread
-    writes the replay and commits (the next checkpoint, or `close`, waits for it).
-
-    Raises:
-      RunDirError: the bundle (or the previous one, in the background) could not
-        be written (disk full, permissions). Its partial files are removed; the
-        bundle before it stays intact.
-    """
-    waiting = time.monotonic()
-    self.wait_for_commit()
-    start = time.monotonic()  # the commit's own time starts after the wait
-    waited = start - waiting
-    step = self.train_step
-    latest = self.store.latest()
-    if latest is not None and latest.step == step:
-      return
-    if waited > _COMMIT_WAIT_WARN_S:
-      # Checkpoints come faster than the replay is written: training stops for it.
-      logging.warning("Checkpoint at step %d waited %.1f s for the previous bundle's replay to "
-                      "be written; raise train.checkpoint_interval to train meanwhile.",
-                      step, waited)
-    self.refresh_counters()
-    try:
-      path = self.store.begin(step)
-      summary = self.parts.save(step, path, replay=not background)
-      if background:
-        self._commit = threading.Thread(
-            target=self._commit_in_background, name=f"commit-{step}", daemon=True,
-            args=(step, path, summary, self.exporter.queued(), latest, start))
-        self._commit.start()
-        logging.info("Checkpoint at step %d: training paused %.2f s (%.2f s of it waiting for "
-                     "the previous commit); the replay is written meanwhile.",
-                     step, time.monotonic() - waiting, waited)
-        return
-      # The export invariant: every export at or below a committed step is on disk.
-      # The parts were written while the export thread worked; an export that
-      # failed raises here, and nothing past it commits.
-      self.exporter.wait()
-      self.store.commit(step, summary)
-    except (exporter.ExportError, OSError, tf.errors.OpError, ReplaySaveError) as e:
-      self.store.abandon(step)
-      raise _bundle_error(e, self.root_dir, step, latest) from e
-    logging.info("Committed checkpoint bundle at step %d (replay %d, env steps %d) in %.2f s.",
-                 step, summary["replay_size"], summary["env_steps"], time.monotonic() - start)
-
-  def _commit_in_background(self, step: int, path: str, summary: dict[str, Any], exports: list,
-                            latest: Bundle | None, start: float) -> None:
-    try:
-      self.parts.save_replay(path)
-      self.exporter.wait_for(exports, step)
-      self.store.commit(step, summary)
-    except BaseException as e:  # noqa: BLE001  (re-raised in the training thread)
-      self.store.abandon(step)
-      self._commit_error = e
-      if isinstance(e, (exporter.ExportError, OSError, tf.errors.OpError, ReplaySaveError)):
-        self._commit_error = _bundle_error(e, self.root_dir, step, latest)
-        self._commit_error.__cause__ = e
-      return
-    logging.info("Committed checkpoint bundle at step %d (replay %d, env steps %d) in %.2f s.",
-                 step, summary["replay_size"], summary["env_steps"], time.monotonic() - start)
-
-  def wait_for_commit(self) -> None:
-    """Waits for a bundle being committed in the background; raises its error."""
-    if self._commit is not None:
-      self._commit.join()
-      self._commit = None
-    error, self._commit_error = self._commit_error, None
-    if error is not None:
-      raise error
-
-  def flush(self) -> None:
-    """Writes out the summaries and waits for the exports."""
-    self.exporter.wait()
-    self.learner.train_summary_writer.flush()
-    self.evaluator.summary_writer.flush()
-    self.collector.summary_writer.flush()
-
-  def close(self) -> None:
-    try:
-      self.wait_for_commit()
-    except Exception as e:  # noqa: BLE001  (closing after another error: that one is reported)
-      logging.warning("The checkpoint being written in the background failed: %s", e)
-    try:
-      if self.exporter is not None:
-        self.exporter.close()
-    finally:
-      self.replay.close()
-
-
-def _bundle_error(error: BaseException, root_dir: str, step: int,
-                  latest: Bundle | None) -> RunDirError:
-  """The one line for a bundle that could not be written."""
-  if isinstance(error, exporter.ExportError):
-    return RunDirError(
-        f"cannot write the policy export of step {error.step} in {root_dir} ({error.reason}); no "
-        f"checkpoint past it was committed (the last is {latest.step if latest else 'none'}) "
-        "and earlier exports are intact. Free space or fix permissions, then run the same "
-        "command: it resumes and writes it")
-  return RunDirError(
-      f"cannot write checkpoint bundle {step} in {root_dir} "
-      f"({fileio.write_error_reason(error)}); the previous bundle "
-      f"({latest.step if latest else 'none'}) is intact. Free space or fix permissions, then "
-      "run the same command to resume")

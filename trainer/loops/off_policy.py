@@ -18,6 +18,7 @@ from tf_agents.policies import random_py_policy
 from trainer.config.settings import Settings
 from trainer.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError, TrainingError
 from trainer.loops import schedule
+from trainer.loops.job_view import JobView
 from trainer.rundir.signals import StopRequest
 
 _INITIAL_COLLECT_CHUNK = 250  # env steps between checks for a stop request
@@ -33,9 +34,13 @@ def collects_before(settings: Settings, step: int) -> bool:
 
 @gin.configurable("off_policy_loop")
 class OffPolicyLoop:
-  """Runs a built job (`loops.job.Job`) to its total."""
+  """Runs a built job to its total.
 
-  def __init__(self, job, stop: StopRequest):
+  A subclass varies it through the public hooks below (`checkpoint_at_stop`,
+  `on_finished`, `on_stopped`) and the phases `initial_collect` and `train`.
+  """
+
+  def __init__(self, job: JobView, stop: StopRequest):
     self._job = job
     self._settings = job.settings
     self._stop = stop
@@ -59,6 +64,7 @@ class OffPolicyLoop:
     if self._stop.requested:
       return self._stop_now()
     self._finish()
+    self.on_finished()
     return EXIT_OK
 
   def initial_collect(self) -> None:
@@ -121,9 +127,22 @@ class OffPolicyLoop:
 
   def _stop_now(self) -> int:
     job = self._job
-    job.checkpoint()
+    self.checkpoint_at_stop()
     job.flush()
     logging.warning("Stopped at step %d after committing a checkpoint; exiting with code %d "
                     "so the scheduler requeues the job.", job.train_step, EXIT_PREEMPTED)
+    self.on_stopped()
     return EXIT_PREEMPTED
+
+  # --- hooks: a subclass (the learner role's loop) extends these -------------
+
+  def checkpoint_at_stop(self) -> None:
+    """Commits the stop's bundle (the learner role's waits for a restarting server)."""
+    self._job.checkpoint()
+
+  def on_finished(self) -> None:
+    """Called once the job reached its total, its last bundle committed."""
+
+  def on_stopped(self) -> None:
+    """Called once a stopped job's bundle is committed, before it exits 75."""
 

@@ -10,6 +10,13 @@ triggers (evaluations, exports, checkpoints, progress) run after the call, so
 a bundle is always taken at an iteration boundary, with an empty buffer.
 A kill mid-iteration loses that iteration's batch and nothing else: the
 resumed job collects a new one with the policy of the bundle.
+
+The replay holds exactly one batch: its capacity is
+`train.collect_steps_per_iteration`, which the loop passes to
+`create_uniform_replay` (`replay_options`), so a config sets only the latter.
+A `create_uniform_replay.capacity` binding equal to it is accepted (configs
+and runs from before); one that differs is refused in one line before the run
+directory is touched.
 """
 
 import gin
@@ -17,15 +24,17 @@ import tensorflow as tf
 from absl import logging
 
 from trainer.agents.ppo import PPOClipAgent
+from trainer.compat import tf_agents as compat_tf_agents
 from trainer.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError
+from trainer.loops.job_view import JobView
 from trainer.rundir.signals import StopRequest
 
 
 @gin.configurable("on_policy_loop")
 class OnPolicyLoop:
-  """Runs a built job (`loops.job.Job`) to its total."""
+  """Runs a built job to its total."""
 
-  def __init__(self, job, stop: StopRequest):
+  def __init__(self, job: JobView, stop: StopRequest):
     self._job = job
     self._settings = job.settings
     self._stop = stop
@@ -64,13 +73,21 @@ class OnPolicyLoop:
     if settings.initial_collect_steps:
       raise ConfigError("train.initial_collect_steps must be 0 with @on_policy_loop (a random "
                         "policy's steps would be trained on as the agent's own)")
+    if getattr(replay_fn, "__name__", None) != "create_uniform_replay":
+      raise ConfigError("@on_policy_loop collects into the in-graph replay, one batch at a time: "
+                        "set train.replay_fn = @create_uniform_replay")
     capacity = _bound("create_uniform_replay.capacity")
-    if (getattr(replay_fn, "__name__", None) != "create_uniform_replay"
-        or capacity != settings.collect_steps_per_iteration):
+    if capacity is not None and capacity != settings.collect_steps_per_iteration:
       raise ConfigError(
-          "@on_policy_loop collects into the in-graph replay, one batch at a time: set "
-          "train.replay_fn = @create_uniform_replay and create_uniform_replay.capacity = "
-          f"{settings.collect_steps_per_iteration} (train.collect_steps_per_iteration)")
+          f"create_uniform_replay.capacity={capacity} differs from "
+          f"train.collect_steps_per_iteration={settings.collect_steps_per_iteration}: with "
+          "@on_policy_loop the replay holds one batch and its capacity is set from "
+          "train.collect_steps_per_iteration; drop the capacity binding")
+
+  @staticmethod
+  def replay_options(settings) -> dict[str, int]:
+    """What the job passes its replay builder: room for one batch."""
+    return {"capacity": settings.collect_steps_per_iteration}
 
   def run(self) -> int:
     job, s = self._job, self._settings
@@ -139,7 +156,7 @@ class Minibatches:
     self._fill = tf.function(self._prepare, autograph=False)
 
   def _prepare(self) -> None:
-    batch = self._buffer.gather_all()  # [environments, steps of each, ...]
+    batch = compat_tf_agents.gather_all(self._buffer)  # [environments, steps of each, ...]
     # No-ops for a normalizer that is off. Automatic control dependencies order the
     # updates before the reads of the normalizers' variables below.
     self._agent.update_observation_normalizer(batch.observation)
@@ -170,5 +187,5 @@ class Minibatches:
 def _bound(binding: str):
   try:
     return gin.query_parameter(binding)
-  except ValueError:  # not bound: the builder's default, which is never a batch's size here
+  except ValueError:  # not bound: the loop sets it
     return None

@@ -30,13 +30,13 @@ import reverb
 import tensorflow as tf
 from absl import logging
 from tf_agents.policies import random_py_policy
-from tf_agents.train.utils import train_utils
 
 from trainer.acting import envs
 from trainer.acting.collect_stats import CollectStats
 from trainer.acting.collector import Collector
 from trainer.errors import EXIT_CRASH, EXIT_OK, EXIT_PREEMPTED, ConfigError
 from trainer.loops import job as job_lib
+from trainer.loops import parts
 from trainer.replay.layout import replay_size
 from trainer.roles import auth, connection, rolefiles, tables, weights
 from trainer.rundir import layout
@@ -138,9 +138,8 @@ class CollectorRole:
     self._settings = s = spec.settings
     self._config_changes = run_config.refused  # against the run's saved config, if any
     self._envs = [spec.environment_fn() for _ in range(s.collect_envs)]
-    self._train_step = train_utils.create_train_step()
     env = self._envs[0]
-    self._agent = spec.agent_fn(env.time_step_spec(), env.action_spec(), self._train_step)
+    self._agent, self._train_step = parts.create_agent(spec, env)
     self._key = auth.job_key(root_dir)
     self._rejections = auth.Rejections(f"Collector {task}")
     self._weights = weights.Puller(self._key, root_dir,

@@ -21,6 +21,7 @@ the table's rate limiter keeps the config's collect:train ratio.
 """
 
 import dataclasses
+import functools
 import os
 import time
 
@@ -32,6 +33,7 @@ from tf_agents.agents.ppo import ppo_agent
 from trainer.errors import ConfigError, RunDirError
 from trainer.loops import job as job_lib
 from trainer.loops import schedule
+from trainer.loops.job_view import JobView
 from trainer.loops.off_policy import OffPolicyLoop
 from trainer.replay.reverb import ReplayResetError, ReverbReplay
 from trainer.roles import auth, connection, rolefiles, tables, weights
@@ -44,37 +46,84 @@ _RESTART_WAIT_S = 120.0  # for a server that found its replay emptied to restart
 _INFO_TIMEOUT_S = 30  # a server that does not answer server_info in this long is gone
 
 
+class ServerCounters:
+  """The env steps and episodes summed over the collectors' counters on the
+  server, of the records that verify (`auth`): the job's `refresh_counters`."""
+
+  def __init__(self, root_dir: str):
+    self._root = root_dir
+    self._rejections = auth.Rejections("Learner")
+    self._counted: dict[int, tuple[int, int]] = {}  # each collector's accepted counters
+
+  @functools.cached_property
+  def key(self) -> bytes:
+    """The job's secret, read once (by the loop, when the job holds the run directory)."""
+    return auth.job_key(self._root)
+
+  def forget(self) -> None:
+    """A restarted server's counters are its checkpoint's: none accepted yet."""
+    self._counted.clear()
+
+  def refresh(self, job: JobView) -> None:
+    """Reads them into `job.run_state`. A server that does not answer leaves
+    them as they were (lower than the truth, never higher: its checkpoint for a
+    bundle fails as well)."""
+    replay = job.replay
+    try:
+      counters = tables.read_counters(replay.client, self.key, timeout=10)
+      inserted = replay.inserted()  # after the counters: it holds every counted step
+    except connection.ERRORS:
+      return
+    counted = self._accept_counters(counters)
+    env_steps = sum(c[0] for c in counted.values())
+    episodes = sum(c[1] for c in counted.values())
+    if not auth.plausible_total(env_steps, episodes, inserted,
+                                sequence_length=job.agent.train_sequence_length,
+                                open_episodes=len(counted) * job.settings.collect_envs):
+      self._rejections.reject("implausible", f"the collectors' counters add up to {env_steps} "
+                              f"env steps, more than the {inserted} items that reached the "
+                              "replay account for")
+      return
+    self._counted = counted
+    stats = job.run_state.collect_stats
+    stats.env_steps, stats.episodes = env_steps, episodes
+
+  def _accept_counters(self, counters: tables.Counters) -> dict[int, tuple[int, int]]:
+    """Each collector's counters: the signed record, unless it goes back from
+    what this learner accepted of the same server process (an old record
+    replayed); a collector whose record is forged or gone keeps its last."""
+    counted = dict(self._counted)
+    for task in counters.forged:
+      self._rejections.reject("counters", f"collector {task}'s counters on the replay server do "
+                              "not carry the job's signature")
+    for task, (env_steps, episodes) in counters.signed.items():
+      before = counted.get(task, (0, 0))
+      if env_steps < before[0] or episodes < before[1]:
+        self._rejections.reject("replayed", f"collector {task}'s signed counters went back from "
+                                f"{before[0]} to {env_steps} env steps on the same server "
+                                "process (an old record written again)")
+        continue
+      counted[task] = (env_steps, episodes)
+    return counted
+
+
 class LearnerLoop(OffPolicyLoop):
   """Trains from the server's replay to the job's total; see the module doc."""
 
-  link: connection.ServerLink  # set by `learn` on a subclass
-
-  def __init__(self, job, stop: StopRequest):
+  def __init__(self, job: JobView, stop: StopRequest, *, link: connection.ServerLink,
+               counters: ServerCounters):
     super().__init__(job, stop)
+    self.link, self._counters = link, counters
     self._heartbeat = rolefiles.Heartbeat(job.root_dir, rolefiles.LEARNER)
     self._control = tables.rate_control(job.settings)
-    self._key = auth.job_key(job.root_dir)
+    self._key = counters.key
     self._session = weights.new_session()
     self._pusher = weights.Pusher(self._key, self._session,
                                   tf.nest.flatten(job.agent.collect_policy.variables()),
                                   job.train_step_variable)
-    self._rejections = auth.Rejections("Learner")
-    self._counted: dict[int, tuple[int, int]] = {}  # each collector's accepted counters
     # Which server process this learner talks to: one that restarted (even at once) is another.
     self._incarnation = rolefiles.server_incarnation(job.root_dir)
     self._beat(force=True, train_step=job.train_step)  # names the session before any push
-    job.refresh_counters = self._refresh_counters
-    # The server's checkpoint of a large table takes seconds: training goes on
-    # while it is written (docs/benchmarks.md, "replay checkpoint stall").
-    job.background_checkpoints = True
-
-  @classmethod
-  def check_config(cls, settings, agent, replay_fn, strategy) -> None:
-    del settings, replay_fn, strategy
-    if isinstance(agent, ppo_agent.PPOAgent):
-      raise ConfigError("PPO trains on the batch it just collected and runs in one process: "
-                        "run it with python -m trainer.train, not as roles")
-    _check_network(cls.link.address, agent)
 
   def initial_collect(self) -> None:
     """The collectors fill the replay: waits until it can be sampled."""
@@ -133,7 +182,7 @@ class LearnerLoop(OffPolicyLoop):
     if address is None:
       return
     self._incarnation = rolefiles.server_incarnation(job.root_dir)
-    self._counted.clear()  # the restarted server's counters are its checkpoint's
+    self._counters.forget()  # the restarted server's counters are its checkpoint's
     job.replay.connect(address)
     self._iterator = None
     self._push()
@@ -169,61 +218,38 @@ class LearnerLoop(OffPolicyLoop):
       logging.warning("Could not push the policy weights (%s); the next call retries.",
                       connection.describe(e))
 
-  def _refresh_counters(self) -> None:
-    """The env steps and episodes summed over the collectors' counters on the
-    server, of the records that verify (`auth`); a server that does not answer
-    leaves them as they were (lower than the truth, never higher: its checkpoint
-    for a bundle fails as well)."""
-    replay = self._job.replay
-    try:
-      counters = tables.read_counters(replay.client, self._key, timeout=10)
-      inserted = replay.inserted()  # after the counters: it holds every counted step
-    except connection.ERRORS:
-      return
-    counted = self._accept_counters(counters)
-    env_steps = sum(c[0] for c in counted.values())
-    episodes = sum(c[1] for c in counted.values())
-    if not auth.plausible_total(env_steps, episodes, inserted,
-                                sequence_length=self._job.agent.train_sequence_length,
-                                open_episodes=len(counted) * self._settings.collect_envs):
-      self._rejections.reject("implausible", f"the collectors' counters add up to {env_steps} "
-                              f"env steps, more than the {inserted} items that reached the "
-                              "replay account for")
-      return
-    self._counted = counted
-    stats = self._job.run_state.collect_stats
-    stats.env_steps, stats.episodes = env_steps, episodes
-
-  def _accept_counters(self, counters: tables.Counters) -> dict[int, tuple[int, int]]:
-    """Each collector's counters: the signed record, unless it goes back from
-    what this learner accepted of the same server process (an old record
-    replayed); a collector whose record is forged or gone keeps its last."""
-    counted = dict(self._counted)
-    for task in counters.forged:
-      self._rejections.reject("counters", f"collector {task}'s counters on the replay server do "
-                              "not carry the job's signature")
-    for task, (env_steps, episodes) in counters.signed.items():
-      before = counted.get(task, (0, 0))
-      if env_steps < before[0] or episodes < before[1]:
-        self._rejections.reject("replayed", f"collector {task}'s signed counters went back from "
-                                f"{before[0]} to {env_steps} env steps on the same server "
-                                "process (an old record written again)")
-        continue
-      counted[task] = (env_steps, episodes)
-    return counted
-
-  def _finish(self) -> None:
-    super()._finish()
+  def on_finished(self) -> None:
     self._beat(force=True, train_step=self._job.train_step, complete=True, stopped=True)
 
-  def _stop_now(self) -> int:
+  def checkpoint_at_stop(self) -> None:
     try:
       self._job.checkpoint()
     except (*connection.ERRORS, RunDirError) as e:  # the server is restarting: wait for it
       self._reconnect(e, stopping=True)
-    code = super()._stop_now()
+    self._job.checkpoint()  # a no-op once committed
+
+  def on_stopped(self) -> None:
     self._beat(force=True, train_step=self._job.train_step, stopped=True)
-    return code
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnerLoopFactory:
+  """`train.loop` of the learner role: builds `LearnerLoop(job, stop)` on the
+  server link, and checks the config against the server before the run
+  directory is touched."""
+
+  link: connection.ServerLink
+  counters: ServerCounters
+
+  def __call__(self, job: JobView, stop: StopRequest) -> LearnerLoop:
+    return LearnerLoop(job, stop, link=self.link, counters=self.counters)
+
+  def check_config(self, settings, agent, replay_fn, strategy) -> None:
+    del settings, replay_fn, strategy
+    if isinstance(agent, ppo_agent.PPOAgent):
+      raise ConfigError("PPO trains on the batch it just collected and runs in one process: "
+                        "run it with python -m trainer.train, not as roles")
+    _check_network(self.link.address, agent)
 
 
 def _replay_reset(error: BaseException | None) -> bool:
@@ -232,6 +258,8 @@ def _replay_reset(error: BaseException | None) -> bool:
       return True
     error = error.__cause__
   return False
+
+
 def _check_network(address: str, agent) -> None:
   """A server whose tables were built for another network is refused before
   the run directory is touched; one that does not answer is waited for later."""
@@ -248,15 +276,18 @@ def learn(root_dir: str, run_config, stop: StopRequest, address: str | None) -> 
   if link.wait(lambda: stop.requested) is None:
     return job_lib.EXIT_PREEMPTED
 
-  def adapt(spec: job_lib.JobSpec) -> job_lib.JobSpec:
-    def replay_server(data_spec, *, sequence_length, root_dir, restore_dir, num_envs):
-      replay = tables.replay_layout(spec.replay_fn, spec.settings, data_spec, sequence_length)
-      return ReverbReplay(
-          replay, scratch_dir=os.path.join(root_dir, layout.REVERB_SCRATCH_DIR),
-          address=link.address, restore_dir=restore_dir, num_envs=num_envs, run_dir=root_dir,
-          sample_timeout_ms=SAMPLE_TIMEOUT_MS)
+  spec = job_lib.configure_job(root_dir, run_config)  # the configured replay's table
 
-    loop = type("LearnerLoop", (LearnerLoop,), {"link": link})
-    return dataclasses.replace(spec, replay_fn=replay_server, loop=loop)
+  def replay_server(data_spec, *, sequence_length, root_dir, restore_dir, num_envs):
+    replay = tables.replay_layout(spec.replay_fn, spec.settings, data_spec, sequence_length)
+    return ReverbReplay(
+        replay, scratch_dir=os.path.join(root_dir, layout.REVERB_SCRATCH_DIR),
+        address=link.address, restore_dir=restore_dir, num_envs=num_envs, run_dir=root_dir,
+        sample_timeout_ms=SAMPLE_TIMEOUT_MS)
 
-  return job_lib.train(root_dir, run_config, stop=stop, adapt=adapt)
+  counters = ServerCounters(root_dir)
+  # The server's checkpoint of a large table takes seconds: training goes on
+  # while it is written (docs/benchmarks.md, "replay checkpoint stall").
+  return job_lib.train(root_dir, run_config, stop=stop, replay_fn=replay_server,
+                       loop=LearnerLoopFactory(link, counters), refresh_counters=counters.refresh,
+                       background_checkpoints=True)

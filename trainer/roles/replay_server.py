@@ -27,6 +27,7 @@ from absl import logging
 from trainer.checkpoint.bundle_store import BundleStore
 from trainer.errors import EXIT_CRASH, EXIT_PREEMPTED, ConfigError, RunDirError, one_line
 from trainer.loops import job as job_lib
+from trainer.loops import parts
 from trainer.replay import bind as bind_lib
 from trainer.replay.layout import ReplayLayout, replay_size, table_shards
 from trainer.replay.reset_watch import ResetWatch
@@ -41,7 +42,7 @@ def build_tables(spec: job_lib.JobSpec) -> tuple[list[reverb.Table], ReplayLayou
   """The server's tables, on the specs of the configured agent. A new replay
   table holds packed steps (`tables.replay_layout`); a restored one keeps its
   saved layout, which every role reads."""
-  agent, _ = job_lib.build_agent(spec)
+  agent, _ = parts.build_agent(spec)
   replay = tables.replay_layout(spec.replay_fn, spec.settings, agent.collect_data_spec,
                                 agent.train_sequence_length)
   built = [*replay.tables(), weights.table(tf.nest.flatten(agent.collect_policy.variables())),
