@@ -144,3 +144,20 @@ def test_a_run_is_found_by_its_config_or_its_lock(tmp_path):
   link.symlink_to(run / "policies")
   assert run_dir_holding(str(link), str(tmp_path / "other")) == str(run.resolve())
   assert run_dir_holding(str(tmp_path / "elsewhere"), str(run)) is None
+
+
+@pytest.mark.fast
+def test_committing_loads_no_tensorflow(tmp_path):
+  """The store is read and written by `trainer.status` and the fast tests, which
+  load no TensorFlow; its checkpoint state file is written without it."""
+  import pathlib
+  import subprocess
+  import sys
+  code = ("import sys, pathlib; from tests.test_bundle_store import _commit; "
+          f"root = pathlib.Path({str(tmp_path)!r}); store = _commit(root, 10); "
+          "_commit(root, 20, store); store.point_tf_state_at(10); "
+          "assert 'tensorflow' not in sys.modules, 'the bundle store imported tensorflow'")
+  result = subprocess.run([sys.executable, "-c", code], cwd=pathlib.Path(__file__).parents[1],
+                          capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr[-2000:]
+

@@ -139,3 +139,22 @@ def test_imports_run_one_way_from_the_commands_down_to_the_parts():
         if source != target and layer[target] <= layer[source]:
           upward.append(f"{module} imports {target}")
   assert not upward, upward
+
+
+# Sizes that keep a module one concern and a function one idea (issue 25's bars).
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 60
+
+
+def test_no_module_over_400_lines_and_no_function_over_60():
+  too_long = []
+  for path in sorted((REPO / "trainer").rglob("*.py")):
+    text = path.read_text()
+    name = path.relative_to(REPO)
+    if text.count("\n") > MAX_MODULE_LINES:
+      too_long.append(f"{name}: {text.count(chr(10))} lines (split it by concern)")
+    for node in ast.walk(ast.parse(text)):
+      if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        lines = node.end_lineno - node.lineno + 1
+        if lines > MAX_FUNCTION_LINES:
+          too_long.append(f"{name}:{node.lineno} {node.name}: {lines} lines")
+  assert not too_long, too_long

@@ -219,3 +219,22 @@ def test_background_checkpoint_commits_after_the_replay_and_reports_its_failure(
                  if layout.step_name(first + 2) in n or n.startswith(f"ckpt-{first + 2}.")]
     assert not leftovers
     job.wait_for_commit()  # the error is reported once
+
+
+def test_tensorflow_reads_the_state_file_as_its_own(tmp_path):
+  """`tf.train.latest_checkpoint` names the newest bundle's agent checkpoint,
+  with the older kept ones listed, after commits, retention and a fallback."""
+  from tests.test_bundle_store import _commit
+
+  store = _commit(tmp_path, 10)
+  for step in (20, 30, 40):
+    _commit(tmp_path, step, store)  # keep=3: bundle 10 is pruned
+  checkpoints = str(tmp_path / "train/checkpoints")
+  state = tf.train.get_checkpoint_state(checkpoints)
+  assert tf.train.latest_checkpoint(checkpoints) == os.path.join(checkpoints, "ckpt-40")
+  assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == [
+      "ckpt-20", "ckpt-30", "ckpt-40"]
+  store.point_tf_state_at(30)  # a fallback to an older bundle
+  assert tf.train.latest_checkpoint(checkpoints) == os.path.join(checkpoints, "ckpt-30")
+  assert [os.path.basename(p) for p in tf.train.get_checkpoint_state(
+      checkpoints).all_model_checkpoint_paths] == ["ckpt-20", "ckpt-30"]

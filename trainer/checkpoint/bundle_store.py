@@ -317,12 +317,9 @@ class BundleStore:
   def point_tf_state_at(self, step: int) -> None:
     """Makes `tf.train.latest_checkpoint` name ckpt-`step` (and list the rest),
     for users and TF-Agents' tools; the job itself never reads it."""
-    import tensorflow as tf  # Here only: status and the store's readers load no TensorFlow.
-
     steps = [b.step for b in self.committed() if b.step <= step and b.problem is None]
-    # Relative paths resolve against the directory, which may move.
-    tf.compat.v1.train.update_checkpoint_state(
-        self._ckpt_dir, f"ckpt-{step}", all_model_checkpoint_paths=[f"ckpt-{s}" for s in steps])
+    fileio.atomic_write_text(os.path.join(self._ckpt_dir, TF_STATE_FILE),
+                             checkpoint_state_text(step, steps))
 
   def _prune(self) -> None:
     bundles = [b for b in self.committed() if b.problem is None]
@@ -357,3 +354,14 @@ def _remove(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
   elif os.path.lexists(path):
     os.remove(path)
+
+
+def checkpoint_state_text(step: int, steps: list[int]) -> str:
+  """TensorFlow's `checkpoint` state file (a text `CheckpointState`, as
+  `tf.compat.v1.train.update_checkpoint_state` writes it) naming ckpt-`step`
+  as the latest of `steps`, written without loading TensorFlow (the store's
+  users, `trainer.status` and the fast tests, load none). Relative paths:
+  they resolve against the directory, which may move."""
+  paths = [f"ckpt-{s}" for s in steps if s != step] + [f"ckpt-{step}"]  # the latest last, as TF's
+  return "".join([f'model_checkpoint_path: "ckpt-{step}"\n',
+                  *(f'all_model_checkpoint_paths: "{p}"\n' for p in paths)])
