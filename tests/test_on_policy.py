@@ -170,3 +170,23 @@ def test_minibatches_work_with_the_normalizers_off():
   batches.fill()
   steps, _ = next(batches)
   assert steps.observation.shape == (4, 1, 3)
+
+
+def test_a_run_of_a_config_that_bound_the_capacity_resumes_with_one_that_does_not(tmp_path):
+  """Configs used to bind the on-policy replay's capacity to the batch; it is
+  derived now. A run saved with the binding resumes with today's config file,
+  no flag; a changed batch size is refused: the saved replay cannot restore."""
+  from trainer.loops import job as job_lib
+  root = str(tmp_path / "run")
+  old = bindings(SMALL_PPO, train__num_iterations=4, create_uniform_replay__capacity=64)
+  assert job_lib.train(root, gin_config.load(root, [PPO_CONFIG], old)) == 0
+  resumed = gin_config.load(root, [PPO_CONFIG], bindings(SMALL_PPO))
+  assert [c.split(":")[0] for c in resumed.changes] == [
+      "create_uniform_replay.capacity", "train.num_iterations"]
+  assert job_lib.train(root, resumed) == 0
+  assert committed_steps(root)[-1] == 8
+  bigger = gin_config.load(root, [PPO_CONFIG], bindings(
+      SMALL_PPO, train__num_iterations=12, train__collect_steps_per_iteration=128))
+  with pytest.raises(errors.ConfigError,
+                     match="replay was saved with the old train.collect_steps_per_iteration"):
+    job_lib.train(root, bigger)

@@ -1,6 +1,7 @@
 """save -> rebuild -> restore is bit-exact, for both replay backends."""
 
 import os
+import shutil
 import threading
 
 import numpy as np
@@ -238,3 +239,44 @@ def test_tensorflow_reads_the_state_file_as_its_own(tmp_path):
   assert tf.train.latest_checkpoint(checkpoints) == os.path.join(checkpoints, "ckpt-30")
   assert [os.path.basename(p) for p in tf.train.get_checkpoint_state(
       checkpoints).all_model_checkpoint_paths] == ["ckpt-20", "ckpt-30"]
+
+
+class _ReplacingClient:
+  """A Reverb client whose first checkpoints fail as when another client's
+  replaced them while they were written (Reverb removes older checkpoints)."""
+
+  def __init__(self, client, failures: list[Exception]):
+    self._client, self._failures = client, failures
+
+  def checkpoint(self):
+    if self._failures:
+      raise self._failures.pop(0)
+    return self._client.checkpoint()
+
+  def __getattr__(self, name):
+    return getattr(self._client, name)
+
+
+@pytest.mark.parametrize("message", [
+    "Checkpoint /scratch/2026-12-07T03:35:30 not found",
+    "Failed to write /scratch/2026-12-07T03:35:30/tables.tfrecord; No such file or directory",
+])
+def test_a_checkpoint_replaced_as_it_was_written_is_taken_again(tmp_path, message):
+  """Seen in the attacker test: an outside client's checkpoint removed the
+  learner's while it was written; the bundle is taken again, not given up."""
+  from trainer.replay.reverb import create_reverb_replay
+  spec = tf.TensorSpec((), tf.int64)
+  replay = create_reverb_replay(spec, sequence_length=1, root_dir=str(tmp_path),
+                                restore_dir=None, capacity=10)
+  try:
+    replay._client = _ReplacingClient(replay._client, [RuntimeError(message)] * 2)
+    replay.save(str(tmp_path / "bundle"))
+    assert os.listdir(tmp_path / "bundle")  # the third checkpoint, moved into the bundle
+    # A real failure is still one: ENOENT with the scratch directory gone.
+    replay._client = _ReplacingClient(replay._client._client, [RuntimeError(message)])
+    if message.endswith("No such file or directory"):
+      shutil.rmtree(replay._scratch())
+      with pytest.raises(ReplaySaveError, match="No such file or directory"):
+        replay.save(str(tmp_path / "bundle2"))
+  finally:
+    replay.close()

@@ -9,9 +9,10 @@ Every other change that is not benign is refused unless that flag is given
 (`RunConfig.refuse_unless_allowed`), and with it the resume works.
 """
 
+import dataclasses
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import tensorflow as tf
 
@@ -24,16 +25,25 @@ _NOT_VARIABLES = "_CHECKPOINTABLE_OBJECT_GRAPH"
 
 
 def check(run_config: gin_config.RunConfig, bundle: Bundle | None, root_dir: str, *,
-          replay_fn: Callable, build_agent: Callable[[], tuple]) -> None:
+          replay_fn: Callable, build_agent: Callable[[], tuple],
+          derived: Mapping[str, str] | None = None) -> None:
   """Raises ConfigError if the changed config cannot resume the run, or needs the flag.
 
   `build_agent() -> (agent, train_step)` builds the configured agent (nothing
-  in the run directory is touched).
+  in the run directory is touched). `derived`: replay bindings that the loop
+  sets itself, each from another binding (the on-policy loop's capacity, from
+  `train.collect_steps_per_iteration`: `Loop.derived_replay_bindings`). A
+  change of one is not the experiment's (the loop refuses a bound value that
+  differs); a change of its source shapes the replay.
   """
+  derived = {f"{getattr(replay_fn, '__name__', '')}.{param}": source
+             for param, source in (derived or {}).items()}
+  run_config = dataclasses.replace(run_config, changes=tuple(
+      c for c in run_config.changes if c.split(":")[0] not in derived))
   if not run_config.refused:
     return
   if bundle is not None:
-    _check_replay(run_config, bundle, replay_fn)
+    _check_replay(run_config, bundle, replay_fn, derived)
     _check_agent(run_config, bundle, root_dir, *build_agent())
   run_config.refuse_unless_allowed()
 
@@ -45,11 +55,13 @@ def _cannot_restore(run_config: gin_config.RunConfig, bundle: Bundle, what: str)
       "or start a new --root_dir", details=run_config.refused)
 
 
-def _check_replay(run_config: gin_config.RunConfig, bundle: Bundle, replay_fn: Callable) -> None:
+def _check_replay(run_config: gin_config.RunConfig, bundle: Bundle, replay_fn: Callable,
+                  derived: Mapping[str, str]) -> None:
   """A replay restores only into the form it was saved in; each builder names
-  the bindings that shape it (`saved_form_bindings`)."""
+  the bindings that shape it (`saved_form_bindings`), or their sources."""
   changed = {c.split(":")[0] for c in run_config.refused}
-  shaping = {"train.replay_fn", *getattr(replay_fn, "saved_form_bindings", ())}
+  shaping = {"train.replay_fn", *(derived.get(b, b) for b in
+                                  getattr(replay_fn, "saved_form_bindings", ()))}
   if hit := sorted(changed & shaping):
     raise _cannot_restore(run_config, bundle, f"its replay was saved with the old {hit[0]}")
 

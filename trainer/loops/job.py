@@ -60,7 +60,8 @@ def train(root_dir: str, run_config: gin_config.RunConfig, stop: StopRequest | N
   store = BundleStore(root_dir, keep=spec.settings.keep_checkpoints)
   if run_config.refused:  # before anything is written, a finished run included
     config_change.check(run_config, store.resume_point()[0], root_dir,
-                        replay_fn=spec.replay_fn, build_agent=lambda: parts.build_agent(spec))
+                        replay_fn=spec.replay_fn, build_agent=lambda: parts.build_agent(spec),
+                        derived=getattr(spec.loop, "derived_replay_bindings", None))
   for change in run_config.changes:  # only now: a refused change raised above
     logging.info("Config change accepted: %s", change)
   if _already_complete(spec, store):

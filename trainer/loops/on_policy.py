@@ -84,6 +84,10 @@ class OnPolicyLoop:
           "@on_policy_loop the replay holds one batch and its capacity is set from "
           "train.collect_steps_per_iteration; drop the capacity binding")
 
+  # The replay builder's parameter that `replay_options` sets, and the binding it
+  # comes from (`config_change`: a resumed run's capacity follows that binding).
+  derived_replay_bindings = {"capacity": "train.collect_steps_per_iteration"}
+
   @staticmethod
   def replay_options(settings) -> dict[str, int]:
     """What the job passes its replay builder: room for one batch."""

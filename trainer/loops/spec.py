@@ -35,7 +35,9 @@ class Loop(Protocol):
   The loop class may also offer `check_config(settings, agent, replay_fn,
   strategy)`, called before the run directory is touched (a ConfigError: exit 2),
   and `replay_options(settings) -> dict`: keyword arguments the job adds to its
-  `replay_fn` call (the on-policy loop's capacity).
+  `replay_fn` call (the on-policy loop's capacity), with
+  `derived_replay_bindings = {param: the binding it comes from}` for the
+  config-change check.
   """
 
   def run(self) -> int: ...

@@ -209,7 +209,7 @@ class ReverbReplay(Replay):
     try:
       path = self._client.checkpoint()
     except (RuntimeError, IndexError) as e:
-      if str(e).strip().endswith(" not found"):  # Reverb removed it for a newer one (docs/security.md)
+      if self._replaced(e):
         logging.warning("The replay's checkpoint was replaced by another as it was written "
                         "(another client asked the server for one); taking it again.")
         return None
@@ -241,16 +241,34 @@ class ReverbReplay(Replay):
           "emptied by a client's reset() since the previous checkpoint; this bundle is not "
           "committed")
 
+  def _replaced(self, error: BaseException) -> bool:
+    """Whether a checkpoint failed because another client's replaced it: Reverb
+    keeps only its newest checkpoint and removes the older ones, one still
+    being written included, whose write then fails with "... not found" or
+    ENOENT (docs/security.md). ENOENT with the scratch directory itself gone is
+    a real failure."""
+    message = str(error).strip()
+    if message.endswith(" not found"):
+      return True
+    scratch = self._scratch()
+    return (message.endswith("No such file or directory") and scratch is not None
+            and os.path.isdir(scratch))
+
+  def _scratch(self) -> str | None:
+    """Where the server writes its checkpoints, if it is on this filesystem:
+    the in-process server's scratch dir, the replay server role's in the run
+    directory (an outside server's is its own)."""
+    if self._server is not None:
+      return self._scratch_dir
+    if self._run_dir is not None:
+      return os.path.join(self._run_dir, layout.REVERB_SERVER_DIR)
+    return None
+
   def _remove_partial_checkpoint(self) -> None:
     """What the server wrote of a failed checkpoint: its scratch dir holds
-    nothing else (each earlier checkpoint was moved into a bundle). The replay
-    server role's scratch dir is in the run directory; an outside server's is
-    its own."""
-    if self._server is not None:
-      scratch = self._scratch_dir
-    elif self._run_dir is not None:
-      scratch = os.path.join(self._run_dir, layout.REVERB_SERVER_DIR)
-    else:
+    nothing else (each earlier checkpoint was moved into a bundle)."""
+    scratch = self._scratch()
+    if scratch is None:
       return
     try:
       names = os.listdir(scratch)
