@@ -13,7 +13,8 @@ from trainer.cli import (
 )
 from trainer.config import gin_config
 from trainer.config.settings import knob_names
-from trainer.loops.job import build_agent, configure_job, open_job
+from trainer.loops.job import configure_job, open_job
+from trainer.loops.parts import build_agent
 
 CONFIG_FILES = sorted(CONFIGS.glob("*.gin"))
 
