@@ -61,12 +61,28 @@ def _beat(root: pathlib.Path, role: str) -> dict:
   return rolefiles.read(str(root), role) or {}
 
 
-def _kill(pid: int | None) -> None:
+def _kill(pid: int | None) -> int | None:
   if pid:
     try:
       os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
-      pass
+      return None
+  return pid
+
+
+def _gone(pids: list[int | None], timeout_s: float = 60.0) -> None:
+  """Waits for SIGKILLed processes to be gone, as a lost node's are before its job is
+  requeued: a large process takes a moment to die, and holds its run lock until then
+  (a launch started meanwhile is refused, exit 3, naming it)."""
+  deadline = time.monotonic() + timeout_s
+  for pid in filter(None, pids):
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+      try:  # a zombie is gone for the lock's purposes: its files are closed
+        if pathlib.Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
+          break
+      except OSError:
+        break
+      time.sleep(0.02)
 
 
 class RolesChaos:
@@ -119,10 +135,10 @@ class RolesChaos:
     learner_log = self.root / "roles" / "logs" / "learner.log"
     log_size = learner_log.stat().st_size if learner_log.exists() else 0
     if target == "everything":
-      _kill(self.proc.pid)
-      for role in TARGETS[:-1]:
-        _kill(_beat(self.root, role).get("pid"))
+      killed = [_kill(self.proc.pid)]
+      killed += [_kill(_beat(self.root, role).get("pid")) for role in TARGETS[:-1]]
       self.proc.wait()
+      _gone(killed)
       self.proc = self.launch(self.bindings)
     else:
       _kill(_beat(self.root, target).get("pid"))
