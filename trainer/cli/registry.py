@@ -8,5 +8,5 @@ from trainer.acting import envs  # noqa: F401
 from trainer.agents import c51, dqn, ppo, sac, td3  # noqa: F401
 from trainer.learning import strategies  # noqa: F401
 from trainer.loops import job, off_policy, on_policy  # noqa: F401
-from trainer.replay import reverb, uniform  # noqa: F401
+from trainer.replay import frame_replay, reverb, uniform  # noqa: F401
 from trainer.roles import tables  # noqa: F401  (rate_control.*)

@@ -14,6 +14,8 @@ and users find files through these names, so they live in one place.
         bundles/<N>/                 everything else of checkpoint N
           replay/  state.json  operative_config.gin  COMMITTED
         bundles/<N>.damaged-<time>/  a damaged bundle set aside, every file kept
+        shared/                      immutable files that bundles share (the frame replay's
+                                     segments), deleted when no bundle refers to them
         reverb/                      Reverb server's scratch checkpoint root
         reverb_server/               the same, of the replay server role
         learner/                     TF-Agents' Learner's root; its checkpoints/ stays empty
@@ -37,6 +39,8 @@ EVAL_DIR = "eval"
 CHECKPOINT_DIR = os.path.join(TRAIN_DIR, "checkpoints")
 BUNDLE_DIR = os.path.join(TRAIN_DIR, "bundles")
 REVERB_SCRATCH_DIR = os.path.join(TRAIN_DIR, "reverb")
+# Immutable files that several bundles refer to (trainer.checkpoint.bundle_store).
+SHARED_DIR = os.path.join(TRAIN_DIR, "shared")
 # The replay server role's checkpoints, moved into bundles by the learner (shared filesystem).
 REVERB_SERVER_DIR = os.path.join(TRAIN_DIR, "reverb_server")
 ROLES_DIR = "roles"
@@ -56,6 +60,9 @@ COMMIT_MARKER = "COMMITTED"
 STATE_JSON = "state.json"
 REPLAY_SUBDIR = "replay"
 OPERATIVE_CONFIG = "operative_config.gin"
+# A part's references to files under SHARED_DIR ({path from DIR: {size, sha256}}),
+# anywhere in the bundle: the commit lists them in the manifest, with the bundle's own files.
+SHARED_REFS = "shared.json"
 
 # Inside the policy directory.
 EXPORT_INDEX = "index.json"
