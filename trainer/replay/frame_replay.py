@@ -20,7 +20,7 @@ import tensorflow as tf
 from trainer.errors import ConfigError, RunDirError, one_line
 from trainer.replay.base import Replay, ReplaySaveError, check_capacity
 from trainer.replay.frames import ContractError, Field, FrameStore, stored_fields
-from trainer.replay.segments import SegmentError, SegmentedRing, describe
+from trainer.replay.segments import SegmentedRing, SegmentError, describe
 from trainer.rundir import layout
 
 SEGMENT_DIR = "frames"  # under the run's shared directory
@@ -108,8 +108,10 @@ class FrameReplay(Replay):
 
 def _fields(data_spec) -> tuple[list[Field], int]:
   """The flattened fields of a transition, and which one is the observation."""
-  paths = [path for path, _ in tf.nest.flatten_with_joined_string_paths(data_spec)]
-  specs = tf.nest.flatten(data_spec)
+  named = list(_named(data_spec, ""))
+  paths, specs = [p for p, _ in named], [s for _, s in named]
+  if specs != tf.nest.flatten(data_spec):
+    raise ConfigError(f"create_frame_replay cannot read the transition's nest {paths}")
   observations = [i for i, p in enumerate(paths) if p == "observation"
                   or p.startswith("observation/")]
   if len(observations) != 1 or paths[observations[0]] != "observation":
@@ -118,6 +120,22 @@ def _fields(data_spec) -> tuple[list[Field], int]:
   fields = [Field(p, tuple(s.shape), np.dtype(s.dtype.as_numpy_dtype))
             for p, s in zip(paths, specs, strict=True)]
   return fields, observations[0]
+
+
+def _named(spec, prefix: str):
+  """(path, leaf) in `tf.nest.flatten`'s order: namedtuple fields in order,
+  dict keys sorted, sequences in order."""
+  if hasattr(spec, "_fields"):
+    items = [(n, getattr(spec, n)) for n in spec._fields]
+  elif isinstance(spec, dict):
+    items = sorted(spec.items())
+  elif isinstance(spec, (list, tuple)):
+    items = list(enumerate(spec))
+  else:
+    yield prefix.rstrip("/"), spec
+    return
+  for name, value in items:
+    yield from _named(value, f"{prefix}{name}/")
 
 
 class _Blocks:
