@@ -5,6 +5,9 @@ restore bit for bit, shared segments kept while a bundle refers to them."""
 import hashlib
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -209,3 +212,43 @@ def test_a_commit_refers_only_to_shared_files_that_are_there(tmp_path):
     json.dump({f"{layout.SHARED_DIR}/frames/gone.seg": {"size": 3, "sha256": "0" * 64}}, f)
   with pytest.raises(RunDirError, match="is missing"):
     store.commit(10, {"train_step": 10})
+
+
+# --- real processes, really killed ----------------------------------------------------
+
+CHILD = os.path.join(os.path.dirname(__file__), "frame_writer_child.py")
+
+
+def _child(root, steps: int, crash_at: str | None = None) -> subprocess.CompletedProcess:
+  env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(CHILD))}
+  return subprocess.run([sys.executable, CHILD, str(root), str(steps), *filter(None, [crash_at])],
+                        capture_output=True, text=True, env=env, timeout=120)
+
+
+def _referenced(root) -> set[str]:
+  store = BundleStore(str(root))
+  return {rel for b in store.committed() for rel in b.manifest.get("shared", [])}
+
+
+def _shared_files(root) -> set[str]:
+  return {str(p.relative_to(root)) for p in (root / layout.SHARED_DIR).rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("crash_at, steps, leftover", [
+    ("segment-written", 140, "a segment under its temporary name"),
+    ("segment-renamed", 140, "a segment no bundle refers to"),
+    ("retention", 140, "segments of a pruned bundle"),
+])
+def test_a_sigkill_while_segments_are_written_or_retained_loses_nothing(
+    tmp_path, crash_at, steps, leftover):
+  killed = _child(tmp_path, steps, crash_at)
+  assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+  orphans = _shared_files(tmp_path) - _referenced(tmp_path)
+  assert orphans, f"the kill left no {leftover} (it did not land where it was meant to)"
+  store = BundleStore(str(tmp_path))
+  assert all(store.verify(b) is None for b in store.committed())  # every kept bundle whole
+  resumed = _child(tmp_path, 70)  # restores bit for bit (the child checks), then commits
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  assert resumed.stdout.startswith("resumed ")
+  assert _shared_files(tmp_path) == _referenced(tmp_path)  # leftovers gone, nothing lost
+  assert all(store.verify(b) is None for b in store.committed())
