@@ -20,7 +20,6 @@ import sys
 import numpy as np
 
 from trainer.checkpoint.bundle_store import BundleStore
-from trainer.replay import segments
 from trainer.replay.frames import Field, FrameStore
 from trainer.replay.segments import SegmentedRing, describe
 from trainer.rundir import layout
