@@ -99,6 +99,7 @@ def run_status(root_dir: str) -> dict[str, Any]:
       "env_steps": summary.get("env_steps", 0),
       "episodes": summary.get("episodes", 0),
       "replay_size": summary.get("replay_size", 0),
+      **replay_bytes(root_dir, bundle, bundles),
       "checkpoints": [b.step for b in bundles if b.problem is None],
       "damaged_checkpoints": [{"step": b.step, "problem": problem} for b, problem in damaged],
       "exports": [{"train_step": e["train_step"], "path": e["path"]}
@@ -111,6 +112,27 @@ def run_status(root_dir: str) -> dict[str, Any]:
       # A job run as roles (trainer.launch): each role's newest heartbeat.
       "roles": [{**role, "state": role_state(role)} for role in rolefiles.read_all(root_dir)],
   }
+
+
+def replay_bytes(root_dir: str, bundle, bundles) -> dict[str, int]:
+  """Bytes on disk of the newest verified bundle's replay (its own files and the
+  shared segments it refers to), and of every kept bundle's, shared files
+  counted once: from the manifests."""
+  def replay_files(b) -> dict[str, int]:
+    own = os.path.relpath(b.replay_dir, root_dir) + os.sep
+    return {rel: entry["size"] for rel, entry in b.manifest.get("files", {}).items()
+            if rel.startswith(own) or rel.startswith(layout.SHARED_DIR + "/")}
+
+  every: dict[str, int] = {}
+  for b in bundles:
+    if b.problem is None:
+      every.update(replay_files(b))
+  return {"replay_bytes": sum(replay_files(bundle).values()) if bundle else 0,
+          "replay_bytes_all_checkpoints": sum(every.values())}
+
+
+def _mib(n: int) -> str:
+  return f"{n / 2**20:,.1f} MiB"
 
 
 def main(argv: list[str]) -> int:
@@ -140,7 +162,9 @@ def main(argv: list[str]) -> int:
         f"{'  (complete)' if status['complete'] else ''}")
   print(f"env steps       {status['env_steps']}")
   print(f"episodes        {status['episodes']}")
-  print(f"replay size     {status['replay_size']}")
+  print(f"replay size     {status['replay_size']} items, {_mib(status['replay_bytes'])} on disk "
+        f"({_mib(status['replay_bytes_all_checkpoints'])} for every kept checkpoint, shared "
+        "segments counted once)")
   print(f"last eval       {'n/a' if last_eval is None else f'{last_eval:.2f}'}")
   print(f"checkpoints     {status['checkpoints']}")
   for damaged in status["damaged_checkpoints"]:
