@@ -55,10 +55,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m fast tests
 
-# Kill-and-resume chaos suite: 30 SIGKILLs per replay backend, then 20 over the roles
-# (~15 minutes here).
+# Kill-and-resume chaos suite: 30 SIGKILLs per replay backend (in-graph, Reverb, and the frame
+# replay under a pixel job), then 20 over the roles (~20 minutes here).
 chaos: $(STAMP)
-	$(BIN)/python scripts/chaos.py --kills=30 --backend=both
+	$(BIN)/python scripts/chaos.py --kills=30 --backend=all
 	$(BIN)/python scripts/chaos_roles.py --kills=20
 
 # Benchmarks (~25 minutes here, up to ~35 when the TF-Agents example is slow to solve, as its time

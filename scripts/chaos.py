@@ -2,6 +2,7 @@ r"""Chaos suite: SIGKILL a real training job at random moments until it complete
 
   python scripts/chaos.py --kills=30 --backend=both     # `make chaos`
   python scripts/chaos.py --kills=4 --backend=uniform   # the short version in `make test`
+  python scripts/chaos.py --kills=30 --backend=frames   # a pixel job: Atari frames, frame replay
 
 The job is the default DQN config shrunk to seconds, with checkpoints and
 exports every few steps, so kills land during bundle and export writes as well
@@ -51,7 +52,24 @@ BINDINGS = {
     "create_reverb_replay.capacity": 5000,
     "create_gym_environment.max_episode_steps": 50,
 }
-BACKENDS = {"uniform": "@create_uniform_replay", "reverb": "@create_reverb_replay"}
+BACKENDS = {"uniform": "@create_uniform_replay", "reverb": "@create_reverb_replay",
+            "frames": "@create_frame_replay"}
+# The pixel job: Atari Pong through ALE, shrunk to small frames and a small conv net, on the
+# frame replay (each frame once, segments shared between bundles: kills land in segment writes
+# and in their retention too).
+PIXEL_BINDINGS = {
+    "train.environment_fn": "@create_atari_environment",
+    "create_atari_environment.game": "'Pong'",
+    "create_atari_environment.screen_size": 20,
+    "create_dqn_agent.conv_layer_params": "((8, 4, 2),)",
+    "create_frame_replay.capacity": 2048,
+    "create_frame_replay.segment_steps": 64,
+    "train.initial_collect_steps": 100,
+    "create_atari_environment.max_episode_frames": 400,  # episodes of 100 agent steps
+}
+# The observation each backend's exports are asked to act on: (shape, dtype).
+OBSERVATIONS = {"uniform": ((4,), "float32"), "reverb": ((4,), "float32"),
+                "frames": ((20, 20, 4), "uint8")}
 RESUMED = re.compile(r"Resumed from step (\d+): replay size (\d+), env steps (\d+), episodes (\d+)")
 PROGRESS = re.compile(r"\] step (\d+)/")
 
@@ -64,12 +82,13 @@ import tensorflow as tf
 import tf_agents  # noqa: F401  (registers TF Probability types named by PolicySaver models)
 from tf_agents.trajectories import time_step as ts
 for line in sys.stdin:
-  path = line.strip()
+  path, shape, dtype = line.split()
   try:
     for kind in ("greedy", "collect"):
       policy = tf.saved_model.load(f"{path}/{kind}")
+      observation = np.zeros((1, *map(int, shape.split(","))), dtype)
       step = ts.TimeStep(tf.constant([0]), tf.constant([0.0]), tf.constant([1.0]),
-                         tf.constant(np.zeros((1, 4), np.float32)))
+                         tf.constant(observation))
       policy.action(step, policy.get_initial_state(1))
     print("ok", flush=True)
   except Exception as e:
@@ -85,9 +104,11 @@ class ExportChecker:
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=subprocess.DEVNULL)
 
-  def check(self, path: str) -> str | None:
-    """None if the export at `path` loads and acts, else the reason."""
-    self._proc.stdin.write(path + "\n")
+  def check(self, path: str, observation: tuple) -> str | None:
+    """None if the export at `path` loads and acts on a batch of one
+    `observation` (shape, dtype), else the reason."""
+    shape, dtype = observation
+    self._proc.stdin.write(f"{path} {','.join(map(str, shape))} {dtype}\n")
     self._proc.stdin.flush()
     answer = self._proc.stdout.readline().strip()
     return None if answer == "ok" else (answer or "loader died")
@@ -106,7 +127,9 @@ class Chaos:
     self.exports = exports
     self.rng = rng
     self.max_delay = max_delay
-    self.bindings = {**BINDINGS, "train.num_iterations": 10**9, "train.replay_fn": BACKENDS[backend]}
+    self.bindings = {**BINDINGS, **(PIXEL_BINDINGS if backend == "frames" else {}),
+                     "train.num_iterations": 10**9, "train.replay_fn": BACKENDS[backend]}
+    self.observation = OBSERVATIONS[backend]
     self.kills = self.failed_resumes = self.unreadable_exports = self.steps_lost = 0
     self.mid_bundle = self.mid_export = 0
     self.missing_exports: set[int] = set()
@@ -232,7 +255,7 @@ class Chaos:
         key = path
       if key in self.checked_exports:
         continue
-      problem = self.exports.check(path)
+      problem = self.exports.check(path, self.observation)
       if problem is not None:
         self.unreadable_exports += 1
         self.fail("export", f"{path}: {problem}")
@@ -256,7 +279,8 @@ class Chaos:
 def main() -> int:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
   parser.add_argument("--kills", type=int, default=30, help="kills per backend")
-  parser.add_argument("--backend", choices=["uniform", "reverb", "both"], default="both")
+  parser.add_argument("--backend", choices=["uniform", "reverb", "frames", "both", "all"],
+                      default="both", help="both: uniform and reverb; all: the three")
   parser.add_argument("--max_delay", type=float, default=4.0,
                       help="longest time a run trains before its kill, in seconds")
   parser.add_argument("--seed", type=int, default=0)
@@ -264,7 +288,8 @@ def main() -> int:
   args = parser.parse_args()
   rng = random.Random(args.seed)
   workdir = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix="trainer-chaos-"))
-  backends = ["uniform", "reverb"] if args.backend == "both" else [args.backend]
+  backends = {"both": ["uniform", "reverb"], "all": ["uniform", "reverb", "frames"]}.get(
+      args.backend, [args.backend])
   results = []
   start_time = time.monotonic()
   exports = ExportChecker()
