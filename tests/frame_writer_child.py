@@ -20,6 +20,7 @@ import sys
 import numpy as np
 
 from trainer.checkpoint.bundle_store import BundleStore
+from trainer.checkpoint.shared_files import SharedFiles
 from trainer.replay.frames import Field, FrameStore
 from trainer.replay.segments import SegmentedRing, describe
 from trainer.rundir import layout
@@ -42,7 +43,7 @@ def crash_when(point: str, commits: list[int]) -> None:
   def armed() -> bool:
     return len(commits) >= 1
 
-  original_replace, original_remove_shared = os.replace, BundleStore._remove_shared
+  original_replace, original_remove = os.replace, SharedFiles.remove
 
   def replace(src, dst, *args, **kwargs):
     is_segment = os.path.basename(str(src)).startswith(".r")
@@ -52,15 +53,15 @@ def crash_when(point: str, commits: list[int]) -> None:
     if armed() and is_segment and point == "segment-renamed":
       os.kill(os.getpid(), signal.SIGKILL)
 
-  def remove_shared(self, candidates):
-    victims = sorted(candidates - self._referenced_shared())
+  def remove(self, candidates):
+    victims = sorted(candidates - self.referenced())
     if point == "retention" and len(victims) > 1:
-      os.remove(os.path.join(self.root_dir, victims[0]))
+      os.remove(os.path.join(self._root, victims[0]))
       os.kill(os.getpid(), signal.SIGKILL)
-    original_remove_shared(self, candidates)
+    original_remove(self, candidates)
 
   os.replace = replace
-  BundleStore._remove_shared = remove_shared
+  SharedFiles.remove = remove
 
 
 def main(root: str, steps: int, crash_at: str | None) -> None:

@@ -19,10 +19,9 @@ new one, never a mix:
    *committed* agent checkpoint, as TF-Agents users expect.
 
 Parts may refer to immutable files under `train/shared/` (the frame replay's
-segments, written once and shared by successive bundles) in a `shared.json`:
-the manifest lists them with the bundle's own files, so they are verified
-alike, and a shared file is deleted only when no bundle refers to it any more
-(at retention; orphans of crashes when the next job takes the directory).
+segments, written once and shared by successive bundles): the manifest lists
+them with the bundle's own files, so they are verified alike, and a shared
+file is deleted only when no bundle refers to it any more (`shared_files`).
 
 Damaged bundles are set aside as `<N>.damaged-<time>/` with every file kept;
 the store never deletes them. Hidden `.tmp-*` leftovers of a crash are deleted
@@ -38,6 +37,7 @@ from typing import Any
 
 from absl import logging
 
+from trainer.checkpoint.shared_files import SharedFiles
 from trainer.errors import RunDirError
 from trainer.rundir import fileio, layout
 
@@ -114,6 +114,7 @@ class BundleStore:
     self._keep = keep
     self._bundle_root = os.path.join(root_dir, layout.BUNDLE_DIR)
     self._ckpt_dir = os.path.join(root_dir, layout.CHECKPOINT_DIR)
+    self.shared = SharedFiles(root_dir, self._bundle_root)
 
   # --- reading ---------------------------------------------------------------
 
@@ -260,13 +261,7 @@ class BundleStore:
         _remove(path)
     for directory in (self.root_dir, self._ckpt_dir):
       fileio.remove_stale_temporaries(directory)
-    shared_root = os.path.join(self.root_dir, layout.SHARED_DIR)
-    orphans = {os.path.relpath(os.path.join(dirpath, n), self.root_dir)
-               for dirpath, _, names in os.walk(shared_root) for n in names}
-    if orphans - self._referenced_shared():
-      logging.info("Removing %d shared files no bundle refers to (left by an interrupted job).",
-                   len(orphans - self._referenced_shared()))
-    self._remove_shared(orphans)
+    self.shared.remove_orphans()
 
   # --- writing -----------------------------------------------------------------
 
@@ -301,12 +296,10 @@ class BundleStore:
     part_files = glob.glob(layout.agent_checkpoint_prefix(self.root_dir, step) + ".*")
     if not part_files:
       raise RunDirError(f"agent checkpoint for step {step} is missing; cannot commit")
-    shared: dict[str, Any] = {}
     for dirpath, _, names in os.walk(tmp):
       part_files.extend(os.path.join(dirpath, n) for n in names)
-      if layout.SHARED_REFS in names:
-        shared.update(fileio.read_json(os.path.join(dirpath, layout.SHARED_REFS)))
-    files = self._shared_entries(shared)
+    files = self.shared.entries(tmp)
+    shared = sorted(files)
     for file_path in sorted(part_files):
       fileio.fsync(file_path)
       # Listed under the name it has once the directory is renamed into place.
@@ -319,7 +312,7 @@ class BundleStore:
         "committed_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "summary": summary,
         "files": files,
-        "shared": sorted(shared),
+        "shared": shared,
     }
     fileio.atomic_write_json(os.path.join(tmp, layout.COMMIT_MARKER), manifest)
     fileio.fsync(self._ckpt_dir)
@@ -330,41 +323,6 @@ class BundleStore:
     bundle = Bundle(step=step, path=final, manifest=manifest)
     self._prune()
     return bundle
-
-  def _shared_entries(self, shared: dict[str, Any]) -> dict[str, Any]:
-    """The manifest entries of the shared files a bundle refers to: their
-    writers checksummed them as they wrote them (rehashing gigabytes of
-    segments at every commit would cost the commit seconds); present, with
-    their size, or the commit fails."""
-    for rel, entry in shared.items():
-      if not rel.startswith(layout.SHARED_DIR + "/") or ".." in rel.split("/"):
-        raise RunDirError(f"a bundle part refers to {rel}, outside {layout.SHARED_DIR}")
-      path = os.path.join(self.root_dir, rel)
-      if not os.path.isfile(path) or os.path.getsize(path) != entry["size"]:
-        raise RunDirError(f"shared file {rel} is missing or not {entry['size']} bytes; the "
-                          "bundle is not committed")
-    return {rel: {"size": e["size"], "sha256": e["sha256"]} for rel, e in shared.items()}
-
-  def _referenced_shared(self) -> set[str]:
-    """Shared files that a committed bundle, or a damaged one set aside whose
-    marker still reads, refers to."""
-    markers = glob.glob(os.path.join(self._bundle_root, "[0-9]*", layout.COMMIT_MARKER))
-    referenced = set()
-    for marker in markers:
-      try:
-        shared = fileio.read_json(marker).get("shared", [])
-      except (OSError, ValueError, AttributeError):
-        continue
-      referenced.update(rel for rel in shared if isinstance(rel, str))
-    return referenced
-
-  def _remove_shared(self, candidates: set[str]) -> None:
-    """Deletes those of `candidates` (paths from DIR) that no bundle refers to."""
-    for rel in sorted(candidates - self._referenced_shared()):
-      try:
-        os.remove(os.path.join(self.root_dir, rel))
-      except FileNotFoundError:
-        pass
 
   def point_tf_state_at(self, step: int) -> None:
     """Makes `tf.train.latest_checkpoint` name ckpt-`step` (and list the rest),
@@ -388,7 +346,7 @@ class BundleStore:
       os.remove(path)
     shutil.rmtree(hidden, ignore_errors=True)
     # Last: a crash before this leaves files no bundle refers to, removed at the next start.
-    self._remove_shared(set(bundle.manifest.get("shared", [])))
+    self.shared.remove(set(bundle.manifest.get("shared", [])))
 
 
 def file_problem(path: str, expected: dict[str, Any]) -> str | None:
