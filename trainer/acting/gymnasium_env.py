@@ -48,7 +48,7 @@ class GymnasiumEnvironment(py_environment.PyEnvironment):
   """
 
   def __init__(self, env: Any):
-    super().__init__(handle_auto_reset=False)
+    super().__init__(handle_auto_reset=True)  # a step after LAST resets
     self._env = env
     self._observation_spec = space_to_spec(env.observation_space, "observation")
     self._action_spec = space_to_spec(env.action_space, "action")

@@ -55,7 +55,7 @@ class MinAtarEnvironment(py_environment.PyEnvironment):
 
   def __init__(self, game: str, *, sticky_action_probability: float,
                difficulty_ramping: bool):
-    super().__init__(handle_auto_reset=False)
+    super().__init__(handle_auto_reset=True)  # a step after LAST resets
     minatar = _import_minatar()
     self._env = minatar.Environment(game, sticky_action_prob=sticky_action_probability,
                                     difficulty_ramping=difficulty_ramping)
