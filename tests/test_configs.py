@@ -50,9 +50,12 @@ def test_each_config_parses_and_builds_its_environment_agent_and_loop(tmp_path, 
 
 
 def test_every_config_is_trained_by_a_test():
-  """The others train end to end in test_exports' per-agent ONNX test."""
+  """The others train end to end in test_exports' per-agent ONNX test, and the pixel
+  configs in test_pixels' ONNX test on real frames."""
   from tests.test_exports import AGENT_CONFIGS
-  assert {p.name for p in CONFIG_FILES} == {"dqn_cartpole.gin"} | {c for c, _ in AGENT_CONFIGS}
+  from tests.test_pixels import PIXEL_CONFIGS
+  assert {p.name for p in CONFIG_FILES} == ({"dqn_cartpole.gin"} | {c for c, _ in AGENT_CONFIGS}
+                                            | {c for c, *_ in PIXEL_CONFIGS})
 
 
 @pytest.mark.parametrize("path", [CONFIGS / "dqn_cartpole.gin"], ids=lambda p: p.name)

@@ -117,10 +117,18 @@ def derived_seed(*keys: int) -> int:
 
 
 def seed_environment(env: py_environment.PyEnvironment, seed: int) -> None:
-  """Seeds the environment's own generator (Gym's `reset(seed=...)`, or for an
-  environment written to the older Gym API, such as pybullet's, `seed(...)`)."""
+  """Seeds the environment's own generator: a Gym environment through Gym's
+  `reset(seed=...)` (or, for one written to the older Gym API, such as
+  pybullet's, `seed(...)`); any other through TF-Agents' `env.seed(seed)`,
+  which this project's Gymnasium and MinAtar environments take (Gymnasium's
+  `reset(seed=...)`, MinAtar's `seed`). An environment without seeding is left
+  as it is."""
   inner = gym_env(env)
   if inner is None:
+    try:
+      env.seed(seed)
+    except NotImplementedError:  # PyEnvironment's default: no seeding
+      pass
     return
   try:
     inner.reset(seed=seed)
@@ -129,3 +137,17 @@ def seed_environment(env: py_environment.PyEnvironment, seed: int) -> None:
       raise
     inner.seed(seed)
     inner.reset()
+
+
+def env_generator(env: py_environment.PyEnvironment) -> np.random.Generator | None:
+  """The environment's own NumPy generator (Gym's or Gymnasium's `np_random`),
+  which a checkpoint bundle saves and restores; None if it has none."""
+  inner = gym_env(env)
+  for _ in range(32):
+    if inner is not None or not hasattr(env, "wrapped_env"):
+      break
+    env = env.wrapped_env()
+  if inner is None and hasattr(env, "gymnasium_env"):
+    inner = env.gymnasium_env.unwrapped
+  generator = getattr(inner, "np_random", None) if inner is not None else None
+  return generator if isinstance(generator, np.random.Generator) else None

@@ -13,8 +13,8 @@ from tf_agents.agents import tf_agent
 from tf_agents.agents.dqn import dqn_agent
 from tf_agents.networks import sequential
 from tf_agents.specs import tensor_spec
-from tf_agents.utils import common
 
+from trainer.agents import q_learning
 from trainer.agents.checks import check_action_kind, check_layers, check_positive
 
 
@@ -24,44 +24,61 @@ def create_dqn_agent(
     action_spec,
     train_step: tf.Variable,
     *,
+    conv_layer_params: Sequence[tuple[int, int, int]] = (),
     fc_layer_params: Sequence[int] = (100,),
+    observation_scale: float | None = None,
     learning_rate: float = 1e-3,
+    optimizer: str = "adam",
+    rmsprop_rho: float = 0.9,
+    rmsprop_momentum: float = 0.0,
+    rmsprop_epsilon: float = 1e-7,
+    rmsprop_centered: bool = False,
+    loss: str = "squared",
     epsilon_greedy: float = 0.1,
+    epsilon_final: float | None = None,
+    epsilon_decay_steps: int = 0,
     n_step_update: int = 1,
     gamma: float = 0.99,
     target_update_tau: float = 0.05,
     target_update_period: int = 5,
     reward_scale_factor: float = 1.0,
 ) -> tf_agent.TFAgent:
-  """DQN with a Q-network of dense layers, as in TF-Agents' dqn_train_eval."""
-  layers = check_layers("create_dqn_agent.fc_layer_params", fc_layer_params)
-  check_positive("create_dqn_agent.learning_rate", learning_rate)
-  check_positive("create_dqn_agent.n_step_update", n_step_update, int)
-  check_positive("create_dqn_agent.target_update_period", target_update_period, int)
-  action_tensor_spec = check_action_kind("create_dqn_agent", action_spec, discrete=True)
-  num_actions = int(action_tensor_spec.maximum - action_tensor_spec.minimum + 1)
-  dense_layers = [
-      tf.keras.layers.Dense(
-          units, activation=tf.keras.activations.relu,
-          kernel_initializer=tf.keras.initializers.VarianceScaling(
-              scale=2.0, mode="fan_in", distribution="truncated_normal"))
-      for units in layers
-  ]
-  q_values = tf.keras.layers.Dense(
-      num_actions, activation=None,
-      kernel_initializer=tf.keras.initializers.RandomUniform(minval=-0.03, maxval=0.03),
-      bias_initializer=tf.keras.initializers.Constant(-0.2))
+  """DQN with a Q-network of conv layers (none by default) and dense layers, as in
+  TF-Agents' dqn_train_eval, or the Nature DQN (`configs/dqn_atari.gin`). The
+  knobs (observation scale, optimizer, loss, epsilon schedule): docs/configuration.md.
+  """
+  builder = "create_dqn_agent"
+  conv = q_learning.check_conv_layers(builder, conv_layer_params)
+  layers = check_layers(f"{builder}.fc_layer_params", fc_layer_params)
+  check_positive(f"{builder}.n_step_update", n_step_update, int)
+  check_positive(f"{builder}.target_update_period", target_update_period, int)
+  action_tensor_spec = check_action_kind(builder, action_spec, discrete=True)
+  time_step_tensor_spec = tensor_spec.from_spec(time_step_spec)
+  scale = q_learning.observation_scale(builder, time_step_tensor_spec.observation,
+                                       observation_scale)
   return dqn_agent.DqnAgent(
-      tensor_spec.from_spec(time_step_spec),
+      time_step_tensor_spec,
       action_tensor_spec,
-      q_network=sequential.Sequential(dense_layers + [q_values]),
-      optimizer=tf.keras.optimizers.Adam(learning_rate=learning_rate),
-      epsilon_greedy=epsilon_greedy,
+      q_network=_q_network(action_tensor_spec, scale, conv, layers),
       n_step_update=n_step_update,
       target_update_tau=target_update_tau,
       target_update_period=target_update_period,
-      td_errors_loss_fn=common.element_wise_squared_loss,
       gamma=gamma,
       reward_scale_factor=reward_scale_factor,
       train_step_counter=train_step,
+      **q_learning.agent_arguments(
+          builder, train_step, optimizer=optimizer, learning_rate=learning_rate,
+          rmsprop_rho=rmsprop_rho, rmsprop_momentum=rmsprop_momentum,
+          rmsprop_epsilon=rmsprop_epsilon, rmsprop_centered=rmsprop_centered, loss=loss,
+          epsilon_greedy=epsilon_greedy, epsilon_final=epsilon_final,
+          epsilon_decay_steps=epsilon_decay_steps),
   )
+
+
+def _q_network(action_spec, scale: float | None, conv, layers) -> sequential.Sequential:
+  """The encoder's layers, then one linear Q-value per action."""
+  q_values = tf.keras.layers.Dense(
+      int(action_spec.maximum - action_spec.minimum + 1), activation=None,
+      kernel_initializer=tf.keras.initializers.RandomUniform(minval=-0.03, maxval=0.03),
+      bias_initializer=tf.keras.initializers.Constant(-0.2))
+  return sequential.Sequential(q_learning.encoder_layers(scale, conv, layers) + [q_values])

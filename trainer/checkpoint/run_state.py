@@ -109,19 +109,13 @@ class RunState:
     # Bundles written before eval environments were seeded per eval also hold theirs,
     # last; environments a bundle has no state for keep their seeds.
     for env, env_state in zip(self._environments, state["environments"], strict=False):
-      generator = _env_generator(env)
+      generator = envs.env_generator(env)
       if generator is not None and env_state is not None:
         generator.bit_generator.state = env_state
 
 
-def _env_generator(env: py_environment.PyEnvironment) -> np.random.Generator | None:
-  gym_env = envs.gym_env(env)
-  generator = getattr(gym_env, "np_random", None) if gym_env is not None else None
-  return generator if isinstance(generator, np.random.Generator) else None
-
-
 def _env_rng_state(env: py_environment.PyEnvironment) -> dict | None:
-  generator = _env_generator(env)
+  generator = envs.env_generator(env)
   return generator.bit_generator.state if generator is not None else None
 
 

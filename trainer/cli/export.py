@@ -192,7 +192,12 @@ def sample_observations(env, count: int, seed: int = 0) -> np.ndarray:
                  env.step(array_spec.sample_spec_nest(env.action_spec(), random_state)))
   seen = np.stack(observations)
   noisy = seen + random_state.normal(size=seen.shape) * 2 * (seen.std(axis=0) + 1e-3)
-  return np.concatenate([seen, noisy]).astype(env.observation_spec().dtype)
+  spec = env.observation_spec()
+  if np.issubdtype(spec.dtype, np.integer):  # pixels: in range, not wrapped around
+    bounds = np.iinfo(spec.dtype)
+    noisy = np.clip(np.rint(noisy), getattr(spec, "minimum", bounds.min),
+                    getattr(spec, "maximum", bounds.max))
+  return np.concatenate([seen, noisy]).astype(spec.dtype)
 
 
 def add_onnx(run: Run, export_paths: list[str]) -> list[str]:

@@ -4,7 +4,7 @@ The commands import this before parsing a config; nothing below the commands
 imports it, so the imports run one way.
 """
 
-from trainer.acting import envs  # noqa: F401
+from trainer.acting import atari, envs, gymnasium_env, minatar_env  # noqa: F401
 from trainer.agents import c51, dqn, ppo, sac, td3  # noqa: F401
 from trainer.learning import strategies  # noqa: F401
 from trainer.loops import job, off_policy, on_policy  # noqa: F401
