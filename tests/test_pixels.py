@@ -205,7 +205,8 @@ def test_pixel_config_trains_exports_and_onnx_agrees_with_tf_on_real_frames(
            "train.policy_export_interval": steps, "train.eval_interval": steps,
            "train.eval_episodes": 1, "train.initial_collect_steps": 100, "train.batch_size": 8,
            "train.log_interval": steps, "train.summary_interval": steps,
-           "create_uniform_replay.capacity": 1000, **env_knobs}
+           "create_uniform_replay.capacity": 1000, "create_frame_replay.capacity": 1000,
+           **env_knobs}
   trained = run_train(root, gin_files=(str(CONFIGS / config),), gin_bindings=bindings(short))
   assert trained.returncode == 0, trained.stderr[-3000:]
   assert f"Training complete at step {steps}" in trained.stderr
