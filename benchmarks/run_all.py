@@ -327,7 +327,8 @@ def _frame_replay_rows(f: dict | None) -> list[tuple]:
                     rv["items"]) + "; " +
              scaled(dp, "saves", "Dopamine `OutOfGraphReplayBuffer.save` (gzip)",
                     dp["steps_measured"]))
-  interval = f"{f['interval']:,}" + (", Dopamine's iteration" if f["interval"] == 62_500 else "")
+  interval = f"{f['interval']:,} added steps" + (" (Dopamine's iteration)"
+                                                 if f["interval"] == 62_500 else "")
   return [
       (f"resident memory of a replay holding {n} Atari steps (84×84×4 uint8 observations, "
        "one env; real Pong frames)",
@@ -337,8 +338,8 @@ def _frame_replay_rows(f: dict | None) -> list[tuple]:
        f"`FrameStore` (each frame once): {mem['trainer_store_rss_mb'] / 1024:,.2f} GiB "
        f"(whole process {mem['trainer_rss_mb'] / 1024:,.2f} GiB, no TensorFlow)",
        f"{mem['ratio']:.2f}× the anchor", "— (each frame once: ≈ ¼)", "—", f["command"]),
-      (f"training-loop stall per checkpoint of a full {n}-step frame replay (every {interval} "
-       "added steps)",
+      (f"training-loop stall per checkpoint of a full {n}-step frame replay, every {interval}; "
+       "the anchors' time is their save call's",
        anchors,
        f"`SegmentedRing.save`: median {stall['median_s']:.2f} s (range "
        f"{stall['min_s']:.2f}–{stall['max_s']:.2f} s, {stall['n']} checkpoints; "
@@ -346,8 +347,8 @@ def _frame_replay_rows(f: dict | None) -> list[tuple]:
        f"{commit['min_s']:.2f}–{commit['max_s']:.2f} s",
        f"{rv['seconds_at_steps'] / stall['median_s']:,.0f}× shorter than Reverb's",
        "≤ 0.5 s", "met" if stall["max_s"] <= 0.5 else "missed", f["command"]),
-      (f"bytes written per checkpoint of the full replay ({interval} steps added since the "
-       "previous)",
+      (f"bytes written per checkpoint of the full replay ({f['interval']:,} steps added since "
+       "the previous)",
        f"Reverb: {rv['bytes_at_steps'] / mib:,.0f} MiB, Dopamine: "
        f"{dp['bytes_at_steps'] / mib:,.0f} MiB, the whole replay each time (scaled as above; "
        "both compress, and Pong's frames compress well)",
