@@ -434,7 +434,7 @@ def run_dopamine_reproduced(work: pathlib.Path, steps: int, saves: int) -> dict:
     seconds = time.monotonic() - t0
     runs.append({"seconds": round(seconds, 2), "bytes": sum(
         p.stat().st_size for p in path.glob(f"*_ckpt.{i}.gz"))})
-  return {"saves": runs, "package": "format reproduced (dopamine-rl not importable)"}
+  return {"saves": runs, "package": "the format reproduced (no Dopamine source given)"}
 
 
 def run_dopamine(work: pathlib.Path, steps: int, saves: int, python: str | None,
