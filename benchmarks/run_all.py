@@ -26,7 +26,8 @@ BENCHMARKS = [("learner_throughput.py", []), ("overhead.py", []), ("persistence.
               ("replay_auth.py", []),  # after learner_feed.py: its share of that feed's step
               ("replay_checkpoint.py", []),
               # The same replay in one table: what the shards are worth.
-              ("replay_checkpoint.py", ["--shards=1"])]
+              ("replay_checkpoint.py", ["--shards=1"]),
+              ("frame_replay.py", [])]
 DOC = REPO / "docs" / "benchmarks.md"
 EXPORT_STALL = REPO / "benchmarks" / "export_stall.json"
 # docs/benchmarks.md is the generated table, then notes written by hand (the sweeps, the
@@ -131,6 +132,7 @@ def render(results: dict) -> str:
   rows += _replay_auth_rows(results.get("replay_auth"))
   rows += _replay_checkpoint_rows(results.get("replay_checkpoint"),
                                   results.get("replay_checkpoint_1_shards"))
+  rows += _frame_replay_rows(results.get("frame_replay"))
   machine = next((s["machine"] for s in results.values() if isinstance(s, dict) and "machine" in s),
                  common.machine())
   lines = [
@@ -297,6 +299,72 @@ def _replay_checkpoint_rows(section: dict | None, one_table: dict | None) -> lis
        if one_table and longest else "—"),
       "≤ 0.5 s", "met" if longest is not None and longest <= 0.5 else "missed",
       section["command"])]
+
+
+def _frame_replay_rows(f: dict | None) -> list[tuple]:
+  """The frame replay at Atari's scale (benchmarks/frame_replay.py)."""
+  if not f:
+    return []
+  n, mem, ckpt, t = f"{f['steps']:,}", f["memory"], f["checkpoint"], f["trainer"]
+  measured = " and ".join(f"{m['steps']:,}" for m in mem["anchor_measured"])
+  rv, dp = f["reverb"], f["dopamine"]
+  gib, mib = 2**30, 2**20
+  after = t["checkpoints"][1:]
+  cold, warm = f["restore"]["dropped"], f["restore"]["warm"]
+  stall = ckpt["stall_s"]
+  commit = ckpt["commit_s"]
+  written = max(c["written_bytes"] for c in after)
+  added = max(c["data_added_bytes"] for c in after)
+
+  def scaled(sec: dict, key: str, what: str, measured_n: int) -> str:
+    runs = sec[key]
+    return (f"{what}: {sec['seconds_at_steps']:,.0f} s and {sec['bytes_at_steps'] / mib:,.0f} MiB "
+            f"a checkpoint, a full copy each time (measured at {measured_n:,} steps: "
+            f"{min(r['seconds'] for r in runs):.1f}–{max(r['seconds'] for r in runs):.1f} s, "
+            f"scaled ×{sec['scale_to_steps']:.2f})")
+
+  anchors = (scaled(rv, "checkpoints", "Reverb `client.checkpoint()` (one step a item)",
+                    rv["items"]) + "; " +
+             scaled(dp, "saves", "Dopamine `OutOfGraphReplayBuffer.save` (gzip)",
+                    dp["steps_measured"]))
+  interval = f"{f['interval']:,} added steps" + (" (Dopamine's iteration)"
+                                                 if f["interval"] == 62_500 else "")
+  return [
+      (f"resident memory of a replay holding {n} Atari steps (84×84×4 uint8 observations, "
+       "one env; real Pong frames)",
+       f"TF-Agents `TFUniformReplayBuffer` of the stacked spec (mnih15 example's data spec): "
+       f"{mem['anchor_buffer_rss_mb_extrapolated'] / 1024:,.1f} GiB, extrapolated linearly "
+       f"from {measured} steps measured ({mem['anchor_mb_per_1k_steps']:.1f} MiB per 1k steps)",
+       f"`FrameStore` (each frame once): {mem['trainer_store_rss_mb'] / 1024:,.2f} GiB "
+       f"(whole process {mem['trainer_rss_mb'] / 1024:,.2f} GiB, no TensorFlow)",
+       f"{mem['ratio']:.2f}× the anchor", "— (each frame once: ≈ ¼)", "—", f["command"]),
+      (f"training-loop stall per checkpoint of a full {n}-step frame replay, every {interval}; "
+       "the anchors' time is their save call's",
+       anchors,
+       f"`SegmentedRing.save`: median {stall['median_s']:.2f} s (range "
+       f"{stall['min_s']:.2f}–{stall['max_s']:.2f} s, {stall['n']} checkpoints; "
+       f"{ckpt['stall_after_fill_s']:.2f} s at the fill's end); bundle commit with it "
+       f"{commit['min_s']:.2f}–{commit['max_s']:.2f} s",
+       f"{rv['seconds_at_steps'] / stall['median_s']:,.0f}× shorter than Reverb's",
+       "≤ 0.5 s", "met" if stall["max_s"] <= 0.5 else "missed", f["command"]),
+      (f"bytes written per checkpoint of the full replay ({f['interval']:,} steps added since "
+       "the previous)",
+       f"Reverb: {rv['bytes_at_steps'] / mib:,.0f} MiB, Dopamine: "
+       f"{dp['bytes_at_steps'] / mib:,.0f} MiB, the whole replay each time (scaled as above; "
+       "both compress, and Pong's frames compress well)",
+       f"segments + tail + descriptions: up to {written / gib:.2f} GiB for "
+       f"{added / gib:.2f} GiB added ({t['stored_bytes_per_step']:,} B a step, uncompressed)",
+       f"{ckpt['max_written_over_added']:.2f}× the added data", "≤ 1.2× the added data",
+       "met" if ckpt["max_written_over_added"] <= 1.2 else "missed", f["command"]),
+      (f"restore of the {n}-step frame replay, verified (every file's SHA-256, segments "
+       "included, then each segment checked again as it loads)",
+       "—",
+       f"{cold['restore_s']:.1f} s with the files dropped from the page cache (fadvise; "
+       f"{cold['page_cached_before']:.0%} cached before), {warm['restore_s']:.1f} s cached "
+       f"({warm['page_cached_before']:.0%}); {cold['bytes_verified'] / gib:.2f} GiB in "
+       f"{cold['files']} files", "—", "≤ 60 s",
+       "met" if max(cold["restore_s"], warm["restore_s"]) <= 60 else "missed", f["command"]),
+  ]
 
 
 def _replay_auth_rows(section: dict | None) -> list[tuple]:
