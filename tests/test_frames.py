@@ -252,3 +252,26 @@ def test_a_sigkill_while_segments_are_written_or_retained_loses_nothing(
   assert resumed.stdout.startswith("resumed ")
   assert _shared_files(tmp_path) == _referenced(tmp_path)  # leftovers gone, nothing lost
   assert all(store.verify(b) is None for b in store.committed())
+
+
+def test_compressed_segments_restore_bit_for_bit_and_are_smaller_on_flat_frames(tmp_path):
+  store = FrameStore(FIELDS, observation=1, frame_stack=K, rows=1, row_capacity=64)
+  ring = SegmentedRing(store, str(tmp_path / "shared"), "train/shared/frames", 8, codec="zlib")
+  stack = np.zeros((H, H, K), np.uint8)
+  for t in range(70):  # flat frames, as a game's background: compressible
+    stack = np.concatenate([stack[..., 1:], np.full((H, H, 1), t % 7, np.uint8)], -1)
+    with ring.lock:
+      store.add([np.array([v]) for v in (0 if t == 0 else 1, stack, t, 1, 0.5, 1.0)])
+      ring.added()
+  ring.save(str(tmp_path / "b1"), _config(store))
+  ring.close()
+  refs = json.loads((tmp_path / "b1" / segments.DESCRIPTION).read_text())["segments"]["0"]
+  assert all(ref["codec"] == "zlib" for _, ref in refs)
+  raw = 8 * sum(a[0, 0].nbytes for a in store.arrays) + 8 * 8
+  assert max(ref["size"] for _, ref in refs) < raw / 4
+  copy = FrameStore(FIELDS, observation=1, frame_stack=K, rows=1, row_capacity=64)
+  SegmentedRing(copy, str(tmp_path / "shared"), "x", 8).load(str(tmp_path / "b1"),
+                                                              _config(store))
+  for a, b in zip([*store.arrays, store.episode_start], [*copy.arrays, copy.episode_start],
+                  strict=True):
+    np.testing.assert_array_equal(a, b)

@@ -30,7 +30,8 @@ class FrameReplay(Replay):
   """A `FrameStore` and its segments, as the job's replay."""
 
   def __init__(self, data_spec, *, sequence_length: int, shared_dir: str, num_envs: int,
-               capacity: int, frame_stack: int, segment_steps: int, seed: int):
+               capacity: int, frame_stack: int, segment_steps: int, seed: int,
+               compression: str = "none"):
     self._spec = data_spec
     self._sequence_length = sequence_length
     fields, observation = _fields(data_spec)
@@ -47,7 +48,7 @@ class FrameReplay(Replay):
                         f"observations: {e}; set it to the environment's frame stack") from e
     self._config = describe(fields, frame_stack, num_envs, row)
     self._ring = SegmentedRing(self.store, os.path.join(shared_dir, SEGMENT_DIR),
-                               f"{layout.SHARED_DIR}/{SEGMENT_DIR}", segment_steps)
+                               f"{layout.SHARED_DIR}/{SEGMENT_DIR}", segment_steps, compression)
     self._rng = np.random.default_rng(seed)
     self._blocks: _Blocks | None = None
 
@@ -193,7 +194,7 @@ def _check_fits_in_memory(stored: list[Field], steps: int) -> None:
 def create_frame_replay(
     data_spec, *, sequence_length: int, root_dir: str, restore_dir: str | None,
     num_envs: int = 1, capacity: int = 1_000_000, frame_stack: int = 4,
-    segment_steps: int = 4096, seed: int = 0,
+    segment_steps: int = 4096, seed: int = 0, compression: str = "zlib",
 ) -> Replay:
   """The replay for pixel observations (docs/pixels.md).
 
@@ -206,15 +207,21 @@ def create_frame_replay(
     segment_steps: steps of a ring per segment file (written once, shared by
       bundles); a checkpoint also writes each ring's unfinished segment.
     seed: of the sampler (mixed with the step counts at a resume).
+    compression: of the segment files on disk, "zlib" (level 1, in the
+      writer thread) or "none"; memory holds frames raw either way. Each
+      segment records its own, so a change applies to new segments.
   """
   check_capacity("create_frame_replay", capacity)
   for name, value in (("frame_stack", frame_stack), ("segment_steps", segment_steps)):
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
       raise ConfigError(f"create_frame_replay.{name} must be a positive int, got {value!r}")
+  if compression not in CODECS:
+    raise ConfigError(f"create_frame_replay.compression must be one of {list(CODECS)}, got "
+                      f"{compression!r}")
   replay = FrameReplay(data_spec, sequence_length=sequence_length,
                        shared_dir=os.path.join(root_dir, layout.SHARED_DIR), num_envs=num_envs,
                        capacity=capacity, frame_stack=frame_stack,
-                       segment_steps=segment_steps, seed=seed)
+                       segment_steps=segment_steps, seed=seed, compression=compression)
   if restore_dir is not None:
     replay.restore(restore_dir)
   return replay

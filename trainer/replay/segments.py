@@ -13,14 +13,17 @@ store verifies them with the bundle's own files and deletes a segment only when
 no kept bundle refers to it (`trainer.checkpoint.bundle_store`).
 
 A checkpoint therefore writes what was added since the previous one, plus one
-tail a row; the training loop waits only for the tail's copy and for a
-segment write already under way.
+tail a row; the training loop waits only for the tail's copy and write and
+for a segment write already under way. Full segments may be compressed
+(`codec` "zlib", in the writer thread); tails are written raw, since the loop
+waits for them.
 """
 
 import hashlib
 import os
 import queue
 import threading
+import zlib
 
 import numpy as np
 
@@ -37,44 +40,64 @@ class SegmentError(RuntimeError):
   """A segment or a saved description that cannot be used."""
 
 
-def write_segment(directory: str, prefix: str, arrays: list[np.ndarray]) -> dict:
-  """Writes `arrays` (raw, in order) as one immutable file named by its
-  SHA-256, durably (temporary file, fsync, rename); returns its reference."""
+CODECS = ("none", "zlib")
+_ZLIB_LEVEL = 1  # Pong's frames: ~100x smaller at level 1; higher levels cost time, not bytes
+
+
+def write_segment(directory: str, prefix: str, arrays: list[np.ndarray],
+                  codec: str = "none") -> dict:
+  """Writes `arrays` (in order; `codec` "zlib" compresses them) as one
+  immutable file named by its SHA-256 (of the bytes on disk), durably
+  (temporary file, fsync, rename); returns its reference."""
   digest = hashlib.sha256()
   tmp = os.path.join(directory, f".{prefix}.tmp-{os.getpid()}-{threading.get_ident()}")
   size = 0
+  compressor = zlib.compressobj(_ZLIB_LEVEL) if codec == "zlib" else None
   with open(tmp, "wb") as f:
     for array in arrays:
       view = memoryview(np.ascontiguousarray(array)).cast("B")
-      digest.update(view)
-      f.write(view)
-      size += view.nbytes
+      data = compressor.compress(view) if compressor else view
+      digest.update(data)
+      f.write(data)
+      size += len(data) if compressor else view.nbytes
+    if compressor:
+      data = compressor.flush()
+      digest.update(data)
+      f.write(data)
+      size += len(data)
     f.flush()
     os.fsync(f.fileno())
   sha = digest.hexdigest()
   name = f"{prefix}-{sha[:20]}{SUFFIX}"
   os.replace(tmp, os.path.join(directory, name))
   fileio.fsync(directory)
-  return {"name": name, "size": size, "sha256": sha}
+  return {"name": name, "size": size, "sha256": sha, "codec": codec}
 
 
 def read_segment(path: str, ref: dict, arrays: list[np.ndarray]) -> None:
   """Reads the file at `path` into `arrays` (views into the ring), checking its
-  size and SHA-256 against `ref`."""
-  expected = sum(a.nbytes for a in arrays)
-  if expected != ref["size"]:
-    raise SegmentError(f"{path} holds {ref['size']} bytes but its place in the ring {expected}")
-  digest = hashlib.sha256()
+  size and SHA-256 against `ref` and, decoded, that it fills them exactly."""
   with open(path, "rb") as f:
-    for array in arrays:
-      view = memoryview(array).cast("B")
-      if f.readinto(view) != view.nbytes:
-        raise SegmentError(f"{path} is shorter than its reference says ({ref['size']} bytes)")
-      digest.update(view)
-    if f.read(1):
-      raise SegmentError(f"{path} is longer than its reference says ({ref['size']} bytes)")
-  if digest.hexdigest() != ref["sha256"]:
+    data = f.read()
+  if len(data) != ref["size"]:
+    raise SegmentError(f"{path} has {len(data)} bytes, its reference says {ref['size']}")
+  if hashlib.sha256(data).hexdigest() != ref["sha256"]:
     raise SegmentError(f"{path} fails its checksum")
+  codec = ref.get("codec", "none")
+  if codec not in CODECS:
+    raise SegmentError(f"{path} is encoded with {codec!r}, which this version cannot read")
+  if codec == "zlib":
+    try:
+      data = zlib.decompress(data)
+    except zlib.error as e:
+      raise SegmentError(f"{path} cannot be decompressed ({e})") from e
+  expected = sum(a.nbytes for a in arrays)
+  if len(data) != expected:
+    raise SegmentError(f"{path} holds {len(data)} bytes but its place in the ring {expected}")
+  offset = 0
+  for array in arrays:
+    memoryview(array).cast("B")[:] = memoryview(data)[offset:offset + array.nbytes]
+    offset += array.nbytes
 
 
 class SegmentedRing:
@@ -84,11 +107,12 @@ class SegmentedRing:
   tails under it, so a save from another thread sees one consistent step.
   """
 
-  def __init__(self, store: FrameStore, directory: str, rel_dir: str, segment_steps: int):
+  def __init__(self, store: FrameStore, directory: str, rel_dir: str, segment_steps: int,
+               codec: str = "none"):
     if store.row_capacity % segment_steps or store.row_capacity < 2 * segment_steps:
       raise ValueError(f"a row of {store.row_capacity} steps is not a multiple of two or more "
                        f"segments of {segment_steps}")
-    self.store, self.segment_steps = store, segment_steps
+    self.store, self.segment_steps, self.codec = store, segment_steps, codec
     self._dir, self._rel_dir = directory, rel_dir
     self.lock = threading.Lock()
     self._written: dict[tuple[int, int], dict] = {}  # (row, segment) -> reference
@@ -128,7 +152,8 @@ class SegmentedRing:
     s = self.segment_steps
     # The ring overwrites this span only a lap later (a row holds two or more
     # segments): the views are read as they are.
-    ref = write_segment(self._dir, f"r{row}-k{k}", self.store.row_span(row, k * s, (k + 1) * s))
+    ref = write_segment(self._dir, f"r{row}-k{k}", self.store.row_span(row, k * s, (k + 1) * s),
+                        self.codec)
     self.bytes_written += ref["size"]
     with self.lock:
       self._written[(row, k)] = ref
