@@ -7,8 +7,17 @@ import signal
 import subprocess
 import sys
 
-from tests.conftest import (CONFIGS, REPO, bindings, cli_env, committed_steps, run_train,
-                            start_train, status, wait_for)
+from tests.conftest import (
+  CONFIGS,
+  REPO,
+  bindings,
+  cli_env,
+  committed_steps,
+  run_train,
+  start_train,
+  status,
+  wait_for,
+)
 from trainer import errors
 from trainer.rundir import layout
 
