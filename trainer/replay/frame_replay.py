@@ -20,7 +20,7 @@ import tensorflow as tf
 from trainer.errors import ConfigError, RunDirError, one_line
 from trainer.replay.base import Replay, ReplaySaveError, check_capacity
 from trainer.replay.frames import ContractError, Field, FrameStore, stored_fields
-from trainer.replay.segments import SegmentedRing, SegmentError, describe
+from trainer.replay.segments import CODECS, SegmentedRing, SegmentError, describe
 from trainer.rundir import layout
 
 SEGMENT_DIR = "frames"  # under the run's shared directory
