@@ -46,6 +46,7 @@ restore that starts from nothing):
 Results: the "frame_replay" section of benchmarks/results.json.
 """
 
+import argparse
 import gzip
 import json
 import os
@@ -160,27 +161,30 @@ def _tree_bytes(path: str) -> int:
 
 
 def run_trainer(work: pathlib.Path, steps: int, interval: int, checkpoints: int,
-                segment_steps: int) -> dict:
+                segment_steps: int, codec: str, run_name: str = "run", pace: float = 0) -> dict:
   from trainer.checkpoint.bundle_store import BundleStore
   from trainer.replay.frames import FrameStore
   from trainer.replay.segments import SegmentedRing, describe
   from trainer.rundir import layout
   data = Steps(pong_frames(work / "pong.npy"))
   fields = _fields()
-  root = str(work / "run")
+  root = str(work / run_name)
   rss_before = _rss_mb()
   store = FrameStore(fields, observation=1, frame_stack=STACK, rows=1, row_capacity=steps)
   shared = os.path.join(root, layout.SHARED_DIR, "frames")
-  ring = SegmentedRing(store, shared, f"{layout.SHARED_DIR}/frames", segment_steps)
+  ring = SegmentedRing(store, shared, f"{layout.SHARED_DIR}/frames", segment_steps, codec)
   config = describe(fields, STACK, 1, steps)
   bundles = BundleStore(root, keep=3)
   step_bytes = sum(a[0, 0].nbytes for a in store.arrays) + store.episode_start[0, 0].nbytes
   added = 0
 
-  def add(n: int) -> float:
+  def add(n: int, rate: float = 0) -> float:
+    """Adds `n` steps, at most `rate` a second (0: as fast as it goes)."""
     nonlocal added
     start = time.monotonic()
     for a in range(added, added + n, CHUNK):
+      if rate:
+        time.sleep(max(0.0, start + (a - added) / rate - time.monotonic()))
       chunk = data.chunk(a, min(a + CHUNK, added + n))
       batched = [chunk[name][:, None] for name in NAMES]  # [steps, 1 env, ...]
       for i in range(len(chunk["step_type"])):
@@ -191,11 +195,14 @@ def run_trainer(work: pathlib.Path, steps: int, interval: int, checkpoints: int,
     return time.monotonic() - start
 
   fill_s = add(steps)
+  # The fill goes faster than any environment: let the writer catch up (untimed), as it
+  # does at a real job's pace, then checkpoint at that pace (`pace` steps a second).
+  ring.drain()
   rss_full = _rss_mb()
   results, previous_bytes, previous_added = [], 0, 0
   for k in range(checkpoints + 1):
     if k:
-      add(interval)
+      add(interval, pace)
     step = added
     t0 = time.monotonic()
     path = bundles.begin(step)
@@ -226,7 +233,10 @@ def run_trainer(work: pathlib.Path, steps: int, interval: int, checkpoints: int,
           f"written {r['written_bytes'] / 2**20:,.0f} MiB for "
           f"{r['data_added_bytes'] / 2**20:,.0f} MiB added", flush=True)
   ring.close()
-  return {"steps": steps, "segment_steps": segment_steps, "stored_bytes_per_step": step_bytes,
+  return {"steps": steps, "segment_steps": segment_steps, "codec": codec, "pace": pace,
+          "writer_steps_per_s": round(ring.segments_written * segment_steps
+                                      / max(ring.segment_seconds, 1e-9)),
+          "stored_bytes_per_step": step_bytes,
           "fill_s": round(fill_s, 1), "rss_before_store_mb": round(rss_before),
           "rss_full_mb": round(rss_full), "store_rss_mb": round(rss_full - rss_before),
           "store_array_mb": round(sum(a.nbytes for a in store.arrays) / 2**20
@@ -481,6 +491,13 @@ def main() -> int:
   parser.add_argument("--checkpoints", type=int, default=3)
   parser.add_argument("--segment_steps", type=int, default=4096,
                       help="create_frame_replay.segment_steps (its default)")
+  parser.add_argument("--codec", default="zlib", choices=["zlib", "none"],
+                      help="create_frame_replay.compression of the segments (its default: zlib)")
+  parser.add_argument("--pace", type=float, default=1000,
+                      help="agent steps a second added between checkpoints (an Atari job's "
+                      "collection is slower); 0: as fast as they go")
+  parser.add_argument("--raw_too", default=True, action=argparse.BooleanOptionalAction,
+                      help="also checkpoint with uncompressed segments, for their bytes and stall")
   parser.add_argument("--anchor_memory_steps", default="100000,200000")
   parser.add_argument("--reverb_items", type=int, default=200_000)
   parser.add_argument("--dopamine_steps", type=int, default=200_000)
@@ -494,11 +511,13 @@ def main() -> int:
   parser.add_argument("--work", default=None, help=argparse_hidden())
   parser.add_argument("--size", type=int, default=0, help=argparse_hidden())
   parser.add_argument("--drop", action="store_true", help=argparse_hidden())
+  parser.add_argument("--run_name", default="run", help=argparse_hidden())
   args = parser.parse_args()
   if args.part:
     work = pathlib.Path(args.work)
     if args.part == "trainer":
-      out = run_trainer(work, args.steps, args.interval, args.checkpoints, args.segment_steps)
+      out = run_trainer(work, args.steps, args.interval, args.checkpoints, args.segment_steps,
+                        args.codec, args.run_name, args.pace)
     elif args.part == "restore":
       out = run_restore(work, args.steps, args.segment_steps, args.drop)
     elif args.part == "tf_memory":
@@ -523,14 +542,20 @@ def main() -> int:
   work = pathlib.Path(tempfile.mkdtemp(prefix="trainer-bench-frames-"))
   args.work = str(work)
   sizes = [int(s) for s in args.anchor_memory_steps.split(",")]
-  common_flags = [f"--steps={args.steps}", f"--segment_steps={args.segment_steps}"]
+  common_flags = [f"--steps={args.steps}", f"--segment_steps={args.segment_steps}",
+                  f"--pace={args.pace}"]
   try:
     pong_frames(work / "pong.npy")
     trainer = _child(args, "trainer", *common_flags, f"--interval={args.interval}",
-                     f"--checkpoints={args.checkpoints}")
+                     f"--checkpoints={args.checkpoints}", f"--codec={args.codec}")
     warm = _child(args, "restore", *common_flags)
     cold = _child(args, "restore", *common_flags, "--drop")
     shutil.rmtree(work / "run")
+    raw = None
+    if args.raw_too and args.codec != "none":
+      raw = _child(args, "trainer", *common_flags, f"--interval={args.interval}",
+                   f"--checkpoints={args.checkpoints}", "--codec=none", "--run_name=raw")
+      shutil.rmtree(work / "raw")
     tf_memory = [_child(args, "tf_memory", f"--size={n}") for n in sizes]
     reverb = _child(args, "reverb", f"--size={args.reverb_items}")
     shutil.rmtree(work / "reverb", ignore_errors=True)
@@ -540,6 +565,13 @@ def main() -> int:
   finally:
     shutil.rmtree(work, ignore_errors=True)
   section = summarize(args, trainer, warm, cold, tf_memory, reverb, dopamine)
+  if raw is not None:
+    raw_after = raw["checkpoints"][1:]
+    section["raw"] = {
+        "stall_s": common.describe([c["stall_s"] for c in raw_after]),
+        "max_written_over_added": max(c["written_over_added"] for c in raw_after),
+        "written_bytes": [c["written_bytes"] for c in raw_after],
+        "shared_bytes_on_disk": raw["shared_bytes_on_disk"]}
   print(common.dumps(section), flush=True)
   common.write_results(args, "frame_replay", section)
   return 0
@@ -560,6 +592,7 @@ def summarize(args, trainer, warm, cold, tf_memory, reverb, dopamine) -> dict:
   reverb_scale, dopamine_scale = n / reverb["items"], n / args.dopamine_steps
   return {
       "steps": n, "interval": args.interval, "segment_steps": args.segment_steps,
+      "codec": args.codec, "shared_bytes_on_disk": trainer["shared_bytes_on_disk"],
       "frames": f"{BASE_FRAMES} ALE Pong frames (random policy, sticky actions, "
                 "AtariPreprocessing 84x84 grey, frame skip 4), cycled; episodes of "
                 f"{min(EPISODES):,}-{max(EPISODES):,} steps",

@@ -352,8 +352,7 @@ def _frame_replay_rows(f: dict | None) -> list[tuple]:
        f"Reverb: {rv['bytes_at_steps'] / mib:,.0f} MiB, Dopamine: "
        f"{dp['bytes_at_steps'] / mib:,.0f} MiB, the whole replay each time (scaled as above; "
        "both compress, and Pong's frames compress well)",
-       f"segments + tail + descriptions: up to {written / gib:.2f} GiB for "
-       f"{added / gib:.2f} GiB added ({t['stored_bytes_per_step']:,} B a step, uncompressed)",
+       _frame_bytes(f, written, added),
        f"{ckpt['max_written_over_added']:.2f}× the added data", "≤ 1.2× the added data",
        "met" if ckpt["max_written_over_added"] <= 1.2 else "missed", f["command"]),
       (f"restore of the {n}-step frame replay, verified (every file's SHA-256, segments "
@@ -365,6 +364,23 @@ def _frame_replay_rows(f: dict | None) -> list[tuple]:
        f"{cold['files']} files", "—", "≤ 60 s",
        "met" if max(cold["restore_s"], warm["restore_s"]) <= 60 else "missed", f["command"]),
   ]
+
+
+def _frame_bytes(f: dict, written: int, added: int) -> str:
+  """The trainer's bytes per checkpoint: its segments' codec, and raw ones when measured."""
+  mib = 2**20
+  codec = f.get("codec", "none")
+  text = (f"segments ({codec}) + tail (raw) + descriptions: up to {written / mib:,.0f} MiB for "
+          f"{added / mib:,.0f} MiB added ({f['trainer']['stored_bytes_per_step']:,} B a step "
+          "in memory)")
+  raw = f.get("raw")
+  if raw:
+    text += (f"; uncompressed segments: up to {max(raw['written_bytes']) / mib:,.0f} MiB "
+             f"({raw['max_written_over_added']:.2f}×), stall median "
+             f"{raw['stall_s']['median_s']:.2f} s")
+  if "shared_bytes_on_disk" in f:
+    text += f"; the whole replay on disk: {f['shared_bytes_on_disk'] / mib:,.0f} MiB"
+  return text
 
 
 def _replay_auth_rows(section: dict | None) -> list[tuple]:

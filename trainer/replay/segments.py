@@ -23,6 +23,7 @@ import hashlib
 import os
 import queue
 import threading
+import time
 import zlib
 
 import numpy as np
@@ -121,6 +122,7 @@ class SegmentedRing:
     self._error: BaseException | None = None
     self._thread: threading.Thread | None = None
     self.bytes_written = 0  # segments and tails, since this process started
+    self.segments_written, self.segment_seconds = 0, 0.0  # the writer thread's work
 
   # --- writing as the ring fills -------------------------------------------------
 
@@ -150,11 +152,14 @@ class SegmentedRing:
 
   def _write(self, row: int, k: int) -> None:
     s = self.segment_steps
+    start = time.monotonic()
     # The ring overwrites this span only a lap later (a row holds two or more
     # segments): the views are read as they are.
     ref = write_segment(self._dir, f"r{row}-k{k}", self.store.row_span(row, k * s, (k + 1) * s),
                         self.codec)
     self.bytes_written += ref["size"]
+    self.segments_written += 1
+    self.segment_seconds += time.monotonic() - start
     with self.lock:
       self._written[(row, k)] = ref
       self._forget_old(row)
@@ -170,6 +175,10 @@ class SegmentedRing:
           os.remove(os.path.join(self._dir, ref["name"]))
         except FileNotFoundError:
           pass
+
+  def drain(self) -> None:
+    """Waits until every full segment so far is written."""
+    self._queue.join()
 
   # --- saving and loading --------------------------------------------------------
 
