@@ -105,3 +105,18 @@ def test_a_damaged_segment_falls_back_to_the_bundle_before_it(tmp_path):
   assert "Resumed from step 40" in resumed.stderr
   assert status(root)["complete"]
   assert list((root / layout.BUNDLE_DIR).glob("0000000080.damaged-*"))
+
+
+def test_the_roles_refuse_the_frame_replay_in_one_line_naming_the_bindings_that_work(tmp_path):
+  """The roles hold the replay in a Reverb server (every stack stored whole): a pixel config
+  on the frame replay is refused (exit 2) before anything trains; the error's bindings were
+  tried by hand: trainer.launch then trains dqn_atari.gin as roles."""
+  out = subprocess.run(
+      [sys.executable, "-m", "trainer.launch", f"--root_dir={tmp_path / 'run'}",
+       f"--gin_file={ATARI[0]}", "--collectors=1"],
+      cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=180)
+  assert out.returncode == errors.EXIT_USAGE, out.stderr[-3000:]
+  assert ("train.replay_fn=@create_frame_replay runs in a single process only (trainer.train)"
+          in out.stderr)
+  assert "--gin_bindings=train.replay_fn=@create_reverb_replay" in out.stderr
+  assert not (tmp_path / "run" / layout.BUNDLE_DIR).exists()

@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from trainer.config import values
 from trainer.config.settings import Settings
+from trainer.errors import ConfigError
 from trainer.replay.layout import RateControl, ReplayLayout, configured_table
 from trainer.roles import auth, connection, rolefiles, weights
 
@@ -85,6 +86,13 @@ def replay_layout(replay_fn, settings: Settings, data_spec, sequence_length: int
   steps (`trainer.replay.packing`: the learner samples ~3x faster), limited by
   `rate_control`. The server builds its tables from it; the learner and the
   collectors read what the server holds (`ReplayLayout.served`)."""
+  if getattr(replay_fn, "__name__", "") == "create_frame_replay":
+    raise ConfigError(
+        "train.replay_fn=@create_frame_replay runs in a single process only (trainer.train): "
+        "the roles hold their replay in a Reverb server, which stores every step's whole "
+        "observation; run the config with trainer.train, or add --gin_bindings="
+        "train.replay_fn=@create_reverb_replay --gin_bindings=create_reverb_replay.capacity=N "
+        "with N steps that fit in the server's memory (docs/frame_replay.md)")
   capacity, name = configured_table(replay_fn)
   return ReplayLayout(name, capacity, data_spec, sequence_length, shards=replay_shards(capacity),
                       packed=True, control=rate_control(settings), builder=replay_fn.__name__)
