@@ -131,7 +131,7 @@ class Chaos:
                      "train.num_iterations": 10**9, "train.replay_fn": BACKENDS[backend]}
     self.observation = OBSERVATIONS[backend]
     self.kills = self.failed_resumes = self.unreadable_exports = self.steps_lost = 0
-    self.mid_bundle = self.mid_export = 0
+    self.mid_bundle = self.mid_export = self.mid_segment = 0
     self.missing_exports: set[int] = set()
     self.bad_index = 0
     self.failures: list[str] = []
@@ -240,6 +240,10 @@ class Chaos:
     # A bundle being written is `.tmp-<step>` until its commit renames it.
     if bundles.exists() and any(re.fullmatch(r"\.tmp-\d{10}", p.name) for p in bundles.iterdir()):
       self.mid_bundle += 1
+    frames = self.root / "train" / "shared" / "frames"
+    # A frame replay segment being written is `.r<row>-k<index>.tmp-<pid>-<thread>`.
+    if frames.exists() and any(p.name.startswith(".r") for p in frames.iterdir()):
+      self.mid_segment += 1
     policies = self.root / "policies"
     # An export being assembled is `.tmp-<step>`; `.tmp-templates-<pid>` lives as long as a job.
     if policies.exists() and any(re.fullmatch(r"\.tmp-\d{10}", p.name) for p in policies.iterdir()):
@@ -298,7 +302,7 @@ def main() -> int:
     chaos.run(args.kills)
     results.append(chaos)
     print(f"{backend}: kills: {chaos.kills}, mid-bundle: {chaos.mid_bundle}, mid-export: "
-          f"{chaos.mid_export}, failed resumes: {chaos.failed_resumes}, unreadable exports: "
+          f"{chaos.mid_export}, mid-segment: {chaos.mid_segment}, failed resumes: {chaos.failed_resumes}, unreadable exports: "
           f"{chaos.unreadable_exports}, grid exports missing: {len(chaos.missing_exports)}, "
           f"steps lost: {chaos.steps_lost}", flush=True)
   failures = sum(len(c.failures) for c in results)
@@ -309,7 +313,8 @@ def main() -> int:
         f"{sum(c.bad_index for c in results)}, steps lost: "
         f"{sum(c.steps_lost for c in results)}, kills during a bundle write: "
         f"{sum(c.mid_bundle for c in results)}, during an export: "
-        f"{sum(c.mid_export for c in results)}, failures: {failures}, "
+        f"{sum(c.mid_export for c in results)}, during a segment write: "
+        f"{sum(c.mid_segment for c in results)}, failures: {failures}, "
         f"{time.monotonic() - start_time:.0f} s ({workdir})")
   exports.close()
   return 1 if failures else 0
