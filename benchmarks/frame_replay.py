@@ -537,8 +537,10 @@ def main() -> int:
   if args.quick:
     args.steps, args.interval, args.anchor_memory_steps = 50_000, 6_250, "10000,20000"
     args.reverb_items = args.dopamine_steps = 20_000
-  # As create_frame_replay does: whole segments a row (1,003,520 steps for 1M).
-  args.steps = -(-args.steps // args.segment_steps) * args.segment_steps
+  # As create_frame_replay does: whole, equal segments a ring (1,000,090 steps in segments
+  # of 4,082 for 1M).
+  from trainer.replay.frames import ring_shape
+  args.steps, args.segment_steps = ring_shape(args.steps, 1, args.segment_steps)
   work = pathlib.Path(tempfile.mkdtemp(prefix="trainer-bench-frames-"))
   args.work = str(work)
   sizes = [int(s) for s in args.anchor_memory_steps.split(",")]

@@ -302,7 +302,8 @@ def main() -> int:
     chaos.run(args.kills)
     results.append(chaos)
     print(f"{backend}: kills: {chaos.kills}, mid-bundle: {chaos.mid_bundle}, mid-export: "
-          f"{chaos.mid_export}, mid-segment: {chaos.mid_segment}, failed resumes: {chaos.failed_resumes}, unreadable exports: "
+          f"{chaos.mid_export}, mid-segment: {chaos.mid_segment}, failed resumes: "
+          f"{chaos.failed_resumes}, unreadable exports: "
           f"{chaos.unreadable_exports}, grid exports missing: {len(chaos.missing_exports)}, "
           f"steps lost: {chaos.steps_lost}", flush=True)
   failures = sum(len(c.failures) for c in results)

@@ -15,7 +15,7 @@ import pytest
 from trainer.checkpoint.bundle_store import BundleStore
 from trainer.errors import RunDirError
 from trainer.replay import segments
-from trainer.replay.frames import ContractError, Field, FrameStore
+from trainer.replay.frames import ContractError, Field, FrameStore, ring_shape
 from trainer.replay.segments import SegmentedRing, SegmentError, describe
 from trainer.rundir import layout
 
@@ -275,3 +275,13 @@ def test_compressed_segments_restore_bit_for_bit_and_are_smaller_on_flat_frames(
   for a, b in zip([*store.arrays, store.episode_start], [*copy.arrays, copy.episode_start],
                   strict=True):
     np.testing.assert_array_equal(a, b)
+
+
+def test_a_ring_is_cut_into_equal_segments_wasting_less_than_a_step_each():
+  assert ring_shape(1_000_000, 1, 4096) == (1_000_090, 4082)  # 245 segments
+  for capacity, envs, most in [(1_000_000, 128, 4096), (100_001, 16, 4096), (8_193, 1, 4096),
+                               (3, 2, 64), (512, 1, 64)]:
+    row, steps = ring_shape(capacity, envs, most)
+    wanted = -(-capacity // envs)
+    assert steps <= most and row % steps == 0 and row // steps >= 2
+    assert wanted <= row < wanted + row // steps  # less than a step a segment more

@@ -32,7 +32,7 @@ class SharedFiles:
       if layout.SHARED_REFS in names:
         shared.update(fileio.read_json(os.path.join(dirpath, layout.SHARED_REFS)))
     for rel, entry in shared.items():
-      if not rel.startswith(layout.SHARED_DIR + "/") or ".." in rel.split("/"):
+      if not _is_shared(rel):
         raise RunDirError(f"a bundle part refers to {rel}, outside {layout.SHARED_DIR}")
       path = os.path.join(self._root, rel)
       if not os.path.isfile(path) or os.path.getsize(path) != entry["size"]:
@@ -53,8 +53,11 @@ class SharedFiles:
     return referenced
 
   def remove(self, candidates: set[str]) -> None:
-    """Deletes those of `candidates` (paths from DIR) that no bundle refers to."""
+    """Deletes those of `candidates` (paths from DIR) that no bundle refers to;
+    only files under the shared directory (a manifest is data, not a command)."""
     for rel in sorted(candidates - self.referenced()):
+      if not _is_shared(rel):
+        continue
       try:
         os.remove(os.path.join(self._root, rel))
       except FileNotFoundError:
@@ -72,3 +75,9 @@ class SharedFiles:
       logging.info("Removing %d shared files no bundle refers to (left by an interrupted job).",
                    len(orphans))
       self.remove(orphans)
+
+
+def _is_shared(rel) -> bool:
+  """A path from DIR to a file under the shared directory, nowhere else."""
+  return (isinstance(rel, str) and rel.startswith(layout.SHARED_DIR + "/")
+          and ".." not in rel.split("/"))

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from trainer.errors import ConfigError, RunDirError, one_line
 from trainer.replay.base import Replay, ReplaySaveError, check_capacity
-from trainer.replay.frames import ContractError, Field, FrameStore, stored_fields
+from trainer.replay.frames import ContractError, Field, FrameStore, ring_shape, stored_fields
 from trainer.replay.segments import CODECS, SegmentedRing, SegmentError, describe
 from trainer.rundir import layout
 
@@ -30,14 +30,17 @@ class FrameReplay(Replay):
   """A `FrameStore` and its segments, as the job's replay."""
 
   def __init__(self, data_spec, *, sequence_length: int, shared_dir: str, num_envs: int,
-               capacity: int, frame_stack: int, segment_steps: int, seed: int,
+               capacity: int, frame_stack: int, segment_steps: int, seed,
                compression: str = "none"):
     self._spec = data_spec
     self._sequence_length = sequence_length
     fields, observation = _fields(data_spec)
-    row = -(-capacity // num_envs)
-    segment_steps = min(segment_steps, max(1, row // 2))
-    row = -(-row // segment_steps) * segment_steps  # whole segments a row
+    row, segment_steps = ring_shape(capacity, num_envs, segment_steps)
+    if row < frame_stack + sequence_length - 1:
+      raise ConfigError(
+          f"create_frame_replay.capacity={capacity} gives each of the {num_envs} collect "
+          f"environments {row} steps, fewer than a sequence of {sequence_length} with its "
+          f"stacks of {frame_stack} frames needs ({frame_stack + sequence_length - 1}); raise it")
     self.capacity = row * num_envs
     try:
       _check_fits_in_memory(stored_fields(fields, observation, frame_stack), self.capacity)
@@ -201,12 +204,14 @@ def create_frame_replay(
   Args:
     num_envs: collect environments (a ring each; set by the job).
     capacity: environment steps held (FIFO beyond), shared by the rings;
-      rounded up to whole segments.
+      rounded up to whole segments (`ring_shape`: by less than a step a segment).
     frame_stack: frames in an observation's stack (its last axis), as the
       environment builds it; 1 for observations that are not stacks.
-    segment_steps: steps of a ring per segment file (written once, shared by
-      bundles); a checkpoint also writes each ring's unfinished segment.
-    seed: of the sampler (mixed with the step counts at a resume).
+    segment_steps: the most steps of a ring per segment file (written once,
+      shared by bundles; a ring is cut into two or more equal segments); a
+      checkpoint also writes each ring's unfinished segment.
+    seed: of the sampler, mixed with `train.seed` (and with the step counts at
+      a resume), so seeds of one config sample differently.
     compression: of the segment files on disk, "zlib" (level 1, in the
       writer thread) or "none"; memory holds frames raw either way. Each
       segment records its own, so a change applies to new segments.
@@ -221,10 +226,19 @@ def create_frame_replay(
   replay = FrameReplay(data_spec, sequence_length=sequence_length,
                        shared_dir=os.path.join(root_dir, layout.SHARED_DIR), num_envs=num_envs,
                        capacity=capacity, frame_stack=frame_stack,
-                       segment_steps=segment_steps, seed=seed, compression=compression)
+                       segment_steps=segment_steps, seed=[seed, _train_seed()],
+                       compression=compression)
   if restore_dir is not None:
     replay.restore(restore_dir)
   return replay
+
+
+def _train_seed() -> int:
+  """The job's `train.seed` (0 when unbound): the replay builders are not given it."""
+  try:
+    return int(gin.query_parameter("train.seed"))
+  except (ValueError, TypeError):
+    return 0
 
 
 # The bindings that shape the saved replay: a change cannot restore.

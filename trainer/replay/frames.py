@@ -54,6 +54,16 @@ def stored_fields(fields: list[Field], observation: int, frame_stack: int) -> li
   return out
 
 
+def ring_shape(capacity: int, num_envs: int, segment_steps: int) -> tuple[int, int]:
+  """(steps a ring holds, steps a segment holds): `capacity` shared by the
+  rings, each cut into two or more equal segments of at most `segment_steps`
+  (fewer than one step a segment more than asked for, in all)."""
+  row = -(-capacity // num_envs)
+  segments = max(2, -(-row // segment_steps))
+  steps = -(-row // segments)
+  return segments * steps, steps
+
+
 class FrameStore:
   """Rows of rings of transitions; each frame stored once."""
 

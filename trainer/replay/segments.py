@@ -104,8 +104,11 @@ def read_segment(path: str, ref: dict, arrays: list[np.ndarray]) -> None:
 class SegmentedRing:
   """Writes a `FrameStore`'s full segments as they fill; saves and loads the rest.
 
-  `lock` guards the store: the observer adds under it and a save copies the
-  tails under it, so a save from another thread sees one consistent step.
+  `lock` guards the store and the writer's records: the observer adds under
+  it, and a save copies the tails and takes the segments it refers to under it.
+  A save must come from the thread that adds (the loop's: the job's commit in
+  the foreground): were steps added while it waits for the writer, a writer
+  that lags by most of a lap could read slots that newer steps overwrote.
   """
 
   def __init__(self, store: FrameStore, directory: str, rel_dir: str, segment_steps: int,
@@ -153,8 +156,9 @@ class SegmentedRing:
   def _write(self, row: int, k: int) -> None:
     s = self.segment_steps
     start = time.monotonic()
-    # The ring overwrites this span only a lap later (a row holds two or more
-    # segments): the views are read as they are.
+    # The views are read as they are: the ring overwrites this span's slots
+    # only `row_capacity - segment_steps` steps after it completes (a row holds
+    # two or more segments), and a save's tail restores any it did overwrite.
     ref = write_segment(self._dir, f"r{row}-k{k}", self.store.row_span(row, k * s, (k + 1) * s),
                         self.codec)
     self.bytes_written += ref["size"]
@@ -184,26 +188,32 @@ class SegmentedRing:
 
   def save(self, target_dir: str, config: dict) -> None:
     """Writes the description, the tails and the shared references into
-    `target_dir` (new), after waiting for the segments it refers to."""
+    `target_dir` (new), after waiting for the segments it refers to (those
+    queued: one a row at most, at the loop's pace)."""
     s = self.segment_steps
     with self.lock:
       totals = [int(t) for t in self.store.totals]
       tails = {r: [np.array(a) for a in self.store.row_span(r, t - t % s, t)]
                for r, t in enumerate(totals) if t % s}
+      wanted = [(r, k) for r, total in enumerate(totals)
+                for k in range(max(0, total - self.store.row_capacity) // s, total // s)]
+      # Taken now, so that the writer's `_forget_old` deletes none of them meanwhile;
+      # the ones still queued are the newest, which stay in the ring.
+      taken = {key: self._written[key] for key in wanted if key in self._written}
+      self._referenced.update(ref["name"] for ref in taken.values())
     self._queue.join()
     if self._error is not None:
       raise self._error
     os.makedirs(target_dir)
-    segments, shared = {}, {}
+    segments: dict[str, list] = {str(r): [] for r in range(len(totals))}
+    shared = {}
     with self.lock:
-      for r, total in enumerate(totals):
-        first = max(0, total - self.store.row_capacity) // s
-        refs = [(k, self._written[(r, k)]) for k in range(first, total // s)]
-        segments[str(r)] = [[k, ref] for k, ref in refs]
-        for _, ref in refs:
-          self._referenced.add(ref["name"])
-          shared[f"{self._rel_dir}/{ref['name']}"] = {"size": ref["size"],
-                                                      "sha256": ref["sha256"]}
+      for r, k in wanted:
+        ref = taken.get((r, k)) or self._written[(r, k)]
+        self._referenced.add(ref["name"])
+        segments[str(r)].append([k, ref])
+        shared[f"{self._rel_dir}/{ref['name']}"] = {"size": ref["size"],
+                                                    "sha256": ref["sha256"]}
     tail_refs = {str(r): [t // s, write_segment(target_dir, f"tail-r{r}", tails[r])]
                  for r, t in enumerate(totals) if t % s}
     self.bytes_written += sum(ref["size"] for _, ref in tail_refs.values())
