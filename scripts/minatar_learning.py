@@ -121,7 +121,10 @@ def plot(runs: dict[str, dict], output: str, window: int, frames: int) -> None:
 
   n = len(runs)
   reached = min(int(r["train"]["env_steps"][-1]) for r in runs.values())
-  state = (f"complete: {n} seeds at {frames:,} env steps" if reached >= frames else
+  # The last summary comes every 5,000 train steps: a run complete at 1M env steps has its
+  # last one a few thousand short of it.
+  state = (f"complete: {n} seeds, 1M env steps each (last summary at ≥ {reached:,})"
+           if reached >= 0.99 * frames else
            f"in progress: {n} seeds, each at ≥ {reached:,} of {frames:,} env steps")
   fig, (train_ax, eval_ax) = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
   colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
