@@ -104,9 +104,9 @@ class ExportChecker:
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=subprocess.DEVNULL)
 
-  def check(self, path: str, observation: tuple) -> str | None:
+  def check(self, path: str, observation: tuple = ((4,), "float32")) -> str | None:
     """None if the export at `path` loads and acts on a batch of one
-    `observation` (shape, dtype), else the reason."""
+    `observation` (shape, dtype; CartPole's by default), else the reason."""
     shape, dtype = observation
     self._proc.stdin.write(f"{path} {','.join(map(str, shape))} {dtype}\n")
     self._proc.stdin.flush()
