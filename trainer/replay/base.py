@@ -90,6 +90,37 @@ class Replay(abc.ABC):
           "a new --root_dir")
 
 
+class SampledBlocks:
+  """The Learner's iterator over batches sampled ahead into variables of shape
+  [count, batch, ...] (`_blocks`, filled by the subclass, `_cursor` reset to 0):
+  each `next` (graph code) reads the next batch with one gather per field; under
+  a strategy of R replicas, each replica reads a batch of its own."""
+
+  _blocks: list
+  _cursor: tf.Variable
+  _spec: Any
+  strategy: tf.distribute.Strategy
+  replicas: int
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    """Graph code: the next filled batch, as `(experience, info)`; there is no
+    sample info to give (it only serves prioritized replay)."""
+    index = self._cursor.assign_add(1) - 1
+    if self.replicas == 1:
+      return self._batch(index), None
+
+    def replica_batch(context):
+      return self._batch(index * self.replicas + context.replica_id_in_sync_group)
+
+    return self.strategy.experimental_distribute_values_from_function(replica_batch), None
+
+  def _batch(self, index):
+    return tf.nest.pack_sequence_as(self._spec, [tf.gather(b, index) for b in self._blocks])
+
+
 def check_capacity(name: str, capacity: Any, maximum: int | None = None) -> int:
   if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0:
     raise ConfigError(f"{name}.capacity must be a positive int (transitions), got {capacity!r}")

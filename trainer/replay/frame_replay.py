@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer.errors import ConfigError, RunDirError, one_line
-from trainer.replay.base import Replay, ReplaySaveError, check_capacity
+from trainer.replay.base import Replay, ReplaySaveError, SampledBlocks, check_capacity
 from trainer.replay.frames import ContractError, Field, FrameStore, ring_shape, stored_fields
 from trainer.replay.segments import CODECS, SegmentedRing, SegmentError, describe
 from trainer.rundir import layout
@@ -142,10 +142,9 @@ def _named(spec, prefix: str):
     yield from _named(value, f"{prefix}{name}/")
 
 
-class _Blocks:
-  """The Learner's iterator: batches sampled by `prepare`, held in variables
-  of shape [count, batch, L, ...] that each `next` (graph code) reads in turn;
-  under a strategy of R replicas each replica reads a batch of its own."""
+class _Blocks(SampledBlocks):
+  """The Learner's iterator: batches sampled by `prepare` (numpy) into
+  variables of shape [count, batch, L, ...], read as `SampledBlocks` reads them."""
 
   def __init__(self, spec, batch_size: int, sequence_length: int,
                strategy: tf.distribute.Strategy):
@@ -163,22 +162,6 @@ class _Blocks:
     for block, values in zip(self._blocks, sampled, strict=True):
       block.assign(values.reshape(count, *self._shape, *values.shape[2:]))
     self._cursor.assign(0)
-
-  def __iter__(self):
-    return self
-
-  def __next__(self):
-    index = self._cursor.assign_add(1) - 1
-    if self.replicas == 1:
-      return self._batch(index), None
-
-    def replica_batch(context):
-      return self._batch(index * self.replicas + context.replica_id_in_sync_group)
-
-    return self.strategy.experimental_distribute_values_from_function(replica_batch), None
-
-  def _batch(self, index):
-    return tf.nest.pack_sequence_as(self._spec, [tf.gather(b, index) for b in self._blocks])
 
 
 def _check_fits_in_memory(stored: list[Field], steps: int) -> None:

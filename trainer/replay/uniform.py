@@ -14,7 +14,7 @@ from tf_agents.utils import nest_utils
 from trainer.compat import tf_agents as compat_tf_agents
 from trainer.errors import ConfigError, RunDirError, one_line
 from trainer.learning.flat_call import flat_call
-from trainer.replay.base import Replay, check_capacity
+from trainer.replay.base import Replay, SampledBlocks, check_capacity
 
 
 class UniformReplay(Replay):
@@ -159,7 +159,7 @@ class UniformReplay(Replay):
       raise RunDirError(f"cannot read the saved replay buffer in {source_dir}: {e.message}") from e
 
 
-class _BlockSampler:
+class _BlockSampler(SampledBlocks):
   """The Learner's iterator over the in-graph buffer.
 
   `fill(k)` (in `UniformReplay.prepare`, before each Learner call) samples the
@@ -183,7 +183,7 @@ class _BlockSampler:
                strategy: tf.distribute.Strategy):
     self._buffer, self.batch_size, self._num_steps = buffer, batch_size, num_steps
     self.strategy = strategy
-    self._replicas = strategy.num_replicas_in_sync
+    self.replicas = strategy.num_replicas_in_sync
     self._spec = buffer.data_spec
     inner = [batch_size] + ([num_steps] if num_steps else [])
     self._blocks = [
@@ -194,31 +194,12 @@ class _BlockSampler:
 
   def fill(self, count: int) -> None:
     """Graph code: samples `count` batches (replacing the previous ones)."""
-    batches = count * self._replicas
+    batches = count * self.replicas
     experience, _ = self._buffer.get_next(sample_batch_size=batches * self.batch_size,
                                           num_steps=self._num_steps)
     for block, values in zip(self._blocks, tf.nest.flatten(experience), strict=True):
       block.assign(tf.reshape(values, [batches, *block.shape[1:]]))
     self._cursor.assign(0)
-
-  def __iter__(self):
-    return self
-
-  def __next__(self):
-    """Graph code: the next filled batch, as `(experience, info)`; there is no
-    sample info to give (it only serves prioritized replay, which a uniform
-    buffer is not)."""
-    index = self._cursor.assign_add(1) - 1
-    if self._replicas == 1:
-      return self._batch(index), None
-
-    def replica_batch(context):
-      return self._batch(index * self._replicas + context.replica_id_in_sync_group)
-
-    return self.strategy.experimental_distribute_values_from_function(replica_batch), None
-
-  def _batch(self, index):
-    return tf.nest.pack_sequence_as(self._spec, [tf.gather(b, index) for b in self._blocks])
 
 
 class _WholeBuffer:
