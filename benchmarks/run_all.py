@@ -27,7 +27,7 @@ BENCHMARKS = [("learner_throughput.py", []), ("overhead.py", []), ("persistence.
               ("replay_checkpoint.py", []),
               # The same replay in one table: what the shards are worth.
               ("replay_checkpoint.py", ["--shards=1"]),
-              ("frame_replay.py", [])]
+              ("frame_replay.py", []), ("roles_frames.py", [])]
 DOC = REPO / "docs" / "benchmarks.md"
 EXPORT_STALL = REPO / "benchmarks" / "export_stall.json"
 # docs/benchmarks.md is the generated table, then notes written by hand (the sweeps, the
@@ -133,6 +133,7 @@ def render(results: dict) -> str:
   rows += _replay_checkpoint_rows(results.get("replay_checkpoint"),
                                   results.get("replay_checkpoint_1_shards"))
   rows += _frame_replay_rows(results.get("frame_replay"))
+  rows += _roles_frames_rows(results.get("roles_frames"))
   machine = next((s["machine"] for s in results.values() if isinstance(s, dict) and "machine" in s),
                  common.machine())
   lines = [
@@ -364,6 +365,28 @@ def _frame_replay_rows(f: dict | None) -> list[tuple]:
        f"{cold['files']} files", "—", "≤ 60 s",
        "met" if max(cold["restore_s"], warm["restore_s"]) <= 60 else "missed", f["command"]),
   ]
+
+
+def _roles_frames_rows(r: dict | None) -> list[tuple]:
+  """The replay server holding Atari steps in the frame layout (benchmarks/roles_frames.py)."""
+  if not r:
+    return []
+  gib = 2**30 / 2**20  # MiB a GiB
+  f = r["frames"]
+  measured = " and ".join(f"{m['steps']:,}" for m in r["stacked_measured"])
+  return [(
+      f"replay server's resident memory holding {r['steps']:,} Atari steps as the roles hold "
+      f"them ({r['shards']} shards, Reverb's zstd chunks; real Pong frames)",
+      f"whole 84×84×4 stacks a step (the roles' layout for other jobs; TF-Agents' Reverb "
+      f"observer's): {r['stacked_replay_rss_mb_extrapolated'] / gib:,.2f} GiB, extrapolated "
+      f"linearly from {measured} steps measured ({r['stacked_mb_per_1k_steps']:.2f} MiB per 1k)",
+      f"frame layout (a frame a step, stacks rebuilt by the learner): "
+      f"{f['replay_rss_mb'] / gib:,.2f} GiB (process {f['rss_full_mb'] / gib:,.2f} GiB); "
+      f"filled at {f['steps_per_s']:,} steps/s by one writer; sampled "
+      f"{f['sample_batches_per_s']:,.0f} batches of 32 a second, {f['stacks_checked']:,} stacks "
+      "checked",
+      f"{r['ratio']:.2f}× the anchor", "≤ 8 GB at 1M steps",
+      "met" if f["rss_full_mb"] * 2**20 <= 8e9 else "missed", r["command"])]
 
 
 def _frame_bytes(f: dict, written: int, added: int) -> str:

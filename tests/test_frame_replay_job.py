@@ -107,16 +107,34 @@ def test_a_damaged_segment_falls_back_to_the_bundle_before_it(tmp_path):
   assert list((root / layout.BUNDLE_DIR).glob("0000000080.damaged-*"))
 
 
-def test_the_roles_refuse_the_frame_replay_in_one_line_naming_the_bindings_that_work(tmp_path):
-  """The roles hold the replay in a Reverb server (every stack stored whole): a pixel config
-  on the frame replay is refused (exit 2) before anything trains; the error's bindings were
-  tried by hand: trainer.launch then trains dqn_atari.gin as roles."""
-  out = subprocess.run(
-      [sys.executable, "-m", "trainer.launch", f"--root_dir={tmp_path / 'run'}",
-       f"--gin_file={ATARI[0]}", "--collectors=1"],
-      cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=180)
-  assert out.returncode == errors.EXIT_USAGE, out.stderr[-3000:]
-  assert ("train.replay_fn=@create_frame_replay runs in a single process only (trainer.train)"
-          in out.stderr)
-  assert "--gin_bindings=train.replay_fn=@create_reverb_replay" in out.stderr
-  assert not (tmp_path / "run" / layout.BUNDLE_DIR).exists()
+def _launch(root, total, log):
+  cmd = [sys.executable, "-m", "trainer.launch", f"--root_dir={root}", f"--gin_file={ATARI[0]}",
+         "--collectors=1",
+         *(f"--gin_bindings={b}" for b in bindings(SMALL, train__num_iterations=total,
+                                                   replay_shards__shards=2))]
+  with open(log, "w") as f:
+    return subprocess.run(cmd, cwd=REPO, env=cli_env(), stdout=f, stderr=subprocess.STDOUT,
+                          timeout=600).returncode
+
+
+def test_the_roles_run_a_pixel_job_on_the_frame_layout_and_resume_its_replay(tmp_path):
+  """dqn_atari.gin as roles: the server's tables hold a frame a step (the learner rebuilds the
+  stacks), the job completes, and a rerun to a larger total restores the server's replay in
+  that layout and trains on."""
+  root = tmp_path / "run"
+  assert _launch(root, 40, tmp_path / "first.log") == errors.EXIT_OK, (
+      (tmp_path / "first.log").read_text()[-3000:])
+  first = status(root)
+  assert first["complete"] and first["train_step"] == 40 and first["replay_size"] > 0, first
+  server_log = (root / "roles" / "logs" / "replay_server.log").read_text()
+  assert "4-frame stacks stored a frame a step" in server_log, server_log[-2000:]
+  assert _launch(root, 80, tmp_path / "second.log") == errors.EXIT_OK, (
+      (tmp_path / "second.log").read_text()[-3000:])
+  learner_log = (root / "roles" / "logs" / "learner.log").read_text()
+  assert "Resumed from step 40: replay size" in learner_log, learner_log[-2000:]
+  restored = (root / "roles" / "logs" / "replay_server.log").read_text()
+  assert "Table uniform_table.0 and" in restored and "Table uniform_table.1 and" in restored
+  second = status(root)
+  assert second["complete"] and second["train_step"] == 80
+  assert second["replay_size"] > first["replay_size"]
+  assert committed_steps(root)[-1] == 80

@@ -9,6 +9,7 @@ import tensorflow as tf
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import trajectory
 
+from trainer import errors
 from trainer.replay import layout
 from trainer.replay import reverb as reverb_replay
 from trainer.replay.packing import StepPacking
@@ -110,4 +111,117 @@ def test_packed_table_round_trip_through_a_reverb_server(tmp_path, shards):
     assert seen == set(range(shards))
   finally:
     replay.close()
+    server.stop()
+
+
+# --- the frame layout (pixel observations: one frame a step) ------------------
+
+_FRAMES = 3  # frames in a stack
+_FRAME_SPEC = trajectory.Trajectory(
+    step_type=tf.TensorSpec([], tf.int32),
+    observation=tf.TensorSpec([2, 3, _FRAMES], tf.uint8),
+    action=tf.TensorSpec([], tf.int64), policy_info=(),
+    next_step_type=tf.TensorSpec([], tf.int32), reward=tf.TensorSpec([], tf.float32),
+    discount=tf.TensorSpec([], tf.float32))
+
+
+def _stacked_episodes(rng, env: int, lengths: list[int]) -> list[trajectory.Trajectory]:
+  """Steps of episodes as trainer's FrameStack observes them (zeros before an
+  episode's first frame, shifting by one), each step's reward its index and
+  discount its environment, so a sampled step says which it was."""
+  steps, index = [], 0
+  for length in lengths:
+    stack = np.zeros((2, 3, _FRAMES), np.uint8)
+    for t in range(length + 1):  # the episode's steps, then its boundary step
+      stack = np.concatenate([stack[..., 1:], rng.integers(1, 256, (2, 3, 1), np.uint8)], -1)
+      step_type = 0 if t == 0 else (2 if t == length else 1)
+      next_type = 2 if t == length - 1 else (0 if t == length else 1)
+      steps.append(trajectory.Trajectory(
+          step_type=np.int32(step_type), observation=stack.copy(), action=np.int64(index),
+          policy_info=(), next_step_type=np.int32(next_type), reward=np.float32(index),
+          discount=np.float32(env)))
+      index += 1
+  return steps
+
+
+def test_frame_packing_holds_one_frame_a_step_and_rebuilds_the_stacks():
+  packing = StepPacking(_FRAME_SPEC)
+  frames = layout.ReplayLayout("t", 10, _FRAME_SPEC, 2, packed=True, frame_stack=_FRAMES).packing
+  assert frames.lead == _FRAMES - 1
+  assert packing.width - frames.width == 6 * (_FRAMES - 1)  # the older frames are not stored
+  assert frames.column_spec(2).shape == (2 + _FRAMES - 1, frames.width)
+  assert frames.matches(frames.column_spec(2), 2) and not packing.matches(frames.column_spec(2), 2)
+  steps = _stacked_episodes(np.random.default_rng(1), 0, [6])
+  columns = frames.lead_columns(steps[0].observation) + [frames.pack(s) for s in steps]
+  item = np.stack(columns[3:3 + 2 + frames.lead])  # steps 3 and 4 with their lead
+  got = frames.unpack(tf.constant(item[None]))
+  np.testing.assert_array_equal(got.observation.numpy()[0],
+                                np.stack([steps[3].observation, steps[4].observation]))
+  np.testing.assert_array_equal(got.reward.numpy()[0], [3, 4])
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+def test_frame_layout_round_trip_through_a_reverb_server_is_bit_exact(tmp_path, shards):
+  """Collectors' writers store a frame a step; every sampled stack is exactly the
+  observation written at that step: over episode starts (zeros before the first
+  frame), boundaries (no item spans two episodes) and a writer reopened mid-episode
+  (a collector that reconnected: its lead columns are the stack's real older frames)."""
+  rng = np.random.default_rng(0)
+  served = layout.ReplayLayout("uniform_table", 999, _FRAME_SPEC, 2, packed=True,
+                               frame_stack=_FRAMES)
+  control = layout.RateControl(samples_per_insert=1e6, min_size_to_sample=1, error_buffer=1e9)
+  server = reverb.Server(layout.replay_tables("uniform_table", 999, shards,
+                                              served.signature, control), port=None)
+  replay = reverb_replay.ReverbReplay(
+      served, scratch_dir=str(tmp_path / "scratch"), address=f"localhost:{server.port}",
+      restore_dir=None, num_envs=2)
+  try:
+    assert replay.layout.packing.lead == _FRAMES - 1  # read back from the server's signature
+    episodes = [_stacked_episodes(rng, env, [1, 4, 7, 2]) for env in range(2)]
+    written = {(env, int(s.reward)): s for env in range(2) for s in episodes[env]}
+    for t in range(len(episodes[0])):
+      if t == 9:  # mid-episode (the third, at its 3rd step): the collector reconnects
+        replay.observer.close()
+        replay.observer.open()
+      replay.observer(tf.nest.map_structure(lambda *xs: np.stack(xs), *(e[t] for e in episodes)))
+    # Items per episode of n steps: n (its n + 1 steps, boundary included, in pairs); the
+    # reopened writer loses the pair that spans the reconnection.
+    assert replay.size() == 2 * (1 + 4 + 7 + 2 - 1)
+    seen = set()
+    batches = iter(replay.dataset(16))
+    for _ in range(20):
+      experience, _ = next(batches)
+      assert experience.observation.shape == (16, 2, 2, 3, _FRAMES)
+      for i in range(16):
+        env, first = int(experience.discount[i, 0]), int(experience.reward[i, 0])
+        for k in range(2):
+          expected = written[(env, first + k)]
+          np.testing.assert_array_equal(experience.observation[i, k].numpy(),
+                                        expected.observation)
+          assert int(experience.step_type[i, k]) == int(expected.step_type)
+        assert not (written[(env, first)].is_boundary())  # never from one episode to the next
+        seen.add((env, first))
+    assert len(seen) == 2 * 13  # every item sampled
+  finally:
+    replay.close()
+    server.stop()
+
+
+def test_frame_layout_writer_refuses_observations_that_are_not_frame_stacks():
+  served = layout.ReplayLayout("t", 99, _FRAME_SPEC, 2, packed=True, frame_stack=_FRAMES)
+  server = reverb.Server(layout.replay_tables("t", 99, 1, served.signature, None), port=None)
+  try:
+    writers = served.writers(reverb.Client(f"localhost:{server.port}"), 1)
+    steps = _stacked_episodes(np.random.default_rng(2), 0, [5])
+    writers(tf.nest.map_structure(lambda x: np.stack([x]), steps[0]))
+    writers(tf.nest.map_structure(lambda x: np.stack([x]), steps[1]))
+    skipped = steps[3]  # its stack does not follow step 1's
+    with pytest.raises(errors.ConfigError, match="not frame stacks as the replay's frame layout"):
+      writers(tf.nest.map_structure(lambda x: np.stack([x]), skipped))
+    unzeroed = steps[0]._replace(observation=np.full((2, 3, _FRAMES), 7, np.uint8))
+    writers.close()
+    writers.open()
+    with pytest.raises(errors.ConfigError, match="zeros before an episode's first frame"):
+      writers(tf.nest.map_structure(lambda x: np.stack([x]), unzeroed))
+  finally:
     server.stop()

@@ -24,6 +24,10 @@ import dataclasses
 import numpy as np
 
 FIRST = 0  # TF-Agents' StepType.FIRST
+# What a stack must be, and what to do about observations that are not.
+CONTRACT_FIX = ("(stack on the last axis, oldest first, zeros before an episode's first frame, "
+                "shifting by one each step): build the environment with trainer's frame stack "
+                "(create_atari_environment), or set create_frame_replay.frame_stack = 1")
 
 
 class ContractError(ValueError):
@@ -113,10 +117,7 @@ class FrameStore:
         ok = np.array_equal(obs[r, ..., -2], frames[r, (t - 1) % self.row_capacity])
       if not ok:
         raise ContractError(
-            "the observations are not frame stacks as the frame replay expects (stack on the "
-            "last axis, oldest first, zeros before an episode's first frame, shifting by one "
-            "each step): build the environment with trainer's frame stack "
-            "(create_atari_environment), or set create_frame_replay.frame_stack = 1")
+            f"the observations are not frame stacks as the frame replay expects {CONTRACT_FIX}")
 
   # --- reading -----------------------------------------------------------------
 

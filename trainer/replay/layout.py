@@ -20,7 +20,7 @@ import gin
 import reverb
 from tf_agents.specs import tensor_spec
 
-from trainer.replay.packing import StepPacking
+from trainer.replay.packing import FramePacking, StepPacking
 from trainer.replay.writers import PerRowWriters, per_env_writers
 
 DEFAULT_TABLE = "uniform_table"  # create_reverb_replay.table_name's default
@@ -101,7 +101,9 @@ class ReplayLayout:
   """The replay: `shards` tables of `name` holding `capacity` items between
   them, each item `sequence_length` steps of `data_spec`, each step one packed
   column (`packed`) or a column per field, rate-limited by `control` (None:
-  sampled from the first item on). `builder`: the configured replay's gin name."""
+  sampled from the first item on). `builder`: the configured replay's gin name.
+  `frame_stack` > 1: observations are stacks of that many frames, and a packed
+  step holds only its newest frame (`FramePacking`: pixel observations)."""
 
   name: str
   capacity: int
@@ -111,6 +113,7 @@ class ReplayLayout:
   packed: bool = False
   control: RateControl | None = None
   builder: str = "create_reverb_replay"
+  frame_stack: int = 1
 
   @property
   def table_names(self) -> list[str]:
@@ -123,7 +126,11 @@ class ReplayLayout:
   @functools.cached_property
   def packing(self) -> StepPacking | None:
     """How a step is packed into one column; None: a column per field."""
-    return StepPacking(self.data_spec) if self.packed else None
+    if not self.packed:
+      return None
+    if self.frame_stack > 1:
+      return FramePacking(self.data_spec, self.frame_stack)
+    return StepPacking(self.data_spec)
 
   @property
   def signature(self):
@@ -142,7 +149,7 @@ class ReplayLayout:
     an outside server's tables hold a column per field). A server without the
     replay: its one table, as named (writing or sampling it fails)."""
     names = table_shards(server_info, self.name)
-    packed = bool(names) and StepPacking(self.data_spec).matches(
+    packed = bool(names) and dataclasses.replace(self, packed=True).packing.matches(
         server_info[names[0]].signature, self.sequence_length)
     return dataclasses.replace(self, shards=max(len(names), 1), packed=packed)
 
@@ -161,22 +168,25 @@ class ReplayLayout:
     split = f" in {self.shards} shards" if self.shards > 1 else ""
     rate = (f", {self.control.samples_per_insert:g} samples per insert"
             if self.control is not None else "")
-    return f"table {self.name!r} (capacity {self.capacity}{split}{rate})"
+    frames = f", {self.frame_stack}-frame stacks stored a frame a step" if self.frame_stack > 1 \
+        else ""
+    return f"table {self.name!r} (capacity {self.capacity}{split}{rate}{frames})"
 
 
 def configured_table(replay_fn: Any) -> tuple[int, str]:
   """(capacity, table name) of the configured replay builder, read from its gin
   bindings: a job configured with the in-graph buffer runs its roles on a
   Reverb table of the same capacity (and the default table name)."""
-  name = getattr(replay_fn, "__name__", "")
   parameters = inspect.signature(replay_fn).parameters
-
-  def value(param: str, default):
-    try:
-      return gin.query_parameter(f"{name}.{param}")
-    except ValueError:
-      return default
-
-  capacity = value("capacity", parameters["capacity"].default)
-  table = value("table_name", DEFAULT_TABLE) if "table_name" in parameters else DEFAULT_TABLE
+  capacity = configured_value(replay_fn, "capacity")
+  table = configured_value(replay_fn, "table_name") if "table_name" in parameters \
+      else DEFAULT_TABLE
   return capacity, table
+
+
+def configured_value(replay_fn: Any, param: str) -> Any:
+  """The replay builder's `param` as gin binds it, or its signature's default."""
+  try:
+    return gin.query_parameter(f"{getattr(replay_fn, '__name__', '')}.{param}")
+  except ValueError:
+    return inspect.signature(replay_fn).parameters[param].default

@@ -71,6 +71,69 @@ class StepPacking:
     return tf.nest.pack_sequence_as(self._spec, fields)
 
 
+class FramePacking(StepPacking):
+  """Packed steps of pixel observations that hold each step's newest frame only.
+
+  An Atari observation is a stack of the last k frames; packed whole, each
+  frame would sit in k steps (and the server would hold 4x the frames). Here a
+  step's column holds the newest frame (`observation[..., -1]`) and the other
+  fields; an item of `sequence_length` steps spans the `frame_stack - 1`
+  columns before them too, and `unpack` rebuilds each step's stack from its
+  item's columns. Items never span two episodes (`trainer.replay.writers`), so
+  neither does a stack: before an episode's first step the writer puts the
+  older frames of that step's own stack, zeros under the frame contract
+  (`trainer.acting.frames`), as `lead` columns whose other fields are zeros.
+  """
+
+  def __init__(self, step_spec, frame_stack: int):
+    obs = step_spec.observation
+    if (not isinstance(obs, tf.TensorSpec) or obs.shape.rank is None or obs.shape.rank < 1
+        or obs.shape[-1] != frame_stack):
+      raise ValueError(f"the observation {obs} is not a stack of {frame_stack} frames on its "
+                       "last axis")
+    self.frame_stack = frame_stack
+    self.lead = frame_stack - 1
+    self._stacked = step_spec
+    super().__init__(step_spec._replace(observation=tf.TensorSpec(obs.shape[:-1], obs.dtype,
+                                                                  obs.name)))
+    marked = tf.nest.map_structure(lambda _: False, step_spec)._replace(observation=True)
+    self._frame = self._fields[tf.nest.flatten(marked).index(True)]  # (start, end, frame spec)
+
+  def column_spec(self, sequence_length: int) -> tf.TensorSpec:
+    return tf.TensorSpec([sequence_length + self.lead, self.width], tf.uint8)
+
+  def pack(self, step) -> np.ndarray:
+    """One unbatched step, its observation a whole stack, as its column."""
+    return super().pack(step._replace(observation=np.asarray(step.observation)[..., -1]))
+
+  def lead_columns(self, observation: np.ndarray) -> list[np.ndarray]:
+    """The columns before the first step written of an episode whose stack is
+    `observation`: its older frames, oldest first (zeros at a FIRST step)."""
+    start, end, spec = self._frame
+    columns = []
+    for j in range(self.lead):
+      column = np.zeros(self.width, np.uint8)
+      frame = np.ascontiguousarray(observation[..., j], _numpy_dtype(spec.dtype))
+      column[start:end] = frame.reshape(-1).view(np.uint8)
+      columns.append(column)
+    return columns
+
+  def unpack(self, packed: tf.Tensor):
+    """`[..., sequence_length + lead, width]` -> the stacked step spec's
+    structure, each field `[..., sequence_length, *field_shape]`."""
+    columns = super().unpack(packed)
+    axis = packed.shape.rank - 2  # the sequence's
+    length = packed.shape[-2] - self.lead
+
+    def steps(value, begin):
+      return value[(slice(None),) * axis + (slice(begin, begin + length),)]
+
+    fields = tf.nest.map_structure(lambda value: steps(value, self.lead), columns)
+    frames = columns.observation
+    stacks = tf.stack([steps(frames, j) for j in range(self.frame_stack)], axis=-1)
+    return fields._replace(observation=stacks)
+
+
 def _numpy_dtype(dtype: tf.DType):
   return np.uint8 if dtype == tf.bool else dtype.as_numpy_dtype
 

@@ -7,13 +7,23 @@ steps make one item of priority 1; an episode's last step ends the episode (the
 steps before it are never part of a later item). The writer is this project's
 own so that it can pack each step into one column (`StepPacking`) and spread
 its items over the replay's shards, through Reverb's public writer only.
+
+With a `FramePacking` (pixel observations: one frame a step), an item also
+spans the `lead` columns before its first step, and the episode's first step
+written is preceded by lead columns holding its stack's older frames. The
+writer checks the frame contract as it goes (each stack's second newest frame
+is the previous step's newest; zeros before an episode's first frame), as the
+frame replay does, so a stack rebuilt on the learner is the one observed.
 """
 
+import numpy as np
 import reverb
 import tensorflow as tf
 from tf_agents.trajectories import trajectory as trajectory_lib
 from tf_agents.utils import nest_utils
 
+from trainer.errors import ConfigError
+from trainer.replay.frames import CONTRACT_FIX
 from trainer.replay.packing import StepPacking
 
 _PRIORITY = 1.0  # TF-Agents' observer's default: the tables sample uniformly anyway
@@ -35,8 +45,11 @@ class SequenceWriter:
     self._sequence_length = sequence_length
     self._packing = packing
     self._next = first % len(self._tables)
+    self._lead = getattr(packing, "lead", 0)  # frame columns before an item's steps
+    self._span = self._lead + sequence_length  # columns an item spans
     self._writer = None
     self._steps = 0  # of the current episode, in the writer's history
+    self._newest = None  # the newest frame written (frame packing)
     self.open()
 
   def open(self) -> None:
@@ -44,22 +57,39 @@ class SequenceWriter:
     if self._writer is None:
       # One step more than an item spans, as TF-Agents keeps.
       self._writer = self._client.trajectory_writer(
-          num_keep_alive_refs=self._sequence_length + 1, validate_items=False)
+          num_keep_alive_refs=self._span + 1, validate_items=False)
       self._steps = 0
 
   def __call__(self, step: trajectory_lib.Trajectory) -> None:
     """Appends one unbatched step; writes an item once the episode has enough steps."""
     writer = self._open_writer()
+    if self._lead:
+      self._check_stack(step)
+      if self._steps == 0:
+        for column in self._packing.lead_columns(np.asarray(step.observation)):
+          writer.append(column)
     writer.append(step if self._packing is None else self._packing.pack(step))
     self._steps += 1
     if self._steps >= self._sequence_length:
-      item = tf.nest.map_structure(lambda column: column[-self._sequence_length:],
-                                   writer.history)
+      item = tf.nest.map_structure(lambda column: column[-self._span:], writer.history)
       writer.create_item(self._tables[self._next], _PRIORITY, item)
       self._next = (self._next + 1) % len(self._tables)
     if step.is_boundary():
       self._steps = 0
       writer.end_episode()
+
+  def _check_stack(self, step: trajectory_lib.Trajectory) -> None:
+    """The frame contract: a FIRST step's older frames are zeros, and a later
+    step's second newest frame is the previous step's newest."""
+    obs = np.asarray(step.observation)
+    if step.is_first():
+      ok = not obs[..., :-1].any()
+    else:
+      ok = self._steps == 0 or np.array_equal(obs[..., -2], self._newest)
+    if not ok:
+      raise ConfigError("the observations are not frame stacks as the replay's frame layout "
+                        f"expects {CONTRACT_FIX}")
+    self._newest = obs[..., -1].copy()
 
   def flush(self, timeout_ms: int | None = None) -> None:
     """Blocks until the server confirmed every item written; with `timeout_ms`,

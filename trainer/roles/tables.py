@@ -31,7 +31,7 @@ import tensorflow as tf
 from trainer.config import values
 from trainer.config.settings import Settings
 from trainer.errors import ConfigError
-from trainer.replay.layout import RateControl, ReplayLayout, configured_table
+from trainer.replay.layout import RateControl, ReplayLayout, configured_table, configured_value
 from trainer.roles import auth, connection, rolefiles, weights
 
 VARIABLES_TABLE = weights.TABLE
@@ -85,17 +85,31 @@ def replay_layout(replay_fn, settings: Settings, data_spec, sequence_length: int
   and table name (`configured_table`), in `replay_shards` tables of packed
   steps (`trainer.replay.packing`: the learner samples ~3x faster), limited by
   `rate_control`. The server builds its tables from it; the learner and the
-  collectors read what the server holds (`ReplayLayout.served`)."""
-  if getattr(replay_fn, "__name__", "") == "create_frame_replay":
-    raise ConfigError(
-        "train.replay_fn=@create_frame_replay runs in a single process only (trainer.train): "
-        "the roles hold their replay in a Reverb server, which stores every step's whole "
-        "observation; run the config with trainer.train, or add --gin_bindings="
-        "train.replay_fn=@create_reverb_replay --gin_bindings=create_reverb_replay.capacity=N "
-        "with N steps that fit in the server's memory (docs/frame_replay.md)")
+  collectors read what the server holds (`ReplayLayout.served`).
+
+  A job on the frame replay (`create_frame_replay`: pixels) keeps its frame
+  layout: each step holds only its observation's newest frame and the learner
+  rebuilds the stacks (`FramePacking`), so the server holds each frame once, as
+  the single-process job does. What does not carry over is the frame replay's
+  own persistence: the server's checkpoint is Reverb's, a full copy of its
+  tables (docs/frame_replay.md)."""
   capacity, name = configured_table(replay_fn)
+  frame_stack = 1
+  if getattr(replay_fn, "__name__", "") == "create_frame_replay":
+    frame_stack = configured_value(replay_fn, "frame_stack")
+    if frame_stack > 1 and not _stacks_of(data_spec.observation, frame_stack):
+      raise ConfigError(
+          f"create_frame_replay.frame_stack={frame_stack} does not fit the observations "
+          f"({data_spec.observation.dtype.name} {data_spec.observation.shape}): set it to the "
+          "environment's frame stack (the last axis of its observation), or to 1")
   return ReplayLayout(name, capacity, data_spec, sequence_length, shards=replay_shards(capacity),
-                      packed=True, control=rate_control(settings), builder=replay_fn.__name__)
+                      packed=True, control=rate_control(settings), builder=replay_fn.__name__,
+                      frame_stack=frame_stack)
+
+
+def _stacks_of(observation, frame_stack: int) -> bool:
+  return (isinstance(observation, tf.TensorSpec) and observation.shape.rank is not None
+          and observation.shape.rank >= 1 and observation.shape[-1] == frame_stack)
 
 
 COUNTERS_SIGNATURE = (tf.TensorSpec((), tf.string),  # the record's signature (auth)
