@@ -10,6 +10,7 @@ import gym
 import numpy as np
 from tf_agents.environments import py_environment, suite_gym, wrappers
 
+from trainer.config import values
 from trainer.errors import ConfigError, one_line
 
 
@@ -31,10 +32,8 @@ def create_gym_environment(
   """
   if not isinstance(name, str) or not name:
     raise ConfigError(f"create_gym_environment.name must be a Gym id string, got {name!r}")
-  if max_episode_steps is not None and (isinstance(max_episode_steps, bool) or not isinstance(
-      max_episode_steps, int) or max_episode_steps <= 0):
-    raise ConfigError("create_gym_environment.max_episode_steps must be a positive int (env "
-                      f"steps) or None for the registered limit, got {max_episode_steps!r}")
+  values.check_max_episode_steps("create_gym_environment", max_episode_steps,
+                                 " for the registered limit")
   if isinstance(step_seconds, bool) or not isinstance(step_seconds, (int, float)) \
       or step_seconds < 0:
     raise ConfigError(f"create_gym_environment.step_seconds must be a number >= 0, got "

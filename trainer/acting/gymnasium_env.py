@@ -16,6 +16,7 @@ from tf_agents.environments import py_environment
 from tf_agents.specs import array_spec
 from tf_agents.trajectories import time_step as ts
 
+from trainer.config import values
 from trainer.errors import ConfigError, one_line
 
 # Modules that Gymnasium's optional families import, and how to install each.
@@ -143,10 +144,7 @@ def create_gymnasium_environment(
   if not isinstance(name, str) or not name:
     raise ConfigError(f"{knob}.name must be a Gymnasium id string such as 'CartPole-v1', "
                       f"got {name!r}")
-  if max_episode_steps is not None and (isinstance(max_episode_steps, bool) or not isinstance(
-      max_episode_steps, int) or max_episode_steps <= 0):
-    raise ConfigError(f"{knob}.max_episode_steps must be a positive int (env steps) or None "
-                      f"for the registered limit, got {max_episode_steps!r}")
+  values.check_max_episode_steps(knob, max_episode_steps, " for the registered limit")
   if kwargs is not None and not isinstance(kwargs, dict):
     raise ConfigError(f"{knob}.kwargs must be a dict of gymnasium.make's keyword arguments, "
                       f"e.g. {{'sutton_barto_reward': True}}; got {kwargs!r}")

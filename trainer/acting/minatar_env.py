@@ -16,6 +16,7 @@ from tf_agents.environments import py_environment, wrappers
 from tf_agents.specs import array_spec
 from tf_agents.trajectories import time_step as ts
 
+from trainer.config import values
 from trainer.errors import ConfigError
 
 GAMES = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
@@ -115,10 +116,7 @@ def create_minatar_environment(
   if not isinstance(difficulty_ramping, bool):
     raise ConfigError(f"{knob}.difficulty_ramping must be True or False; got "
                       f"{difficulty_ramping!r}")
-  if max_episode_steps is not None and (isinstance(max_episode_steps, bool) or not isinstance(
-      max_episode_steps, int) or max_episode_steps <= 0):
-    raise ConfigError(f"{knob}.max_episode_steps must be a positive int (env steps) or None, "
-                      f"got {max_episode_steps!r}")
+  values.check_max_episode_steps(knob, max_episode_steps)
   env = MinAtarEnvironment(game, sticky_action_probability=float(p),
                            difficulty_ramping=difficulty_ramping)
   return wrappers.TimeLimit(env, max_episode_steps) if max_episode_steps else env

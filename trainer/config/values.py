@@ -17,6 +17,14 @@ def _is_int(value: Any) -> bool:
   return isinstance(value, int) and not isinstance(value, bool)
 
 
+def check_max_episode_steps(knob: str, value: Any, unset: str = "") -> None:
+  """`<knob>.max_episode_steps`: None or a positive int (env steps); `unset` says
+  what None means (", the registered limit" where there is one)."""
+  if value is not None and (not _is_int(value) or value <= 0):
+    raise ConfigError(f"{knob}.max_episode_steps must be a positive int (env steps) or "
+                      f"None{unset}, got {value!r}")
+
+
 def check_replay_shards(shards: Any, capacity: int | None = None) -> None:
   """`replay_shards.shards`: an int from 1 to the replay's capacity."""
   if not _is_int(shards) or shards < 1 or (capacity is not None and shards > capacity):
