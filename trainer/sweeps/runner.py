@@ -10,6 +10,8 @@ preemption-safe as any job: the runner only starts, watches and stops them.
 - SIGTERM or Ctrl-C: every running member gets SIGTERM, commits and exits 75;
   the runner waits for them and exits 75. A second signal is passed on too
   (the members exit at once, their last committed bundles valid).
+- The runner killed (SIGKILL): its running members get SIGTERM from the kernel
+  (`_stop_with_parent`) and commit and stop as above; the rerun resumes them.
 - A member that exits otherwise (a crash, a config its grid value breaks) is
   failed: reported with its log, and the others go on. A member stopped by a
   signal the runner did not send (75) is started again, up to `RETRIES` times.
@@ -148,7 +150,7 @@ class LocalRunner:
     # Its own process group: a Ctrl-C in the terminal reaches the runner alone, which
     # passes it on, once, to each member.
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_stop_with_parent)
     step, total = member_progress(definition_lib.member_dir(self._root, member))
     logging.info("Member %s (%s, seed %d) started%s.", member.name, self._label(member),
                  member.seed, f" (resumes from step {step} of {total})" if step else "")
@@ -209,6 +211,20 @@ class LocalRunner:
       return fileio.read_json(self._outcomes_path)
     except (FileNotFoundError, ValueError):
       return {}
+
+
+def _stop_with_parent() -> None:
+  """In the member, before it runs: SIGTERM when the runner dies (SIGKILLed, say),
+  so that it commits and stops instead of running on unwatched, holding its run
+  directory against the rerun (Linux's PR_SET_PDEATHSIG; elsewhere, nothing)."""
+  try:
+    import ctypes
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+  except (OSError, AttributeError):
+    pass
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def read_outcomes(root_dir: str) -> dict:
