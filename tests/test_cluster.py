@@ -238,3 +238,80 @@ def test_roles_manifests_admit_only_the_jobs_pods_to_the_replay_server():
   assert "--bind=$(POD_IP)" in container["args"]
   assert {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in \
       container["env"]
+
+
+SWEEP_SBATCH = REPO / "cluster" / "slurm" / "sweep.sbatch"
+SWEEP_YAML = REPO / "cluster" / "kubernetes" / "sweep-job.yaml"
+
+
+def test_sweep_sbatch_runs_its_array_tasks_member_and_requeues_that_task(slurm_env, tmp_path):
+  """Array task 1 of a 2-member sweep under bash (stub `scontrol`): it writes the sweep's
+  definition, runs member 1 alone, and on SIGTERM that member commits, the task exits 75 and
+  requeues itself (JOBID_TASK); requeued, it resumes and completes."""
+  env, calls, root = slurm_env
+  env.update(SLURM_ARRAY_JOB_ID="4242", SLURM_ARRAY_TASK_ID="1")
+  args = [f"--gin_file={DQN_CONFIG}", "--seeds=2",
+          *(f"--gin_bindings={b}" for b in bindings(TINY_DQN, train__num_iterations=150))]
+  member = root / "members" / "c0_seed1"
+
+  def task(log):
+    return subprocess.Popen(["bash", str(SWEEP_SBATCH), *args], cwd=REPO, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+
+  with open(tmp_path / "task.log", "w") as log:
+    shell = task(log)
+    try:
+      wait_for(lambda: committed_steps(member), 240, "member 1's first bundle", shell)
+      shell.send_signal(signal.SIGTERM)
+      rc = shell.wait(timeout=120)
+    finally:
+      shell.kill()
+  assert rc == errors.EXIT_PREEMPTED, (tmp_path / "task.log").read_text()[-3000:]
+  assert calls.read_text().split() == ["requeue", "4242_1"]
+  assert not (root / "members" / "c0_seed0").exists()  # the other task's member
+  assert "train.seed = 1" in (member / "config.gin").read_text()
+  calls.unlink()
+  with open(tmp_path / "requeued.log", "w") as log:
+    assert task(log).wait(timeout=300) == errors.EXIT_OK
+  assert "Resumed from step" in (tmp_path / "requeued.log").read_text()
+  assert not calls.exists() and status(member)["complete"]
+
+
+def test_sweep_sbatch_header_asks_for_requeue_and_an_early_signal():
+  header = [line for line in SWEEP_SBATCH.read_text().splitlines() if line.startswith("#SBATCH")]
+  assert "#SBATCH --requeue" in header
+  assert any(line.startswith("#SBATCH --signal=B:TERM@") for line in header)
+
+
+@pytest.mark.fast
+def test_sweep_manifest_runs_one_member_per_index_and_as_many_indexes_as_members(tmp_path):
+  docs = list(yaml.safe_load_all(SWEEP_YAML.read_text()))
+  pvc = next(d for d in docs if d["kind"] == "PersistentVolumeClaim")
+  job = next(d for d in docs if d["kind"] == "Job")
+  spec, pod = job["spec"], job["spec"]["template"]["spec"]
+  assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+  assert spec["completionMode"] == "Indexed" and pod["restartPolicy"] == "Never"
+  assert pod["terminationGracePeriodSeconds"] >= 120
+  rules = spec["podFailurePolicy"]["rules"]
+  assert any(r["action"] == "Ignore" and r.get("onExitCodes", {}).get("values") ==
+             [errors.EXIT_PREEMPTED] for r in rules)
+  assert any(r["action"] == "Ignore" and r.get("onPodConditions") ==
+             [{"type": "DisruptionTarget", "status": "True"}] for r in rules)
+  assert any(r["action"] == "FailIndex" and r["onExitCodes"]["values"] == [errors.EXIT_USAGE]
+             for r in rules)
+  assert spec["backoffLimitPerIndex"] >= 1  # FailIndex needs it
+  container = pod["containers"][0]
+  assert container["command"] == ["python", "-m", "trainer.sweep"]  # exec form: PID 1
+  assert "--member=$(JOB_COMPLETION_INDEX)" in container["args"]
+  root = next(a.split("=", 1)[1] for a in container["args"] if a.startswith("--root_dir="))
+  mount = container["volumeMounts"][0]
+  assert root.startswith(mount["mountPath"] + "/")
+  volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+  assert volume["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+  # Its definition, prepared here, has exactly `completions` members.
+  definition = [a for a in container["args"] if not a.startswith(("--root_dir=", "--member="))]
+  prepared = subprocess.run([sys.executable, "-m", "trainer.sweep",
+                             f"--root_dir={tmp_path / 'sweep'}", *definition, "--prepare"],
+                            cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120)
+  assert prepared.returncode == 0, prepared.stderr
+  assert f"{spec['completions']} members in" in prepared.stdout
