@@ -103,9 +103,10 @@ def test_the_configuration_guide_documents_every_knob_as_declared():
 LAYERS = [
     {"trainer.train", "trainer.status", "trainer.export", "trainer.evaluate",  # python -m ...
      "trainer.plot", "trainer.launch", "trainer.replay_server", "trainer.collect",
-     "trainer.learn", "trainer.api"},  # trainer.api: trainer.run, from Python
+     "trainer.learn", "trainer.sweep", "trainer.report",
+     "trainer.api"},  # trainer.api: trainer.run, from Python
     {"trainer.cli"},
-    {"trainer.roles"},
+    {"trainer.roles", "trainer.sweeps"},
     {"trainer.loops"},
     {"trainer.checkpoint"},
     {"trainer.acting", "trainer.agents", "trainer.replay", "trainer.policies"},
