@@ -27,7 +27,8 @@ BENCHMARKS = [("learner_throughput.py", []), ("overhead.py", []), ("persistence.
               ("replay_checkpoint.py", []),
               # The same replay in one table: what the shards are worth.
               ("replay_checkpoint.py", ["--shards=1"]),
-              ("frame_replay.py", []), ("roles_frames.py", [])]
+              ("frame_replay.py", []), ("roles_frames.py", []), ("atari_throughput.py", []),
+              ("sweep.py", [])]
 DOC = REPO / "docs" / "benchmarks.md"
 EXPORT_STALL = REPO / "benchmarks" / "export_stall.json"
 # docs/benchmarks.md is the generated table, then notes written by hand (the sweeps, the
@@ -134,6 +135,8 @@ def render(results: dict) -> str:
                                   results.get("replay_checkpoint_1_shards"))
   rows += _frame_replay_rows(results.get("frame_replay"))
   rows += _roles_frames_rows(results.get("roles_frames"))
+  rows += _atari_rows(results.get("atari_throughput"))
+  rows += _sweep_rows(results.get("sweep"))
   machine = next((s["machine"] for s in results.values() if isinstance(s, dict) and "machine" in s),
                  common.machine())
   lines = [
@@ -387,6 +390,50 @@ def _roles_frames_rows(r: dict | None) -> list[tuple]:
       "checked",
       f"{r['ratio']:.2f}× the anchor", "≤ 8 GB at 1M steps",
       "met" if f["rss_full_mb"] * 2**20 <= 8e9 else "missed", r["command"])]
+
+
+def _atari_rows(a: dict | None) -> list[tuple]:
+  """Pong DQN against TF-Agents' mnih15 example (benchmarks/atari_throughput.py)."""
+  if not a:
+    return []
+  t, x = a["trainer"], a["anchor"]
+
+  def runs(side: dict, key: str) -> str:
+    return ", ".join(f"{r[key]:,.1f}" for r in side["runs"])
+
+  return [
+      (f"env frames/s of the Atari DQN job's random initial collect ({a['initial_steps']:,} agent "
+       "steps of 4 frames, Pong, the same ALE build and preprocessing)",
+       f"TF-Agents mnih15 `dqn_train_eval_atari` (its env loader switched to trainer's ALE): "
+       f"{x['frames_per_s']:,.0f} (runs: {runs(x, 'frames_per_s')})",
+       f"configs/dqn_atari.gin on the frame replay: {t['frames_per_s']:,.0f} (runs: "
+       f"{runs(t, 'frames_per_s')})", f"{a['frames_ratio']:.2f}× the anchor", "—", "—",
+       a["command"]),
+      (f"learner steps/s of the Atari DQN job's loop (4 agent steps, then a train step of 32; "
+       f"steps 200–{a['train_steps'] - 100:,} of {a['train_steps']:,}, CPU)",
+       f"the same example: {x['train_steps_per_s']:.2f} (runs: {runs(x, 'train_steps_per_s')})",
+       f"{t['train_steps_per_s']:.2f} (runs: {runs(t, 'train_steps_per_s')})",
+       f"{a['train_ratio']:.2f}× the anchor", "—", "—", a["command"])]
+
+
+def _sweep_rows(s: dict | None) -> list[tuple]:
+  """A sweep of short DQN members at several --parallel (benchmarks/sweep.py)."""
+  if not s:
+    return []
+  base = s["runs"][0]
+  cells = "; ".join(
+      f"--parallel={r['parallel']}: {r['wall_s']:,.0f} s ({r['speedup']:.2f}×), "
+      f"members {r['member_steps_per_s']['median_steps_per_s']:,.0f} steps/s, "
+      f"{r['member_wall_s']['median_s']:,.0f} s each"
+      for r in s["runs"])
+  overhead = ", ".join(f"{r['launcher_s_per_member']:.2f} s" for r in s["runs"])
+  return [(
+      f"a sweep of {s['members']} DQN CartPole members ({s['train_steps']:,} train steps each) "
+      "by `trainer.sweep`, wall time against --parallel on this machine's "
+      f"{s.get('machine', {}).get('cpus', '?')} cores",
+      f"--parallel=1: {base['wall_s']:,.0f} s, members "
+      f"{base['member_steps_per_s']['median_steps_per_s']:,.0f} steps/s",
+      cells, f"launcher's own cost per member: {overhead}", "—", "—", s["command"])]
 
 
 def _frame_bytes(f: dict, written: int, added: int) -> str:
