@@ -3,19 +3,20 @@ r"""Learning targets: each config trained with several seeds, against its target
   python scripts/learning_targets.py [--configs dqn_cartpole,c51_cartpole] [--seeds 3]
       [--workdir DIR] [--output docs/learning_targets.md]
 
-Runs `python -m trainer.train` once per (config, seed), one after another (on
-2 cores a run uses both), from this checkout: run it from a clone of a commit,
-not from a tree being edited. For each run it reads the greedy evaluations the
-job logs (`Eval at step N: average return R`, with absl's timestamps) and
-finds the first evaluation at or above the target: its train step, env steps
-(from `eval/returns.csv`) and wall time since the process started (imports,
-graph building and every evaluation included). The table quotes, per config,
-the medians over the seeds that reached the target, how many did, and the
-median final return. Writes the table (markdown) to --output and prints it.
+Runs each config's seeds as one sweep (`python -m trainer.sweep --seeds=N`,
+one member at a time: on 2 cores a run uses both) in --workdir/CONFIG, from
+this checkout: run it from a clone of a commit, not from a tree being edited.
+For each member it reads its greedy evaluations (`eval/returns.csv`) and finds
+the first at or above the target: its train step, env steps and wall time since
+the member's process started (from its log under the sweep: imports, graph
+building and every evaluation included). The table quotes, per config, the
+medians over the seeds that reached the target, how many did, and the IQM of
+the final returns with its 95 % stratified bootstrap interval (trainer.report's
+estimator); `python -m trainer.report --root_dir=WORKDIR/CONFIG` draws each
+config's curves. Writes the table (markdown) to --output and prints it.
 """
 
 import argparse
-import csv
 import datetime
 import json
 import pathlib
@@ -24,14 +25,18 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from trainer.sweeps import definition as definition_lib  # noqa: E402
+from trainer.sweeps import report, runner  # noqa: E402
+
 # The return each config must reach (the greedy policy's average over its eval episodes).
 TARGETS = {
     "dqn_cartpole": 195.0, "c51_cartpole": 195.0, "ppo_cartpole": 475.0,
     "sac_pendulum": -200.0, "td3_pendulum": -200.0, "ppo_pendulum": -250.0,
 }
+_START = re.compile(r"^--- (\S+) trainer\.sweep starts member", re.MULTILINE)
 _EVAL = re.compile(r"^I(\d{4}) (\d\d:\d\d:\d\d\.\d+) .*Eval at step (\d+): average return (-?[\d.]+)")
 
 
@@ -40,45 +45,57 @@ def _clock(mmdd: str, hms: str) -> float:
   return stamp.timestamp()
 
 
-def run_one(config: str, seed: int, workdir: pathlib.Path, *, extra_bindings=(),
-            target: float | None = None, label: str | None = None) -> dict:
-  """Trains `config` with `train.seed = seed` (and `extra_bindings`) to its end;
-  the evaluations against `target` (the config's own by default). The figures
-  are also appended to `workdir/runs.jsonl` as each run ends."""
+def run_one(config: str, seeds: int, workdir: pathlib.Path, *, extra_bindings=(),
+            target: float | None = None, label: str | None = None) -> list[dict]:
+  """Trains `config` (and `extra_bindings`) with `seeds` seeds as one sweep
+  (`python -m trainer.sweep`, one member at a time) in `workdir/label`; per
+  member, its evaluations against `target` (the config's own by default). The
+  figures are also appended to `workdir/runs.jsonl`."""
   label = label or config
-  root = workdir / f"{label}-seed{seed}"
-  if root.exists():  # it would resume that run (or refuse its config) instead of training anew
+  root = workdir / label.replace(" ", "_").replace("'", "")
+  if root.exists():  # it would go on with that sweep (or refuse another) instead of training anew
     raise SystemExit(f"{root} exists: pass a new --workdir")
-  started = time.time()
   result = subprocess.run(
-      [sys.executable, "-m", "trainer.train", f"--root_dir={root}",
-       f"--gin_file={REPO / 'configs' / (config + '.gin')}", f"--gin_bindings=train.seed = {seed}",
+      [sys.executable, "-m", "trainer.sweep", f"--root_dir={root}",
+       f"--gin_file={REPO / 'configs' / (config + '.gin')}", f"--seeds={seeds}",
        *(f"--gin_bindings={b}" for b in extra_bindings)],
       cwd=REPO, capture_output=True, text=True)
-  wall = time.time() - started
   if result.returncode != 0:
-    raise SystemExit(f"{config} seed {seed} exited {result.returncode}:\n{result.stderr[-2000:]}")
-  env_steps = {}
-  with open(root / "eval" / "returns.csv", newline="") as f:
-    for row in csv.DictReader(f):
-      env_steps[int(row["train_step"])] = int(row["env_steps"])
-  evals = [(int(m[3]), float(m[4]), _clock(m[1], m[2]) - started)
-           for m in map(_EVAL.match, result.stderr.splitlines()) if m]
+    raise SystemExit(f"the sweep of {label} exited {result.returncode}:\n{result.stderr[-2000:]}")
   target = TARGETS[config] if target is None else target
-  hit = next(((step, seconds) for step, ret, seconds in evals if ret >= target), None)
-  run = {"config": label, "target": target, "seed": seed, "wall_s": wall,
-         "final_return": evals[-1][1], "best_return": max(r for _, r, _ in evals),
-         "target_step": hit[0] if hit else None,
-         "target_env_steps": env_steps.get(hit[0]) if hit else None,
-         "target_wall_s": hit[1] if hit else None}
-  with open(workdir / "runs.jsonl", "a") as f:  # each run's figures, as they come
-    f.write(json.dumps(run) + "\n")
-  return run
+  definition = definition_lib.load(str(root))
+  runs = []
+  for member in definition.members:
+    evals = report.read_evals(definition_lib.member_dir(str(root), member))
+    log = (root / definition_lib.LOGS_DIR / f"{member.name}.log").read_text()
+    started = _START.search(log)
+    launched = datetime.datetime.fromisoformat(started.group(1)).timestamp()
+    seconds = {int(m[3]): _clock(m[1], m[2]) - launched
+               for m in map(_EVAL.match, log.splitlines()) if m}
+    hit = next((e for e in evals if e["return"] >= target), None)
+    outcome = runner.read_outcomes(str(root))[member.name]
+    runs.append({"config": label, "target": target, "seed": member.seed,
+                 "wall_s": outcome["seconds"], "final_return": evals[-1]["return"],
+                 "best_return": max(e["return"] for e in evals),
+                 "target_step": hit["train_step"] if hit else None,
+                 "target_env_steps": hit["env_steps"] if hit else None,
+                 "target_wall_s": seconds.get(hit["train_step"]) if hit else None,
+                 "sweep": str(root)})
+  with open(workdir / "runs.jsonl", "a") as f:  # each config's figures, as they come
+    for run in runs:
+      f.write(json.dumps(run) + "\n")
+  return runs
+
+
+def iqm_cell(runs: list[dict], key: str) -> str:
+  """The IQM of `key` over `runs` with its 95 % stratified bootstrap interval (trainer.report's)."""
+  point, low, high = report.iqm_interval([r[key] for r in runs], reps=2000)
+  return f"{point:.1f} [{low:.1f}, {high:.1f}]"
 
 
 def table(runs: list[dict]) -> str:
   lines = ["| config | target | reached | median train steps to it | median env steps to it | "
-           "median wall time to it | median final return | median run wall time |",
+           "median wall time to it | final return: IQM [95% CI] | median run wall time |",
            "|---|---|---|---|---|---|---|---|"]
   for config in dict.fromkeys(r["config"] for r in runs):
     mine = [r for r in runs if r["config"] == config]
@@ -90,7 +107,7 @@ def table(runs: list[dict]) -> str:
     lines.append(
         f"| {config} | ≥ {mine[0]['target']:g} | {len(hit)}/{len(mine)} | {median('target_step')} | "
         f"{median('target_env_steps')} | {median('target_wall_s', fmt='{:.0f} s')} | "
-        f"{median('final_return', mine, '{:.1f}')} | {median('wall_s', mine, '{:.0f} s')} |")
+        f"{iqm_cell(mine, 'final_return')} | {median('wall_s', mine, '{:.0f} s')} |")
   return "\n".join(lines)
 
 
@@ -117,13 +134,12 @@ def main() -> int:
   workdir = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix="trainer-targets-"))
   runs = []
   for config in args.configs.split(","):
-    for seed in range(args.seeds):
-      runs.append(run_one(config, seed, workdir))
-      r = runs[-1]
-      print(f"{config} seed {seed}: final {r['final_return']:.1f}, best {r['best_return']:.1f}, "
-            f"target at step {r['target_step']} ({r['target_env_steps']} env steps, "
-            f"{r['target_wall_s'] and round(r['target_wall_s'])} s), run {r['wall_s']:.0f} s",
-            flush=True)
+    for r in run_one(config, args.seeds, workdir):
+      runs.append(r)
+      print(f"{config} seed {r['seed']}: final {r['final_return']:.1f}, best "
+            f"{r['best_return']:.1f}, target at step {r['target_step']} ({r['target_env_steps']} "
+            f"env steps, {r['target_wall_s'] and round(r['target_wall_s'])} s), run "
+            f"{r['wall_s']:.0f} s", flush=True)
   text = table(runs)
   document = (
       "# Learning targets\n\nGenerated by `python scripts/learning_targets.py --configs "
