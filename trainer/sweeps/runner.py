@@ -29,7 +29,7 @@ from absl import logging
 
 from trainer import errors
 from trainer.checkpoint.bundle_store import BundleStore
-from trainer.rundir import fileio
+from trainer.rundir import fileio, layout, run_lock
 from trainer.sweeps import definition as definition_lib
 
 POLL_S = 0.2
@@ -75,6 +75,7 @@ class LocalRunner:
     self._outcomes = self._read_outcomes()
     self._signals = 0
     self._signal_to_pass = signal.SIGTERM
+    self._waiting: set[str] = set()  # members seen held by another process
 
   # --- signals ------------------------------------------------------------------
 
@@ -107,8 +108,11 @@ class LocalRunner:
     while pending or running:
       if self._signals and passed_on < self._signals:
         passed_on = self._pass_on(running, passed_on)
-      while not self._signals and pending and len(running) < self._parallel:
-        running.append(self._start(pending.pop(0)))
+      while not self._signals and len(running) < self._parallel:
+        member = self._next_free(pending)
+        if member is None:
+          break
+        running.append(self._start(member))
       for run in list(running):
         code = run.proc.poll()
         if code is None:
@@ -137,6 +141,21 @@ class LocalRunner:
     logging.info("Sweep complete: %d members. Report: python -m trainer.report --root_dir=%s",
                  len(members), self._root)
     return errors.EXIT_OK
+
+  def _next_free(self, pending: list) -> definition_lib.Member | None:
+    """Takes the first pending member whose run directory no process holds: a
+    member of a killed runner may still be committing its last checkpoint (it
+    would refuse a second job on its directory, exit 3)."""
+    for member in pending:
+      lock = os.path.join(definition_lib.member_dir(self._root, member), layout.LOCK_FILE)
+      if not run_lock.held(lock):
+        pending.remove(member)
+        return member
+      if member.name not in self._waiting:
+        self._waiting.add(member.name)
+        logging.warning("Member %s: its run directory is held by %s; waiting for it to stop.",
+                        member.name, run_lock.describe_holder(lock))
+    return None
 
   def _start(self, member: definition_lib.Member) -> _Running:
     env = dict(os.environ, TF_NUM_INTRAOP_THREADS=str(self._threads),
