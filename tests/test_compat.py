@@ -8,6 +8,7 @@ pinned one (`trainer.compat.broken`): run this file first after an upgrade.
 import contextlib
 import importlib.util
 import inspect
+import logging
 import subprocess
 import sys
 
@@ -169,6 +170,9 @@ def test_tf_silence_deprecation_notices(monkeypatch, caplog):
   from trainer.compat import tf as compat_tf
 
   monkeypatch.setattr(deprecation, "_PRINT_DEPRECATION_WARNINGS", True)  # restored after
+  # An in-process command earlier in this worker (trainer.run) filtered TensorFlow's logger
+  # (trainer.cli.quiet): the notice must reach caplog whatever ran before.
+  monkeypatch.setattr(logging.getLogger("tensorflow"), "filters", [])
 
   def notices(name: str) -> str:
     caplog.clear()

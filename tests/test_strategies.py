@@ -173,12 +173,15 @@ def test_a_mirrored_run_is_sigtermed_and_resumes_under_the_default_strategy(tmp_
   long = bindings({**TINY_DQN, **MIRRORED}, train__num_iterations=100_000)
   proc = start_train(root, gin_bindings=long, log_path=tmp_path / "first.log")
   try:
-    wait_for(lambda: committed_steps(root), 240, "the first bundle", proc)
+    # An export made under the mirrored strategy first (a stop commits a bundle, not an export).
+    wait_for(lambda: committed_steps(root) and status(root)["exports"], 240,
+             "the first bundle and export", proc)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == errors.EXIT_PREEMPTED
   finally:
     proc.kill()
   stopped = status(root)["train_step"]
+  mirrored = max(e["train_step"] for e in status(root)["exports"] if e["train_step"] <= stopped)
   total = (stopped // 20 + 2) * 20
   done = run_train(root, gin_bindings=bindings(TINY_DQN, train__num_iterations=total))
   assert done.returncode == 0, done.stderr[-3000:]
@@ -187,6 +190,6 @@ def test_a_mirrored_run_is_sigtermed_and_resumes_under_the_default_strategy(tmp_
   assert finished["complete"] and finished["train_step"] == total
   assert finished["exports_missing"] == []
   # The exports are strategy-free: TensorFlow alone loads the serving form and runs it.
-  serving = [str(root / "policies" / f"{step:010d}" / "serving") for step in (stopped, total)]
+  serving = [str(root / "policies" / f"{step:010d}" / "serving") for step in (mirrored, total)]
   actions = _run_json(TF_ONLY, "[[0, 0, 0.1, 0]]", *serving)
   assert all(len(actions[path]) == 1 for path in serving)
