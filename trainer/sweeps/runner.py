@@ -97,10 +97,11 @@ class LocalRunner:
     pending = [m for m in members
                if not is_complete(definition_lib.member_dir(self._root, m))]
     skipped = len(members) - len(pending)
-    logging.info("Sweep %s: %d members (%d configurations x %d seeds); %d complete, %d to run, "
-                 "%d at a time, %d TensorFlow threads each.", self._root, len(members),
-                 len(self._definition.configs), len(self._definition.seeds), skipped,
-                 len(pending), self._parallel, self._threads)
+    configs, seeds = len(self._definition.configs), len(self._definition.seeds)
+    logging.info("Sweep %s: %d members (%d configuration%s x %d seed%s); %d complete, %d to run, "
+                 "%d at a time, %d TensorFlow thread%s each.", self._root, len(members), configs,
+                 "s" * (configs > 1), seeds, "s" * (seeds > 1), skipped, len(pending),
+                 self._parallel, self._threads, "s" * (self._threads > 1))
     os.makedirs(os.path.join(self._root, definition_lib.LOGS_DIR), exist_ok=True)
     running: list[_Running] = []
     failed: list[str] = []
