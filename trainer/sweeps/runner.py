@@ -129,8 +129,9 @@ class LocalRunner:
         break
       time.sleep(POLL_S)
     if self._signals:
-      logging.warning("Sweep stopped: every running member committed its checkpoint; rerun "
-                      "the same command to go on (%d members left).",
+      logging.warning("Sweep stopped: every running member committed a checkpoint first (one "
+                      "still starting up had none to commit); rerun the same command to go on "
+                      "(%d members left).",
                       sum(not is_complete(definition_lib.member_dir(self._root, m))
                           for m in members))
       return errors.EXIT_PREEMPTED
