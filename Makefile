@@ -61,8 +61,10 @@ chaos: $(STAMP)
 	$(BIN)/python scripts/chaos.py --kills=30 --backend=all
 	$(BIN)/python scripts/chaos_roles.py --kills=20
 
-# Benchmarks (~25 minutes here, up to ~35 when the TF-Agents example is slow to solve, as its time
-# varies from 30 s to 3 min here): benchmarks/results.json and docs/benchmarks.md's table.
+# Benchmarks (~70 minutes here: ~25 for the CartPole and roles parts, up to ~35 when the TF-Agents
+# example is slow to solve, its time varying from 30 s to 3 min; ~45 for the 1M-step frame replay,
+# the roles' frame layout, the Atari throughput and the sweep parts, timed 2026-12-07):
+# benchmarks/results.json and docs/benchmarks.md's table.
 # `make bench QUICK=1` is a smoke run (a few minutes) that writes neither.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py $(if $(QUICK),--quick)
