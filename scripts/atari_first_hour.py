@@ -62,8 +62,8 @@ def main() -> int:
   rows = read_timed(args.run_dir)
   if not rows:
     raise SystemExit(f"{args.run_dir} holds no collect summaries yet")
-  from trainer.sweeps.report import read_evals
-  evals = read_evals(args.run_dir)
+  from trainer.rundir import evals as evals_lib
+  evals = evals_lib.read(args.run_dir)
   start = args.start if args.start is not None else rows[0]["time"]
   import matplotlib
 
@@ -77,7 +77,7 @@ def main() -> int:
   by_steps.plot([r["env_steps"] for r in rows], [r["return"] for r in rows], marker="o",
                 markersize=3, label="training episodes (epsilon-greedy, mean of the last 10)")
   if evals:
-    by_steps.plot([e["env_steps"] for e in evals], [e["return"] for e in evals], marker="s",
+    by_steps.plot([e["env_steps"] for e in evals], [e["average_return"] for e in evals], marker="s",
                   linestyle="none", color="black", label="greedy evaluation")
   for ax in (by_time, by_steps):
     ax.set_ylim(-21.5, 21.5)
@@ -96,7 +96,7 @@ def main() -> int:
     print(f"| {m:.1f} | {r['train_step']:,} | {r['env_steps']:,.0f} | {r['return']:.1f} |")
   for e in evals:
     print(f"greedy eval at train step {e['train_step']:,} ({e['env_steps']:,} agent steps): "
-          f"{e['return']:.1f}")
+          f"{e['average_return']:.1f}")
   print(f"wrote {args.output}")
   return 0
 

@@ -28,6 +28,7 @@ import tempfile
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from trainer.rundir import evals as evals_lib  # noqa: E402
 from trainer.sweeps import definition as definition_lib  # noqa: E402
 from trainer.sweeps import report, runner  # noqa: E402
 
@@ -66,17 +67,17 @@ def run_one(config: str, seeds: int, workdir: pathlib.Path, *, extra_bindings=()
   definition = definition_lib.load(str(root))
   runs = []
   for member in definition.members:
-    evals = report.read_evals(definition_lib.member_dir(str(root), member))
+    evals = evals_lib.read(definition_lib.member_dir(str(root), member))
     log = (root / definition_lib.LOGS_DIR / f"{member.name}.log").read_text()
     started = _START.search(log)
     launched = datetime.datetime.fromisoformat(started.group(1)).timestamp()
     seconds = {int(m[3]): _clock(m[1], m[2]) - launched
                for m in map(_EVAL.match, log.splitlines()) if m}
-    hit = next((e for e in evals if e["return"] >= target), None)
+    hit = next((e for e in evals if e["average_return"] >= target), None)
     outcome = runner.read_outcomes(str(root))[member.name]
     runs.append({"config": label, "target": target, "seed": member.seed,
-                 "wall_s": outcome["seconds"], "final_return": evals[-1]["return"],
-                 "best_return": max(e["return"] for e in evals),
+                 "wall_s": outcome["seconds"], "final_return": evals[-1]["average_return"],
+                 "best_return": max(e["average_return"] for e in evals),
                  "target_step": hit["train_step"] if hit else None,
                  "target_env_steps": hit["env_steps"] if hit else None,
                  "target_wall_s": seconds.get(hit["train_step"]) if hit else None,

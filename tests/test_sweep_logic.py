@@ -86,7 +86,7 @@ def test_the_interval_is_the_percentile_bootstrap_of_the_iqm_over_runs():
 
 
 def test_steps_to_target_is_the_first_evaluation_at_or_above_it():
-  evals = [{"train_step": s, "return": r, "env_steps": 10 * s}
+  evals = [{"train_step": s, "average_return": r, "env_steps": 10 * s}
            for s, r in [(0, 5.0), (10, 20.0), (20, 15.0), (30, 40.0)]]
   assert report.steps_to_target(evals, 20.0) == 100
   assert report.steps_to_target(evals, 41.0) is None

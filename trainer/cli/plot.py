@@ -11,7 +11,6 @@ live job. Without --output the picture goes to ROOT/eval/curves.png for one
 run, ./curves.png for several.
 """
 
-import csv
 import os
 import sys
 
@@ -20,7 +19,7 @@ from absl import flags
 from trainer.cli import shell
 from trainer.config import gin_config
 from trainer.errors import ConfigError
-from trainer.rundir import layout
+from trainer.rundir import evals, layout
 
 flags.DEFINE_multi_string("root_dir", [], "A run directory; repeat for several runs.")
 flags.DEFINE_string("output", None, "PNG path (default: ROOT/eval/curves.png, or ./curves.png).")
@@ -28,23 +27,15 @@ FLAGS = flags.FLAGS
 
 
 def read_returns(root_dir: str) -> list[dict]:
-  """The run's evaluations, one per train step (a step evaluated again after a
-  resume keeps its last row), in step order. `env_steps` is None for rows
-  written before returns.csv recorded it."""
+  """The run's evaluations (`trainer.rundir.evals.read`); refuses a run without any."""
   path = os.path.join(root_dir, layout.EVAL_RETURNS_FILE)
   if not os.path.isfile(path):
     raise ConfigError(f"{root_dir} has no {layout.EVAL_RETURNS_FILE} (no evaluation yet, or "
                       "train.eval_interval = 0); pass the --root_dir of a run that evaluated")
-  by_step = {}
-  with open(path, newline="") as f:
-    for row in csv.DictReader(f):
-      env_steps = row.get("env_steps")
-      by_step[int(row["train_step"])] = {
-          "train_step": int(row["train_step"]), "average_return": float(row["average_return"]),
-          "env_steps": int(env_steps) if env_steps else None}
-  if not by_step:
+  rows = evals.read(root_dir)
+  if not rows:
     raise ConfigError(f"{path} holds no evaluation yet; wait for the first one")
-  return [by_step[step] for step in sorted(by_step)]
+  return rows
 
 
 def plot(runs: dict[str, list[dict]], title: str, output: str) -> None:

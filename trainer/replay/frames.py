@@ -30,6 +30,15 @@ CONTRACT_FIX = ("(stack on the last axis, oldest first, zeros before an episode'
                 "(create_atari_environment), or set create_frame_replay.frame_stack = 1")
 
 
+def stack_follows(observation: np.ndarray, previous_frame: np.ndarray | None) -> bool:
+  """Whether the stack `observation` keeps the contract after `previous_frame`, the
+  newest frame of the step before (None: it starts an episode, so the slots before
+  its newest frame are zeros)."""
+  if previous_frame is None:
+    return not observation[..., :-1].any()
+  return np.array_equal(observation[..., -2], previous_frame)
+
+
 class ContractError(ValueError):
   """Observations that are not frame stacks as the store expects."""
 
@@ -111,11 +120,8 @@ class FrameStore:
     frames = self.arrays[self.observation]
     for r in range(self.rows):
       t = int(self.totals[r])
-      if first[r] or t == 0:
-        ok = not obs[r, ..., :-1].any()
-      else:
-        ok = np.array_equal(obs[r, ..., -2], frames[r, (t - 1) % self.row_capacity])
-      if not ok:
+      previous = None if first[r] or t == 0 else frames[r, (t - 1) % self.row_capacity]
+      if not stack_follows(obs[r], previous):
         raise ContractError(
             f"the observations are not frame stacks as the frame replay expects {CONTRACT_FIX}")
 

@@ -23,7 +23,7 @@ from tf_agents.trajectories import trajectory as trajectory_lib
 from tf_agents.utils import nest_utils
 
 from trainer.errors import ConfigError
-from trainer.replay.frames import CONTRACT_FIX
+from trainer.replay.frames import CONTRACT_FIX, stack_follows
 from trainer.replay.packing import StepPacking
 
 _PRIORITY = 1.0  # TF-Agents' observer's default: the tables sample uniformly anyway
@@ -83,9 +83,9 @@ class SequenceWriter:
     step's second newest frame is the previous step's newest."""
     obs = np.asarray(step.observation)
     if step.is_first():
-      ok = not obs[..., :-1].any()
-    else:
-      ok = self._steps == 0 or np.array_equal(obs[..., -2], self._newest)
+      ok = stack_follows(obs, None)
+    else:  # the first step written after a reopen, mid-episode, has no previous one here
+      ok = self._steps == 0 or stack_follows(obs, self._newest)
     if not ok:
       raise ConfigError("the observations are not frame stacks as the replay's frame layout "
                         f"expects {CONTRACT_FIX}")

@@ -21,28 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from trainer.rundir import layout
+from trainer.rundir import evals
 from trainer.sweeps import definition as definition_lib
 from trainer.sweeps import runner
 
 CONFIDENCE = 0.95
-
-
-def read_evals(member_dir: str) -> list[dict[str, Any]]:
-  """The member's evaluations in step order (a step evaluated again after a
-  resume keeps its last row); [] if it has none yet."""
-  path = os.path.join(member_dir, layout.EVAL_RETURNS_FILE)
-  by_step = {}
-  try:
-    with open(path, newline="") as f:
-      for row in csv.DictReader(f):
-        env_steps = row.get("env_steps")
-        by_step[int(row["train_step"])] = {
-            "train_step": int(row["train_step"]), "return": float(row["average_return"]),
-            "env_steps": int(env_steps) if env_steps else None}
-  except FileNotFoundError:
-    return []
-  return [by_step[step] for step in sorted(by_step)]
 
 
 # --- the estimators ------------------------------------------------------------------
@@ -110,14 +93,14 @@ def collect(root_dir: str, definition: definition_lib.Definition) -> list[Member
     else:
       state = "not started"
     results.append(MemberResult(member.name, member.config, member.seed, state,
-                                read_evals(path), step, total))
+                                evals.read(path), step, total))
   return results
 
 
 def steps_to_target(evals: list[dict[str, Any]], target: float) -> int | None:
   """Env steps of the first evaluation at or above `target` (None: never)."""
   for row in evals:
-    if row["return"] >= target and row["env_steps"] is not None:
+    if row["average_return"] >= target and row["env_steps"] is not None:
       return row["env_steps"]
   return None
 
@@ -134,8 +117,8 @@ def summarize(definition: definition_lib.Definition, members: list[MemberResult]
            "failed": [m.name for m in mine if m.state == "failed"],
            "incomplete": [m.name for m in mine if not m.complete and m.state != "failed"]}
     if done:
-      final = np.array([m.evals[-1]["return"] for m in done])
-      best = np.array([max(e["return"] for e in m.evals) for m in done])
+      final = np.array([m.evals[-1]["average_return"] for m in done])
+      best = np.array([max(e["average_return"] for e in m.evals) for m in done])
       row["final"] = dict(zip(("iqm", "low", "high"), iqm_interval(final, reps), strict=False))
       row["best"] = dict(zip(("iqm", "low", "high"), iqm_interval(best, reps), strict=False))
       row["final_scores"] = final.tolist()
@@ -217,7 +200,7 @@ def curve(members: list[MemberResult], reps: int) -> list[dict[str, float]]:
   points = []
   for step in common:
     rows = [next(e for e in m.evals if e["train_step"] == step) for m in members]
-    scores = np.array([r["return"] for r in rows])
+    scores = np.array([r["average_return"] for r in rows])
     env = [r["env_steps"] for r in rows if r["env_steps"] is not None]
     value, low, high = iqm_interval(scores, reps)
     points.append({"train_step": step, "env_steps": float(np.median(env)) if env else step,
@@ -259,7 +242,7 @@ def plot_profile(path: str, definition: definition_lib.Definition,
   has a complete member yet."""
   scores = {}
   for config in definition.configs:
-    final = [m.evals[-1]["return"] for m in members
+    final = [m.evals[-1]["average_return"] for m in members
              if m.config == config["index"] and m.complete and m.evals]
     if final:
       scores[f"c{config['index']}: {config['label']} ({len(final)} runs)"] = np.array(final)
