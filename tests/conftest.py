@@ -146,3 +146,23 @@ def clear_gin():
   gin.clear_config()
   yield
   gin.clear_config()
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator():
+  """A GCS emulator on 127.0.0.1 for the session (one per xdist worker)."""
+  from tests.gcs_emulator import Emulator
+
+  emulator = Emulator()
+  yield emulator
+  emulator.stop()
+
+
+@pytest.fixture
+def gcs_root(gcs_emulator, tmp_path, monkeypatch):
+  """`gs://<a new bucket>/run`, with the environment (this process's and the CLI
+  subprocesses') pointed at the emulator and staging under tmp_path."""
+  for key, value in gcs_emulator.environment().items():
+    monkeypatch.setenv(key, value)
+  monkeypatch.setenv("TRAINER_STAGING_DIR", str(tmp_path / "staging"))
+  return f"gs://{gcs_emulator.create_bucket()}/run"

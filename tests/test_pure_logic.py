@@ -107,6 +107,7 @@ LAYERS = [
      "trainer.api"},  # trainer.api: trainer.run, from Python
     {"trainer.cli"},
     {"trainer.roles", "trainer.sweeps"},
+    {"trainer.storage"},  # gs:// run directories: staged here, sealed in the bucket
     {"trainer.loops"},
     {"trainer.checkpoint"},
     {"trainer.acting", "trainer.agents", "trainer.replay", "trainer.policies"},

@@ -12,7 +12,7 @@ import dataclasses
 import os
 import shutil
 
-from trainer.checkpoint.bundle_store import Bundle, file_problem
+from trainer.checkpoint.bundle_store import Bundle, file_problem_at
 from trainer.errors import RunDirError
 from trainer.rundir import fileio, layout
 
@@ -63,7 +63,7 @@ def copy_agent(root_dir: str, bundle: Bundle, target_dir: str) -> AgentCopy:
       shutil.copyfile(os.path.join(root_dir, rel), copy)
     except FileNotFoundError as e:
       raise BundleGone(bundle.step) from e
-    problem = file_problem(copy, entry)
+    problem = file_problem_at(copy, entry)
     if problem is not None:
       if not os.path.isdir(bundle.path):
         raise BundleGone(bundle.step)

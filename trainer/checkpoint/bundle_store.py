@@ -33,13 +33,14 @@ import datetime
 import glob
 import os
 import shutil
+from collections.abc import Callable
 from typing import Any
 
 from absl import logging
 
 from trainer.checkpoint.shared_files import SharedFiles
 from trainer.errors import RunDirError
-from trainer.rundir import fileio, layout
+from trainer.rundir import fileio, hooks, layout
 
 MANIFEST_FORMAT = 1
 DAMAGED_SUFFIX = ".damaged-"  # Damaged bundles set aside; never deleted by the store.
@@ -109,9 +110,14 @@ def _is_int(value: Any) -> bool:
 class BundleStore:
   """Writes, lists, verifies and prunes the bundles of one run directory."""
 
-  def __init__(self, root_dir: str, *, keep: int = 3):
+  def __init__(self, root_dir: str, *, keep: int = 3,
+               file_problem: Callable[[str, dict], str | None] | None = None):
+    """`file_problem(rel, manifest entry)`: how `verify` checks one file (default: the
+    file under `root_dir`, size and SHA-256; a gs:// run's status checks the bucket)."""
     self.root_dir = root_dir
     self._keep = keep
+    self._file_problem = file_problem or (
+        lambda rel, expected: file_problem_at(os.path.join(root_dir, rel), expected))
     self._bundle_root = os.path.join(root_dir, layout.BUNDLE_DIR)
     self._ckpt_dir = os.path.join(root_dir, layout.CHECKPOINT_DIR)
     self.shared = SharedFiles(root_dir, self._bundle_root)
@@ -163,7 +169,7 @@ class BundleStore:
     if bundle.problem is not None:
       return bundle.problem
     for rel, expected in sorted(bundle.manifest["files"].items()):
-      problem = file_problem(os.path.join(self.root_dir, rel), expected)
+      problem = self._file_problem(rel, expected)
       if problem is not None:
         return f"{rel} {problem}"
     return None
@@ -292,6 +298,7 @@ class BundleStore:
 
   def commit(self, step: int, summary: dict[str, Any]) -> Bundle:
     """Seals bundle `step`: manifest, rename into place, journal, TF state, retention."""
+    hooks.before_commit(self.root_dir)
     tmp, final = self._tmp_path(step), self._final_path(step)
     part_files = glob.glob(layout.agent_checkpoint_prefix(self.root_dir, step) + ".*")
     if not part_files:
@@ -322,6 +329,7 @@ class BundleStore:
                              {"step": step, "committed_at": manifest["committed_at"]})
     bundle = Bundle(step=step, path=final, manifest=manifest)
     self._prune()
+    hooks.after_commit(self.root_dir, bundle, self._keep)  # a gs:// run uploads it
     return bundle
 
   def point_tf_state_at(self, step: int) -> None:
@@ -349,7 +357,7 @@ class BundleStore:
     self.shared.remove(set(bundle.manifest.get("shared", [])))
 
 
-def file_problem(path: str, expected: dict[str, Any]) -> str | None:
+def file_problem_at(path: str, expected: dict[str, Any]) -> str | None:
   """None if the file at `path` has the manifest entry's size and SHA-256."""
   if not os.path.isfile(path):
     return "is missing"

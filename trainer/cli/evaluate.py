@@ -25,9 +25,11 @@ from trainer.cli import shell  # noqa: E402
 from trainer.config import gin_config  # noqa: E402
 from trainer.policies import policy_index  # noqa: E402
 from trainer.rundir import layout  # noqa: E402
+from trainer.storage import urls  # noqa: E402
 
 flags.DEFINE_string("policy", None, "One export directory (DIR/policies/<step>).")
-flags.DEFINE_string("root_dir", None, "A run directory: evaluates every export in its index.")
+flags.DEFINE_string("root_dir", None, "A run directory (a path or gs://BUCKET/PATH): evaluates "
+                    "every export in its index.")
 flags.DEFINE_integer("episodes", 10, "Episodes per export.")
 flags.DEFINE_string("env", None, "Gym id to evaluate in (default: the run's environment).")
 flags.DEFINE_integer("seed", 0, "Seeds the environment.")
@@ -148,28 +150,47 @@ def main(argv: list[str]) -> int:
   del argv
   if bool(FLAGS.policy) == bool(FLAGS.root_dir):
     raise errors.ConfigError("pass exactly one of --policy=EXPORT_DIR or --root_dir=DIR")
+  if FLAGS.root_dir and urls.is_remote(FLAGS.root_dir):
+    # A local copy of the run's config and exports; the results are uploaded beside them.
+    from trainer.storage import sessions
+
+    with sessions.reading_view(FLAGS.root_dir, _evaluate_reads) as view:
+      return evaluate_run(view.path, view.run.url, view.publish)
   if FLAGS.root_dir:
-    root = FLAGS.root_dir
-    paths = [e["path"] for e in policy_index.list_exports(os.path.join(root, layout.POLICY_DIR))]
-    if not paths:
-      raise errors.ConfigError(f"{root} has no exports to evaluate")
-  else:
-    if not os.path.isdir(os.path.join(FLAGS.policy, layout.SERVING_POLICY)):
-      raise errors.ConfigError(f"{FLAGS.policy} is not an export (no {layout.SERVING_POLICY}/ in it)")
-    root, paths = _root_of(FLAGS.policy), [FLAGS.policy]
+    return evaluate_run(FLAGS.root_dir, FLAGS.root_dir)
+  if not os.path.isdir(os.path.join(FLAGS.policy, layout.SERVING_POLICY)):
+    raise errors.ConfigError(f"{FLAGS.policy} is not an export (no {layout.SERVING_POLICY}/ in it)")
+  return evaluate_paths(_root_of(FLAGS.policy), [FLAGS.policy], FLAGS.policy)
+
+
+def _evaluate_reads(rel: str) -> bool:
+  return rel == layout.CONFIG_FILE or rel.startswith(layout.POLICY_DIR + "/")
+
+
+def evaluate_run(root: str, shown: str, publish=None) -> int:
+  """Evaluates every export of the run in `root` (named `shown` to the user)."""
+  paths = [e["path"] for e in policy_index.list_exports(os.path.join(root, layout.POLICY_DIR))]
+  if not paths:
+    raise errors.ConfigError(f"{shown} has no exports to evaluate")
+  return evaluate_paths(root, paths, os.path.basename(os.path.normpath(shown)), publish)
+
+
+def evaluate_paths(root: str | None, paths: list[str], run_name: str, publish=None) -> int:
   env = _environment(root)
   evaluated = evaluate_exports(paths, env, FLAGS.episodes)
   prefix = FLAGS.output or os.path.join(root or ".", layout.EVAL_DIR, "exports")
   rows = merged_rows(evaluated, prefix)
   env_name = FLAGS.env or gin_config.saved_environment_name(root) or "its environment"
-  run_name = os.path.basename(os.path.normpath(root)) if root else FLAGS.policy
   write_outputs(rows, prefix, f"Exported policies of {run_name} in {env_name} (greedy, "
                 f"{FLAGS.episodes} episodes each)")
   print(f"{'train_step':>10}  {'average_return':>14}  {'std':>7}  {'min':>8}  {'max':>8}")
   for row in evaluated:
     print(f"{row['train_step']:>10}  {row['average_return']:>14.2f}  {row['std_return']:>7.2f}  "
           f"{row['min_return']:>8.2f}  {row['max_return']:>8.2f}")
-  print(f"wrote {prefix}.csv, {prefix}.json, {prefix}.png")
+  written = [f"{prefix}.{ext}" for ext in ("csv", "json", "png")]
+  if publish is not None and not FLAGS.output:
+    written = [publish(path) for path in written]
+  print(f"wrote {', '.join(written)}")
   return 0
 
 

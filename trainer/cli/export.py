@@ -47,12 +47,14 @@ from trainer.config import gin_config  # noqa: E402
 from trainer.policies import policy_index  # noqa: E402
 from trainer.rundir import fileio, layout  # noqa: E402
 from trainer.rundir.run_lock import RunLock, run_dir_holding  # noqa: E402
+from trainer.storage import urls  # noqa: E402
 
 if TYPE_CHECKING:  # TensorFlow loads once the command line is checked (main)
   import numpy as np
   import tensorflow as tf
 
-flags.DEFINE_string("root_dir", None, "Run directory whose bundles to export.")
+flags.DEFINE_string("root_dir", None, "Run directory whose bundles to export (a path or "
+                    "gs://BUCKET/PATH).")
 flags.DEFINE_integer("step", None, "Export the bundle of this train step.")
 flags.DEFINE_bool("all", False, "Export every committed bundle.")
 flags.DEFINE_enum("format", "saved_model", ["saved_model", "onnx"],
@@ -264,29 +266,50 @@ def main(argv: list[str]) -> int:
     raise errors.ConfigError("--root_dir is required")
   if FLAGS.step is not None and FLAGS.all:
     raise errors.ConfigError("pass --step=N or --all, not both")
-  if not os.path.isfile(os.path.join(FLAGS.root_dir, layout.CONFIG_FILE)):
-    raise errors.ConfigError(f"no run at {FLAGS.root_dir} (no {layout.CONFIG_FILE}); pass the "
-                             "--root_dir of a training run")
-  store = BundleStore(FLAGS.root_dir)
-  policy_dir = FLAGS.output or os.path.join(FLAGS.root_dir, layout.POLICY_DIR)
-  workdir = tempfile.mkdtemp(prefix="trainer-export-")
-  try:
-    with writing_into(policy_dir, FLAGS.root_dir):
-      if FLAGS.format == "onnx":
-        bundles, steps = onnx_targets(store, policy_dir, FLAGS.step, FLAGS.all)
-        snapshots = take_snapshots(store, bundles, FLAGS.step, FLAGS.all, workdir)
-        run = Run.rebuild(FLAGS.root_dir)
-        export_bundles(run, snapshots, policy_dir)
-        paths = add_onnx(run, [os.path.join(policy_dir, layout.step_name(s)) for s in steps])
-      else:
-        bundles = choose_bundles(store, FLAGS.step, FLAGS.all)
-        snapshots = take_snapshots(store, bundles, FLAGS.step, FLAGS.all, workdir)
-        paths = export_bundles(Run.rebuild(FLAGS.root_dir), snapshots, policy_dir)
-  finally:
-    shutil.rmtree(workdir, ignore_errors=True)
+  if urls.is_remote(FLAGS.root_dir):
+    # In a local copy of what exporting reads (markers, agent checkpoints, exports), the
+    # lease held; the exports it adds are uploaded at the end (trainer.storage).
+    from trainer.storage import sessions
+
+    with sessions.writing_view(FLAGS.root_dir, _export_reads) as view:
+      paths = [_remote_name(p, view) for p in export(view)]
+  else:
+    paths = export(FLAGS.root_dir)
   for path in paths:
     print(path)
   return 0
+
+
+def _export_reads(rel: str) -> bool:
+  return rel == layout.CONFIG_FILE or rel.startswith(layout.POLICY_DIR + "/")
+
+
+def _remote_name(path: str, view: str) -> str:
+  rel = os.path.relpath(path, view)
+  return path if rel.startswith("..") else f"{urls.canonical(FLAGS.root_dir)}/{rel}"
+
+
+def export(root_dir: str) -> list[str]:
+  """Writes what the flags ask of the run in `root_dir`; returns the paths written."""
+  if not os.path.isfile(os.path.join(root_dir, layout.CONFIG_FILE)):
+    raise errors.ConfigError(f"no run at {FLAGS.root_dir} (no {layout.CONFIG_FILE}); pass the "
+                             "--root_dir of a training run")
+  store = BundleStore(root_dir)
+  policy_dir = FLAGS.output or os.path.join(root_dir, layout.POLICY_DIR)
+  workdir = tempfile.mkdtemp(prefix="trainer-export-")
+  try:
+    with writing_into(policy_dir, root_dir):
+      if FLAGS.format == "onnx":
+        bundles, steps = onnx_targets(store, policy_dir, FLAGS.step, FLAGS.all)
+        snapshots = take_snapshots(store, bundles, FLAGS.step, FLAGS.all, workdir)
+        run = Run.rebuild(root_dir)
+        export_bundles(run, snapshots, policy_dir)
+        return add_onnx(run, [os.path.join(policy_dir, layout.step_name(s)) for s in steps])
+      bundles = choose_bundles(store, FLAGS.step, FLAGS.all)
+      snapshots = take_snapshots(store, bundles, FLAGS.step, FLAGS.all, workdir)
+      return export_bundles(Run.rebuild(root_dir), snapshots, policy_dir)
+  finally:
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def entry() -> None:

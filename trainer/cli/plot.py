@@ -11,6 +11,7 @@ live job. Without --output the picture goes to ROOT/eval/curves.png for one
 run, ./curves.png for several.
 """
 
+import contextlib
 import os
 import sys
 
@@ -20,21 +21,25 @@ from trainer.cli import shell
 from trainer.config import gin_config
 from trainer.errors import ConfigError
 from trainer.rundir import evals, layout
+from trainer.storage import urls
 
-flags.DEFINE_multi_string("root_dir", [], "A run directory; repeat for several runs.")
+flags.DEFINE_multi_string("root_dir", [], "A run directory (a path or gs://BUCKET/PATH); repeat for "
+                          "several runs.")
 flags.DEFINE_string("output", None, "PNG path (default: ROOT/eval/curves.png, or ./curves.png).")
 FLAGS = flags.FLAGS
 
 
-def read_returns(root_dir: str) -> list[dict]:
+def read_returns(root_dir: str, shown: str | None = None) -> list[dict]:
   """The run's evaluations (`trainer.rundir.evals.read`); refuses a run without any."""
+  shown = shown or root_dir
   path = os.path.join(root_dir, layout.EVAL_RETURNS_FILE)
   if not os.path.isfile(path):
-    raise ConfigError(f"{root_dir} has no {layout.EVAL_RETURNS_FILE} (no evaluation yet, or "
+    raise ConfigError(f"{shown} has no {layout.EVAL_RETURNS_FILE} (no evaluation yet, or "
                       "train.eval_interval = 0); pass the --root_dir of a run that evaluated")
   rows = evals.read(root_dir)
   if not rows:
-    raise ConfigError(f"{path} holds no evaluation yet; wait for the first one")
+    raise ConfigError(f"{shown}/{layout.EVAL_RETURNS_FILE} holds no evaluation yet; wait for "
+                      "the first one")
   return rows
 
 
@@ -90,20 +95,43 @@ def main(argv: list[str]) -> int:
     raise ConfigError(f"unexpected arguments {argv[1:]}; pass runs with --root_dir=DIR")
   if not FLAGS.root_dir:
     raise ConfigError("--root_dir is required: pass --root_dir=DIR (repeat it for several runs)")
+  with contextlib.ExitStack() as stack:
+    local, publish = [], None
+    for root in FLAGS.root_dir:
+      if urls.is_remote(root):  # its config and evaluations, copied here
+        from trainer.storage import sessions
+
+        view = stack.enter_context(sessions.reading_view(root, _plot_reads))
+        local.append(view.path)
+        publish = publish or (view.publish if root == FLAGS.root_dir[0] else None)
+      else:
+        local.append(root)
+    return plot_runs(FLAGS.root_dir, local, publish)
+
+
+def _plot_reads(rel: str) -> bool:
+  return rel in (layout.CONFIG_FILE, layout.EVAL_RETURNS_FILE)
+
+
+def plot_runs(shown: list[str], local: list[str], publish=None) -> int:
+  """Plots the runs in `local` (named as `shown`); `publish` uploads a picture written
+  into the first run's directory (a gs:// run's)."""
   runs = {}
-  for root in FLAGS.root_dir:
+  for root, path in zip(shown, local, strict=True):
     name = os.path.basename(os.path.normpath(root))
-    runs[name if name not in runs else root] = read_returns(root)
-  environments = sorted({gin_config.saved_environment_name(root) or "?" for root in FLAGS.root_dir})
+    runs[name if name not in runs else root] = read_returns(path, root)
+  environments = sorted({gin_config.saved_environment_name(path) or "?" for path in local})
   title = (f"{', '.join(environments)}: {', '.join(runs)}" if len(runs) <= 4 else
            f"{', '.join(environments)}: {len(runs)} runs")
-  output = FLAGS.output or (os.path.join(FLAGS.root_dir[0], layout.EVAL_DIR, "curves.png")
+  output = FLAGS.output or (os.path.join(local[0], layout.EVAL_DIR, "curves.png")
                             if len(runs) == 1 else "curves.png")
   plot(runs, f"Evaluations during training — {title}", output)
   for name, rows in runs.items():
     last = rows[-1]
     sys.stdout.write(f"{name}: {len(rows)} evaluations, last at step {last['train_step']}: "
                      f"{last['average_return']:.2f}\n")
+  if publish is not None and not FLAGS.output and len(runs) == 1:
+    output = publish(output)
   sys.stdout.write(f"wrote {output}\n")
   return 0
 

@@ -27,8 +27,9 @@ from trainer.errors import EXIT_USAGE
 from trainer.policies import policy_index
 from trainer.roles import rolefiles
 from trainer.rundir import layout, run_lock
+from trainer.storage import urls
 
-flags.DEFINE_string("root_dir", None, "Run directory to summarise.")
+flags.DEFINE_string("root_dir", None, "Run directory to summarise (a path or gs://BUCKET/PATH).")
 flags.DEFINE_bool("json", False, "Print JSON instead of text.")
 FLAGS = flags.FLAGS
 
@@ -80,9 +81,12 @@ def role_state(role: dict[str, Any]) -> str:
   return "gone" if role.get("gone") else "not alive"
 
 
-def run_status(root_dir: str) -> dict[str, Any]:
-  """The run's state as of its newest checkpoint bundle that verifies."""
-  store = BundleStore(root_dir)
+def run_status(root_dir: str, *, view=None) -> dict[str, Any]:
+  """The run's state as of its newest checkpoint bundle that verifies.
+
+  `view`: a gs:// run's (`storage.sessions.View`): `root_dir` is then a local directory
+  of its small files, and the bundles are verified against the bucket's listing."""
+  store = BundleStore(root_dir, file_problem=view.file_problem if view else None)
   bundles = store.committed()
   bundle, damaged = store.newest_verified(bundles)
   summary = bundle.summary if bundle else {}
@@ -93,7 +97,7 @@ def run_status(root_dir: str) -> dict[str, Any]:
   grid = policy_index.export_grid(summary.get("export_schedule", []), train_step,
                                   train_step if complete else None) if bundle else []
   return {
-      "root_dir": root_dir,
+      "root_dir": view.run.url if view else root_dir,
       "train_step": train_step,
       "num_iterations": num_iterations,
       "env_steps": summary.get("env_steps", 0),
@@ -102,16 +106,33 @@ def run_status(root_dir: str) -> dict[str, Any]:
       **replay_bytes(root_dir, bundle, bundles),
       "checkpoints": [b.step for b in bundles if b.problem is None],
       "damaged_checkpoints": [{"step": b.step, "problem": problem} for b, problem in damaged],
-      "exports": [{"train_step": e["train_step"], "path": e["path"]}
+      "exports": [{"train_step": e["train_step"], "path": _shown(e["path"], root_dir, view)}
                   for e in policy_index.list_exports(policy_dir)],
       "exports_missing": policy_index.missing_exports(policy_dir, grid),
       "last_eval_return": summary.get("last_eval_return"),
       "complete": complete,
       # A running job's step (None when none runs), newer than the figures above.
-      "live": live_progress(root_dir),
+      "live": live_progress(root_dir) if view is None else remote_progress(view),
       # A job run as roles (trainer.launch): each role's newest heartbeat.
       "roles": [{**role, "state": role_state(role)} for role in rolefiles.read_all(root_dir)],
   }
+
+
+def _shown(path: str, root_dir: str, view) -> str:
+  """A path of the run as the user names it: under gs:// for a bucket's run."""
+  return path if view is None else f"{view.run.url}/{os.path.relpath(path, root_dir)}"
+
+
+def remote_progress(view) -> dict[str, Any] | None:
+  """A gs:// job's train step, from its lease (None when no live job holds it)."""
+  lease = view.lease()
+  if lease is None:
+    return None
+  record, age = lease
+  if age > record.get("ttl_s", 60) or not isinstance(record.get("train_step"), int):
+    return None
+  return {"train_step": record["train_step"], "age_s": round(age, 1),
+          "source": f"the job's lease (pid {record.get('pid')} on {record.get('host')})"}
 
 
 def replay_bytes(root_dir: str, bundle, bundles) -> dict[str, int]:
@@ -140,18 +161,39 @@ def main(argv: list[str]) -> int:
   if not FLAGS.root_dir:
     sys.stderr.write("trainer.status: error: --root_dir is required\n")
     return EXIT_USAGE
+  if urls.is_remote(FLAGS.root_dir):
+    from trainer.storage import sessions
+
+    with sessions.reading_view(FLAGS.root_dir, _status_reads) as view:
+      reason = sessions.no_run_reason(view.listing)
+      return _no_run(reason) if reason else show(run_status(view.path, view=view), view.path)
   reason = no_run_reason(FLAGS.root_dir)
   if reason is not None:
-    sys.stderr.write(f"trainer.status: error: no run at {FLAGS.root_dir} ({reason}); pass the "
-                     "--root_dir of a training run\n")
-    return EXIT_USAGE
-  status = run_status(FLAGS.root_dir)
+    return _no_run(reason)
+  return show(run_status(FLAGS.root_dir), FLAGS.root_dir)
+
+
+def _status_reads(rel: str) -> bool:
+  """The files of a gs:// run that status reads (beside the bundles' markers)."""
+  return rel in (layout.CONFIG_FILE, layout.LAST_COMMIT_FILE) or (
+      rel.startswith(layout.POLICY_DIR + "/") and rel.endswith(
+          ("/" + layout.EXPORT_METADATA, "/" + layout.EXPORT_INDEX)))
+
+
+def _no_run(reason: str) -> int:
+  sys.stderr.write(f"trainer.status: error: no run at {FLAGS.root_dir} ({reason}); pass the "
+                   "--root_dir of a training run\n")
+  return EXIT_USAGE
+
+
+def show(status: dict[str, Any], root_dir: str) -> int:
+  """Prints `status` (as JSON with --json)."""
   if FLAGS.json:
     print(json.dumps(status, indent=2))
     return 0
   last_eval = status["last_eval_return"]
   live = status["live"]
-  total = status["num_iterations"] or configured_total(FLAGS.root_dir) or "?"
+  total = status["num_iterations"] or configured_total(root_dir) or "?"
   print(f"run directory   {status['root_dir']}")
   if live is not None:
     print(f"live step       {live['train_step']} / {total}  (running: {live['source']}, "

@@ -1,0 +1,71 @@
+"""A job whose --root_dir is gs://, against a real GCS emulator on 127.0.0.1: really
+SIGKILLed and SIGTERMed, resumed, and read by the other commands (issue 28)."""
+
+import signal
+import subprocess
+import sys
+
+from tests.conftest import (REPO, TINY_DQN, bindings, cli_env, run_train, start_train, status,
+                            wait_for)
+from trainer import errors
+from trainer.storage.remote import RemoteRun
+
+LONG = bindings(TINY_DQN, train__num_iterations=100_000)
+
+
+def _markers(url: str) -> list[int]:
+  run = RemoteRun(url)
+  return run.marker_steps(run.listing())
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=cli_env(),
+                        capture_output=True, text=True, timeout=300)
+
+
+def test_a_gs_job_survives_kills_refuses_a_second_job_and_serves_the_other_commands(
+    gcs_root, tmp_path):
+  first = start_train(gcs_root, gin_bindings=LONG, log_path=tmp_path / "first.log")
+  try:
+    wait_for(lambda: _markers(gcs_root), 240, "a bundle sealed in the bucket", first)
+    second = run_train(gcs_root, gin_bindings=LONG, timeout=120)
+    assert second.returncode == errors.EXIT_RUN_DIR, second.stderr
+    assert f"run directory {gcs_root} is in use by host" in second.stderr
+    assert f"pid {first.pid}" in second.stderr
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=60)
+  finally:
+    first.kill()
+  killed = status(gcs_root)
+  assert killed["root_dir"] == gcs_root and killed["checkpoints"] == _markers(gcs_root)[-3:]
+
+  # The killed job's lease (a process of this host that is gone) is taken over at once.
+  again = start_train(gcs_root, gin_bindings=LONG, log_path=tmp_path / "again.log")
+  try:
+    wait_for(lambda: _markers(gcs_root)[-1] > killed["train_step"], 240, "a newer bundle", again)
+    again.send_signal(signal.SIGTERM)
+    rc = again.wait(timeout=120)
+  finally:
+    again.kill()
+  log = (tmp_path / "again.log").read_text()
+  assert rc == errors.EXIT_PREEMPTED, log[-3000:]
+  assert f"Resumed from step {killed['train_step']}: replay size {killed['replay_size']}" in log
+  stopped = status(gcs_root)
+  # SIGTERM sealed the bundle of the step where it stopped before the job exited.
+  assert stopped["checkpoints"][-1] == stopped["train_step"] == _markers(gcs_root)[-1]
+  assert stopped["live"] is None  # the lease was released
+
+  total = stopped["train_step"] + 40
+  done = run_train(gcs_root, gin_bindings=bindings(TINY_DQN, train__num_iterations=total))
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert f"Resumed from step {stopped['train_step']}" in done.stderr
+  final = status(gcs_root)
+  assert final["complete"] and final["train_step"] == total and not final["exports_missing"]
+
+  onnx = _cli("trainer.export", f"--root_dir={gcs_root}", "--format=onnx")
+  assert onnx.returncode == 0, onnx.stderr[-3000:]
+  name = f"policies/{total:010d}/greedy.onnx"
+  assert onnx.stdout.split() == [f"{gcs_root}/{name}"]
+  assert name in RemoteRun(gcs_root).listing()
+  plot = _cli("trainer.plot", f"--root_dir={gcs_root}")
+  assert plot.returncode == 0 and f"wrote {gcs_root}/eval/curves.png" in plot.stdout, plot.stderr

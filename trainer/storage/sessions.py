@@ -1,0 +1,130 @@
+"""How a command works on a gs:// run directory: in a local directory, with what it needs
+of the bucket pulled first and what it writes pushed after.
+
+- `staged_job` (trainer.train, the learner of trainer.launch): takes the lease, pulls the
+  newest verified bundle into the run's staging directory, uploads each commit
+  (`mirror`), and at the end what changed; releases the lease.
+- `writing_view` (trainer.export): the lease, the bundles' markers and agent checkpoints
+  and the exports in a temporary directory; what the command adds is uploaded.
+- `reading_view` (trainer.status, trainer.evaluate, trainer.plot): the files the command
+  reads, in a temporary directory; nothing is written to the bucket unless the command
+  asks (`publish`: a plot's picture).
+"""
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+
+from absl import logging
+
+from trainer.errors import ConfigError
+from trainer.rundir import hooks, layout, run_lock
+from trainer.storage import transfer, urls
+from trainer.storage.lease import LEASE_FILE, Lease
+from trainer.storage.mirror import Mirror
+from trainer.storage.remote import RemoteRun
+
+
+def remote_run(url: str) -> RemoteRun:
+  """The run at `url`; a malformed URL is a usage error (exit 2)."""
+  try:
+    urls.split(url)
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
+  return RemoteRun(url)
+
+
+def _progress(staging: str) -> Callable[[], dict]:
+  """The live train step the job records in its local lock, for the lease's record."""
+  def progress() -> dict:
+    record = run_lock.holder_record(os.path.join(staging, layout.LOCK_FILE))
+    return {k: record[k] for k in ("train_step", "time") if k in record}
+  return progress
+
+
+@contextlib.contextmanager
+def staged_job(url: str) -> Iterator[str]:
+  """Yields the staging directory of the job at `url`, its lease held and its newest
+  verified bundle pulled; every commit there is sealed in the bucket."""
+  run = remote_run(url)
+  staging = urls.staging_dir(url)
+  with Lease(run.bucket, run.name(LEASE_FILE), run.url, progress=_progress(staging)) as lease:
+    step, side = transfer.pull_for_resume(run, staging)
+    logging.info("Staging %s in %s (%s).", run.url, staging,
+                 "a new run" if step is None and layout.CONFIG_FILE not in side
+                 else f"its newest verified bundle: {step}")
+    shared = {rel: obj.size for rel, obj in run.listing().items()
+              if rel.startswith(layout.SHARED_DIR + "/")}
+    mirror = Mirror(run, staging, lease=lease, known=side, shared=shared)
+    hooks.register(staging, mirror)
+    try:
+      yield staging
+    finally:
+      hooks.unregister(staging)
+      mirror.close()
+
+
+@contextlib.contextmanager
+def writing_view(url: str, wanted: Callable[[str], bool]) -> Iterator[str]:
+  """Yields a temporary directory holding the side files that `wanted` accepts, every
+  bundle's marker and agent checkpoint, with the run's lease held; the side files the
+  command writes or deletes there are uploaded or deleted at the end."""
+  run = remote_run(url)
+  view = tempfile.mkdtemp(prefix="trainer-gs-")
+  try:
+    with Lease(run.bucket, run.name(LEASE_FILE), run.url, progress=dict) as lease:
+      _, side = transfer.pull_view(run, view, agents=True, wanted=wanted)
+      mirror = Mirror(run, view, lease=lease, known=side)
+      yield view
+      mirror.sync()
+      mirror.close()
+  finally:
+    shutil.rmtree(view, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def reading_view(url: str, wanted: Callable[[str], bool]) -> Iterator["View"]:
+  """Yields a `View` of the run: a temporary directory with the side files that `wanted`
+  accepts and every bundle's marker."""
+  run = remote_run(url)
+  directory = tempfile.mkdtemp(prefix="trainer-gs-")
+  try:
+    listing, _ = transfer.pull_view(run, directory, wanted=wanted)
+    yield View(run, directory, listing)
+  finally:
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+class View:
+  """What a reading command sees of a gs:// run: `path` (a local directory of its files)
+  and the bucket's listing, against which bundles are verified."""
+
+  def __init__(self, run: RemoteRun, path: str, listing: dict):
+    self.run, self.path, self.listing = run, path, listing
+
+  def file_problem(self, rel: str, expected: dict) -> str | None:
+    obj = self.listing.get(rel)
+    if obj is None:
+      return "is missing"
+    if obj.size != expected["size"]:
+      return f"has {obj.size} bytes, expected {expected['size']}"
+    return None
+
+  def lease(self) -> tuple[dict, float] | None:
+    from trainer.storage import lease
+    return lease.read(self.run.bucket, self.run.name(LEASE_FILE))
+
+  def publish(self, path: str) -> str:
+    """Uploads a file the command wrote into the view; returns its gs:// name."""
+    rel = os.path.relpath(path, self.path).replace(os.sep, "/")
+    self.run.bucket.upload(path, self.run.name(rel))
+    return f"{self.run.url}/{rel}"
+
+
+def no_run_reason(run_listing: dict) -> str | None:
+  if layout.CONFIG_FILE in run_listing or any(rel.startswith(layout.BUNDLE_DIR + "/")
+                                              for rel in run_listing):
+    return None
+  return "no objects there" if not run_listing else f"it holds no {layout.CONFIG_FILE}"
