@@ -56,10 +56,12 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m fast tests
 
 # Kill-and-resume chaos suite: 30 SIGKILLs per replay backend (in-graph, Reverb, and the frame
-# replay under a pixel job), then 20 over the roles (~20 minutes here).
+# replay under a pixel job), then 20 over the roles, then 30 of a job on gs:// (a GCS emulator on
+# loopback: kills during uploads, marker writes and retention).
 chaos: $(STAMP)
 	$(BIN)/python scripts/chaos.py --kills=30 --backend=all
 	$(BIN)/python scripts/chaos_roles.py --kills=20
+	$(BIN)/python scripts/chaos_gcs.py --kills=30
 
 # Benchmarks (~70 minutes here: ~25 for the CartPole and roles parts, up to ~35 when the TF-Agents
 # example is slow to solve, its time varying from 30 s to 3 min; ~45 for the 1M-step frame replay,

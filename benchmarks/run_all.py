@@ -28,7 +28,7 @@ BENCHMARKS = [("learner_throughput.py", []), ("overhead.py", []), ("persistence.
               # The same replay in one table: what the shards are worth.
               ("replay_checkpoint.py", ["--shards=1"]),
               ("frame_replay.py", []), ("roles_frames.py", []), ("atari_throughput.py", []),
-              ("sweep.py", [])]
+              ("sweep.py", []), ("object_storage.py", [])]
 DOC = REPO / "docs" / "benchmarks.md"
 EXPORT_STALL = REPO / "benchmarks" / "export_stall.json"
 # docs/benchmarks.md is the generated table, then notes written by hand (the sweeps, the
@@ -137,6 +137,7 @@ def render(results: dict) -> str:
   rows += _roles_frames_rows(results.get("roles_frames"))
   rows += _atari_rows(results.get("atari_throughput"))
   rows += _sweep_rows(results.get("sweep"))
+  rows += _object_storage_rows(results.get("object_storage"))
   machine = next((s["machine"] for s in results.values() if isinstance(s, dict) and "machine" in s),
                  common.machine())
   lines = [
@@ -434,6 +435,39 @@ def _sweep_rows(s: dict | None) -> list[tuple]:
       f"--parallel=1: {base['wall_s']:,.0f} s, members "
       f"{base['member_steps_per_s']['median_steps_per_s']:,.0f} steps/s",
       cells, f"launcher's own cost per member: {overhead}", "—", "—", s["command"])]
+
+
+def _object_storage_rows(o: dict | None) -> list[tuple]:
+  """Checkpoints on gs:// (a GCS emulator on loopback) against a local run directory
+  (benchmarks/object_storage.py, docs/object_storage.md)."""
+  if not o:
+    return []
+  names = {"default": "the default job (DQN CartPole, foreground commits)",
+           "roles": "the roles (trainer.launch, learner's background commits)",
+           "pixels": "a pixel job (DQN Pong, the frame replay)"}
+  rows = []
+  for name, label in names.items():
+    job = o.get(name)
+    if not job or "gs" not in job:
+      continue
+    local, gs = job["local"], job["gs"]
+    mib = 2**20
+    uploads = gs.get("uploads", [])
+    per = "; ".join(f"{u['step']:,}: {u['bundle_bytes'] / mib:.2f} + {u['shared_bytes'] / mib:.2f}"
+                    f" + {u['other_bytes'] / mib:.2f} MiB" for u in uploads)
+    rows.append((
+        f"checkpoint stall and commit time on gs:// (emulator, loopback): {label}, "
+        f"{o['jobs'][name]['train_steps']:,} steps, a checkpoint every "
+        f"{o['jobs'][name]['checkpoint_interval']:,}",
+        f"local --root_dir: stall median {local['stall_s'].get('median_s', 0):.2f} s, "
+        f"commit median {local['commit_s'].get('median_s', 0):.2f} s",
+        f"gs://: stall median {gs['stall_s'].get('median_s', 0):.2f} s (max "
+        f"{gs['stall_s'].get('max_s', 0):.2f}), until the marker is written median "
+        f"{gs.get('until_sealed_s', {}).get('median_s', 0):.2f} s; uploaded per checkpoint "
+        f"(bundle + new shared segments + other files): {per}",
+        f"stall {gs['stall_s'].get('median_s', 0) - local['stall_s'].get('median_s', 0):+.2f} s",
+        "—", "—", o["command"]))
+  return rows
 
 
 def _frame_bytes(f: dict, written: int, added: int) -> str:

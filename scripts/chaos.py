@@ -123,7 +123,8 @@ class Chaos:
 
   def __init__(self, root: pathlib.Path, backend: str, rng: random.Random, max_delay: float,
                exports: ExportChecker):
-    self.root = root
+    self.root = root  # the directory the job writes (a gs:// job's staging directory)
+    self.target = root  # what the job and status are given (a gs:// URL in chaos_gcs.py)
     self.exports = exports
     self.rng = rng
     self.max_delay = max_delay
@@ -149,9 +150,9 @@ class Chaos:
     random time after training started, when bundles and exports are written
     every few steps.
     """
-    before = status(self.root) if (self.root / "config.gin").exists() else None
+    before = status(self.target) if self.started() else None
     log_path = self.root.parent / f"{self.root.name}-{self.kills}.log"
-    proc = start(self.root, self.bindings, log_path)
+    proc = start(self.target, self.bindings, log_path)
     rc = self._wait_and_kill(proc, log_path) if kill else proc.wait(timeout=900)
     self.check_run(before, log_path.read_text(), killed=rc is None)
     return rc
@@ -207,7 +208,7 @@ class Chaos:
       elif tuple(int(x) for x in resumed.groups()) != expected:
         self.failed_resumes += 1
         self.fail("resume", f"resumed {resumed.groups()} but the latest bundle held {expected}")
-    after = status(self.root) if (self.root / "config.gin").exists() else None
+    after = status(self.target) if self.started() else None
     if before and after and after["checkpoints"] and after["train_step"] < before["train_step"]:
       self.fail("regress", f"train step went from {before['train_step']} to {after['train_step']}")
     if killed:
@@ -219,6 +220,9 @@ class Chaos:
     self.check_exports()
     if after is not None:
       self.check_export_grid(after)
+
+  def started(self) -> bool:
+    return (self.root / "config.gin").exists()
 
   def check_export_grid(self, report: dict) -> None:
     new = set(report["exports_missing"]) - self.missing_exports
@@ -271,11 +275,12 @@ class Chaos:
       if rc is not None:
         self.fail("exit", f"job exited with {rc} before it was killed")
         return
-      print(f"kill {self.kills}: committed steps {status(self.root)['checkpoints']}", flush=True)
+      print(f"kill {self.kills}: committed steps {status(self.target)['checkpoints']}",
+            flush=True)
     # Run to completion: 50 steps past the last commit (a run-length change the job accepts).
-    self.bindings["train.num_iterations"] = status(self.root)["train_step"] + 50
+    self.bindings["train.num_iterations"] = status(self.target)["train_step"] + 50
     rc = self.run_once(kill=False)
-    final = status(self.root)
+    final = status(self.target)
     if rc != 0 or not final["complete"]:
       self.fail("finish", f"final run exited {rc}, status {final}")
 

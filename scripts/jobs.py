@@ -29,6 +29,13 @@ def start(root: pathlib.Path, bindings: dict, log_path: pathlib.Path) -> subproc
                             stderr=subprocess.STDOUT)
 
 
-def status(root: pathlib.Path) -> dict:
-  """`trainer.status --json` of a run directory, in-process (it loads no TensorFlow)."""
+def status(root: pathlib.Path | str) -> dict:
+  """`trainer.status --json` of a run directory (or a gs:// one), in-process (it loads no
+  TensorFlow)."""
+  if str(root).startswith("gs://"):
+    from trainer.cli import status as status_cli
+    from trainer.storage import sessions
+
+    with sessions.reading_view(str(root), status_cli.status_reads) as view:
+      return run_status(view.path, view=view)
   return run_status(str(root))

@@ -21,6 +21,14 @@ def _binary() -> str:
   return binary
 
 
+def _die_with_parent() -> None:
+  """The emulator goes when its starter goes, however it goes (Linux's PR_SET_PDEATHSIG)."""
+  import ctypes
+  import signal
+
+  ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+
+
 def _free_port() -> int:
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
@@ -36,7 +44,7 @@ class Emulator:
     self._proc = subprocess.Popen(
         [_binary(), "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port),
          "-backend", "memory", "-log-level", "error"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
     deadline = time.monotonic() + 30
     while True:
       try:
@@ -71,3 +79,27 @@ def running() -> "Emulator":
     yield emulator
   finally:
     emulator.stop()
+
+
+def main() -> None:
+  """`python -m tests.gcs_emulator [BUCKET ...]`: an emulator for trying gs:// by hand;
+  prints the STORAGE_EMULATOR_HOST to export, runs until Ctrl-C."""
+  import signal
+  import sys
+
+  signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stops the emulator too (finally)
+  emulator = Emulator()
+  for name in sys.argv[1:] or ["my-bucket"]:
+    emulator.create_bucket(name)
+  print(f"export STORAGE_EMULATOR_HOST={emulator.endpoint}   # buckets: "
+        f"{', '.join(sys.argv[1:] or ['my-bucket'])}", flush=True)
+  try:
+    signal.pause()
+  except KeyboardInterrupt:
+    pass
+  finally:
+    emulator.stop()
+
+
+if __name__ == "__main__":
+  main()

@@ -5,8 +5,7 @@ import signal
 import subprocess
 import sys
 
-from tests.conftest import (REPO, TINY_DQN, bindings, cli_env, run_train, start_train, status,
-                            wait_for)
+from tests.conftest import REPO, TINY_DQN, bindings, cli_env, run_train, start_train, status, wait_for
 from trainer import errors
 from trainer.storage.remote import RemoteRun
 
@@ -69,3 +68,35 @@ def test_a_gs_job_survives_kills_refuses_a_second_job_and_serves_the_other_comma
   assert name in RemoteRun(gcs_root).listing()
   plot = _cli("trainer.plot", f"--root_dir={gcs_root}")
   assert plot.returncode == 0 and f"wrote {gcs_root}/eval/curves.png" in plot.stdout, plot.stderr
+
+
+def _launch(url: str, total: int) -> list[str]:
+  return [sys.executable, "-m", "trainer.launch", f"--root_dir={url}", "--collectors=1",
+          f"--gin_file={REPO / 'configs' / 'dqn_cartpole.gin'}",
+          *(f"--gin_bindings={b}" for b in bindings(TINY_DQN, train__num_iterations=total))]
+
+
+def test_a_launch_on_gs_seals_the_learners_commits_and_resumes_after_sigterm(gcs_root, tmp_path):
+  log_path = tmp_path / "launch.log"
+  with open(log_path, "w") as log:
+    proc = subprocess.Popen(_launch(gcs_root, 100_000), cwd=REPO, env=cli_env(), stdout=log,
+                            stderr=subprocess.STDOUT)
+  try:
+    wait_for(lambda: _markers(gcs_root), 240, "a bundle sealed by the learner", proc)
+    proc.send_signal(signal.SIGTERM)
+    rc = proc.wait(timeout=120)
+  finally:
+    proc.kill()
+  assert rc == errors.EXIT_PREEMPTED, log_path.read_text()[-3000:]
+  stopped = status(gcs_root)
+  assert stopped["checkpoints"][-1] == stopped["train_step"] == _markers(gcs_root)[-1]
+  alone = _cli("trainer.learn", f"--root_dir={gcs_root}")
+  assert alone.returncode == errors.EXIT_USAGE and "trainer.launch --root_dir=gs://" in alone.stderr
+
+  total = stopped["train_step"] + 40
+  done = subprocess.run(_launch(gcs_root, total), cwd=REPO, env=cli_env(), capture_output=True,
+                        text=True, timeout=300)
+  assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+  assert f"Resumed from step {stopped['train_step']}" in done.stdout + done.stderr
+  final = status(gcs_root)
+  assert final["complete"] and final["train_step"] == total and not final["exports_missing"]

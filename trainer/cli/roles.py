@@ -22,6 +22,7 @@ from trainer import errors  # noqa: E402
 from trainer.cli import shell  # noqa: E402
 from trainer.config import gin_config  # noqa: E402
 from trainer.rundir.signals import StopRequest  # noqa: E402
+from trainer.storage import urls  # noqa: E402
 
 flags.DEFINE_string("root_dir", None, "Run directory, shared by every role.")
 flags.DEFINE_multi_string("gin_file", [], "Gin config files, parsed in order.")
@@ -32,6 +33,11 @@ FLAGS = flags.FLAGS
 def _config(argv: list[str], *, allow_config_change: bool) -> gin_config.RunConfig:
   if len(argv) > 1:
     raise errors.ConfigError(f"unexpected arguments {argv[1:]}; use --gin_bindings for settings")
+  if urls.is_remote(FLAGS.root_dir):
+    raise errors.ConfigError(
+        f"a role alone cannot take --root_dir={FLAGS.root_dir}: the roles meet through a shared "
+        f"directory; run the job with python -m trainer.launch --root_dir={FLAGS.root_dir} "
+        "(its roles share a staging directory on one machine)")
   # What needs no TensorFlow first: a bad command line is refused in a fraction of a second.
   gin_config.precheck(FLAGS.root_dir, FLAGS.gin_file, FLAGS.gin_bindings)
   from trainer.cli import registry  # noqa: F401  (what configs name; loads TensorFlow)
@@ -58,7 +64,10 @@ def _collect_main(argv: list[str], stop: StopRequest) -> int:
 def _learn_main(argv: list[str], stop: StopRequest) -> int:
   run_config = _config(argv, allow_config_change=FLAGS.allow_config_change)
   from trainer.roles import learn
-  return learn.learn(FLAGS.root_dir, run_config, stop, FLAGS.replay_address)
+  from trainer.storage import sessions
+
+  with sessions.sealing_learner(FLAGS.root_dir):  # under a launch on gs://: seals each commit
+    return learn.learn(FLAGS.root_dir, run_config, stop, FLAGS.replay_address)
 
 
 def server_entry(stop: StopRequest) -> None:

@@ -164,7 +164,7 @@ def main(argv: list[str]) -> int:
   if urls.is_remote(FLAGS.root_dir):
     from trainer.storage import sessions
 
-    with sessions.reading_view(FLAGS.root_dir, _status_reads) as view:
+    with sessions.reading_view(FLAGS.root_dir, status_reads) as view:
       reason = sessions.no_run_reason(view.listing)
       return _no_run(reason) if reason else show(run_status(view.path, view=view), view.path)
   reason = no_run_reason(FLAGS.root_dir)
@@ -173,7 +173,7 @@ def main(argv: list[str]) -> int:
   return show(run_status(FLAGS.root_dir), FLAGS.root_dir)
 
 
-def _status_reads(rel: str) -> bool:
+def status_reads(rel: str) -> bool:
   """The files of a gs:// run that status reads (beside the bundles' markers)."""
   return rel in (layout.CONFIG_FILE, layout.LAST_COMMIT_FILE) or (
       rel.startswith(layout.POLICY_DIR + "/") and rel.endswith(

@@ -63,6 +63,10 @@ class Lease:
   def generation(self) -> int | None:
     return self._generation
 
+  @property
+  def incarnation(self) -> str:
+    return _INCARNATION
+
   def acquire(self) -> None:
     for _ in range(100):
       try:

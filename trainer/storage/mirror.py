@@ -85,8 +85,8 @@ class Mirror(hooks.CommitHooks):
               "side_bytes": side_bytes, "files": files,
               "seconds": round(time.monotonic() - start, 3)}
     self.uploads.append(record)
-    logging.info("Sealed bundle %d in %s: uploaded %.1f MiB of it (%.1f MiB of new shared "
-                 "segments) and %.1f MiB of other files in %.1f s.", bundle.step, self._run.url,
+    logging.info("Sealed bundle %d in %s: uploaded %.2f MiB of it (%.2f MiB of new shared "
+                 "segments) and %.2f MiB of other files in %.2f s.", bundle.step, self._run.url,
                  (own_bytes + shared_bytes) / 2**20, shared_bytes / 2**20, side_bytes / 2**20,
                  record["seconds"])
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 
 from absl import logging
 
-from trainer.errors import ConfigError
+from trainer.errors import ConfigError, RunDirError
 from trainer.rundir import hooks, layout, run_lock
 from trainer.storage import transfer, urls
 from trainer.storage.lease import LEASE_FILE, Lease
@@ -64,6 +64,65 @@ def staged_job(url: str) -> Iterator[str]:
     finally:
       hooks.unregister(staging)
       mirror.close()
+
+
+# trainer.launch holds a gs:// run's lease; its learner role seals the bundles, told where
+# and under which lease by these.
+SEAL_ENV = "TRAINER_SEAL_INTO"
+INCARNATION_ENV = "TRAINER_LEASE_INCARNATION"
+
+
+@contextlib.contextmanager
+def staged_roles(url: str) -> Iterator[str]:
+  """trainer.launch's `staged_job`: the lease held by launch and the newest verified bundle
+  pulled; the learner role it starts (which inherits the environment) seals each commit."""
+  run = remote_run(url)
+  staging = urls.staging_dir(url)
+  with Lease(run.bucket, run.name(LEASE_FILE), run.url, progress=_progress(staging)) as lease:
+    step, _ = transfer.pull_for_resume(run, staging)
+    logging.info("Staging %s in %s (newest verified bundle: %s).", run.url, staging, step)
+    os.environ.update({SEAL_ENV: run.url, INCARNATION_ENV: lease.incarnation})
+    try:
+      yield staging
+    finally:
+      for key in (SEAL_ENV, INCARNATION_ENV):
+        os.environ.pop(key, None)
+
+
+@contextlib.contextmanager
+def sealing_learner(root_dir: str) -> Iterator[None]:
+  """The learner role of a launch on gs://: its commits in `root_dir` (the staging
+  directory) are sealed in the bucket, fenced by launch's lease. Else nothing."""
+  url = os.environ.get(SEAL_ENV)
+  if not url:
+    yield
+    return
+  run = RemoteRun(url)
+  fence = LeaseFence(run, os.environ.get(INCARNATION_ENV, ""))
+  shared = {rel: obj.size for rel, obj in run.listing().items()
+            if rel.startswith(layout.SHARED_DIR + "/")}
+  mirror = Mirror(run, root_dir, lease=fence, shared=shared)
+  hooks.register(root_dir, mirror)
+  try:
+    yield
+  finally:
+    hooks.unregister(root_dir)
+    mirror.close()
+
+
+class LeaseFence:
+  """`check()`: the lease is still held by the launch that started this role."""
+
+  def __init__(self, run: RemoteRun, incarnation: str):
+    self._run, self._incarnation = run, incarnation
+
+  def check(self) -> None:
+    try:
+      record = self._run.read_json(LEASE_FILE)
+    except (FileNotFoundError, ValueError):
+      record = {}
+    if not isinstance(record, dict) or record.get("incarnation") != self._incarnation:
+      raise RunDirError(f"lost the lease of {self._run.url}; the commit was not sealed")
 
 
 @contextlib.contextmanager
