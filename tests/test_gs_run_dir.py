@@ -100,3 +100,28 @@ def test_a_launch_on_gs_seals_the_learners_commits_and_resumes_after_sigterm(gcs
   assert f"Resumed from step {stopped['train_step']}" in done.stdout + done.stderr
   final = status(gcs_root)
   assert final["complete"] and final["train_step"] == total and not final["exports_missing"]
+
+
+def test_a_sweep_on_gs_runs_its_members_as_gs_runs_and_reports_there(gcs_root):
+  sweep = gcs_root.replace("/run", "/sweep")
+  cmd = ["trainer.sweep", f"--root_dir={sweep}", f"--gin_file={REPO / 'configs' / 'dqn_cartpole.gin'}",
+         *(f"--gin_bindings={b}" for b in bindings(TINY_DQN, train__num_iterations=40)),
+         "--grid=create_dqn_agent.learning_rate=[1e-3]", "--seeds=2", "--parallel=2"]
+  done = _cli(*cmd)
+  assert done.returncode == 0, done.stderr[-3000:]
+  for k in range(2):
+    member = status(f"{sweep}/members/{sorted(_member_names(sweep))[k]}")
+    assert member["complete"] and member["train_step"] == 40
+  listing = RemoteRun(sweep).listing()
+  assert "sweep.json" in listing and "outcomes.json" in listing
+  assert not [rel for rel in listing if rel.endswith((".lock", ".lease"))]  # released, local
+  again = _cli("trainer.sweep", f"--root_dir={sweep}")
+  assert again.returncode == 0 and "2 complete, 0 to run" in again.stderr, again.stderr[-2000:]
+  report = _cli("trainer.report", f"--root_dir={sweep}", "--reps=100")
+  assert report.returncode == 0, report.stderr[-2000:]
+  assert f"{sweep}/report/report.md" in report.stdout
+  assert "report/curves.png" in RemoteRun(sweep).listing()
+
+
+def _member_names(sweep: str) -> set[str]:
+  return {rel.split("/")[1] for rel in RemoteRun(sweep).listing() if rel.startswith("members/")}

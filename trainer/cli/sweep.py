@@ -29,6 +29,7 @@ held by another trainer.sweep. --member passes on trainer.train's own codes.
 import json
 import os
 import sys
+import tempfile
 
 from absl import flags
 
@@ -36,10 +37,12 @@ from trainer.cli import shell
 from trainer.config import gin_config
 from trainer.errors import EXIT_OK, ConfigError
 from trainer.rundir import fileio, run_lock
+from trainer.storage import urls
 from trainer.sweeps import definition as definition_lib
 from trainer.sweeps import runner
 
-flags.DEFINE_string("root_dir", None, "Sweep directory: its definition and its members' runs.")
+flags.DEFINE_string("root_dir", None, "Sweep directory: its definition and its members' runs (a path "
+                    "or gs://BUCKET/PATH).")
 flags.DEFINE_multi_string("gin_file", [], "Gin config files every member parses, in order.")
 flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings every member applies after the files.")
 flags.DEFINE_multi_string("grid", [], "PARAMETER=[VALUE, ...]: a swept gin parameter; several "
@@ -102,26 +105,55 @@ def main(argv: list[str]) -> int:
   if len(argv) > 1:
     raise ConfigError(f"unexpected arguments {argv[1:]}; pass swept values with --grid")
   root_dir = FLAGS.root_dir
-  gin_config.check_root_dir(root_dir)
   if FLAGS.parallel < 1:
     raise ConfigError(f"--parallel must be >= 1 (members at once), got {FLAGS.parallel}")
   if FLAGS.threads is not None and FLAGS.threads < 1:
     raise ConfigError(f"--threads must be >= 1 (TensorFlow threads per member), got "
                       f"{FLAGS.threads}")
+  if urls.is_remote(root_dir):
+    return _remote_sweep(root_dir)
+  gin_config.check_root_dir(root_dir)
   definition = _definition(root_dir)
   if FLAGS.member is not None:
-    member = definition.member(FLAGS.member)
     os.makedirs(os.path.join(root_dir, definition_lib.MEMBERS_DIR), exist_ok=True)
-    # This process becomes the member's trainer.train: the scheduler's signals reach it
-    # directly, and its exit code is the task's.
-    os.execv(sys.executable, [sys.executable, "-m", "trainer.train",
-                              *definition.train_args(member, root_dir)])
+    _become_member(definition, root_dir)
   if FLAGS.prepare:
     _list(definition, root_dir)
     return EXIT_OK
   with run_lock.RunLock(root_dir, LOCK_FILE, holder="trainer.sweep"):
     sweep = runner.LocalRunner(definition, root_dir, parallel=FLAGS.parallel,
                                threads=FLAGS.threads)
+    sweep.install()
+    return sweep.run()
+
+
+def _become_member(definition: definition_lib.Definition, members_root: str) -> None:
+  """This process becomes the member's trainer.train: the scheduler's signals reach it
+  directly, and its exit code is the task's."""
+  member = definition.member(FLAGS.member)
+  os.execv(sys.executable, [sys.executable, "-m", "trainer.train",
+                            *definition.train_args(member, members_root)])
+
+
+def _remote_sweep(url: str) -> int:
+  """A sweep on gs://: its files staged here (uploaded as they change), its members gs://
+  runs of their own (each a staged job with its lease)."""
+  from trainer.storage import sessions
+
+  if FLAGS.member is not None or FLAGS.prepare:  # many array tasks at once: no runner's lease
+    directory = tempfile.mkdtemp(prefix="trainer-sweep-")
+    create = sessions.pull_sweep_files(url, directory)
+    definition = _definition(directory)
+    create(definition_lib.DEFINITION_FILE)
+    if FLAGS.member is not None:
+      _become_member(definition, url)
+    _list(definition, url)
+    return EXIT_OK
+  with sessions.staged_sweep(url) as (staging, publish):
+    definition = _definition(staging)
+    publish()
+    sweep = runner.LocalRunner(definition, staging, parallel=FLAGS.parallel,
+                               threads=FLAGS.threads, members_root=url, publish=publish)
     sweep.install()
     return sweep.run()
 

@@ -66,6 +66,15 @@ class RemoteRun:
   def manifests(self, listing: dict[str, Object]) -> dict[int, tuple[dict, str | None]]:
     return {step: self.manifest(step) for step in self.marker_steps(listing)}
 
+  def progress(self) -> tuple[int, int | None]:
+    """(train step, total) of the newest bundle whose marker reads ((0, None): none), as
+    the sweep runner asks of a member; the objects are not verified."""
+    for step in reversed(self.marker_steps(self.listing())):
+      manifest, problem = self.manifest(step)
+      if problem is None:
+        return manifest["summary"].get("train_step", 0), manifest["summary"].get("num_iterations")
+    return 0, None
+
   # --- upkeep, by the holder of the lease -------------------------------------------
 
   def set_aside(self, step: int, listing: dict[str, Object]) -> None:
@@ -142,7 +151,7 @@ def size_problem(listing: dict[str, Object], manifest: dict) -> str | None:
 
 # What of a run directory is not a bundle's: uploaded as it changes (`mirror`), pulled at
 # a resume. Locks, the roles' meeting files (the job's key among them) and scratch stay local.
-_LOCAL_ONLY = (layout.LOCK_FILE, layout.LAUNCH_LOCK_FILE, layout.LAST_COMMIT_FILE,
+_LOCAL_ONLY = (layout.LOCK_FILE, layout.LAUNCH_LOCK_FILE, layout.LAST_COMMIT_FILE, "sweep.lock",
                layout.ROLES_DIR + "/", layout.BUNDLE_DIR + "/", layout.SHARED_DIR + "/",
                layout.REVERB_SCRATCH_DIR + "/", layout.REVERB_SERVER_DIR + "/",
                layout.LEARNER_DIR + "/", layout.CHECKPOINT_DIR + "/ckpt-")
@@ -154,7 +163,7 @@ TF_STATE = f"{layout.CHECKPOINT_DIR}/checkpoint"  # names the latest bundle: aft
 
 
 def is_side_file(rel: str) -> bool:
-  return not (rel.startswith(_LOCAL_ONLY) or _TEMPORARY.search(rel) or rel == "run.lease")
+  return not (rel.startswith(_LOCAL_ONLY) or _TEMPORARY.search(rel) or rel.endswith(".lease"))
 
 
 def is_event_file(rel: str) -> bool:

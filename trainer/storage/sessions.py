@@ -22,6 +22,7 @@ from absl import logging
 from trainer.errors import ConfigError, RunDirError
 from trainer.rundir import hooks, layout, run_lock
 from trainer.storage import transfer, urls
+from trainer.storage.gcs import Conflict
 from trainer.storage.lease import LEASE_FILE, Lease
 from trainer.storage.mirror import Mirror
 from trainer.storage.remote import RemoteRun
@@ -187,3 +188,76 @@ def no_run_reason(run_listing: dict) -> str | None:
                                               for rel in run_listing):
     return None
   return "no objects there" if not run_listing else f"it holds no {layout.CONFIG_FILE}"
+
+
+# --- sweeps: the sweep's own files staged, its members gs:// runs of their own ------------
+
+SWEEP_LEASE = "sweep.lease"
+MEMBERS = "members/"
+
+
+@contextlib.contextmanager
+def staged_sweep(url: str) -> Iterator[tuple[str, Callable[[], None]]]:
+  """trainer.sweep's runner on gs://: its lease (one runner a sweep), the sweep's files
+  (definition, outcomes, logs, report; not the members, which are runs of their own) in a
+  staging directory; yields (it, `publish`: uploads what changed there)."""
+  run = remote_run(url)
+  staging = urls.staging_dir(url)
+  with Lease(run.bucket, run.name(SWEEP_LEASE), run.url, progress=dict):
+    shutil.rmtree(staging, ignore_errors=True)
+    side = transfer.pull_side_files(run, run.listing(), staging,
+                                    lambda rel: not rel.startswith(MEMBERS))
+    mirror = Mirror(run, staging, known=side)
+    try:
+      yield staging, mirror.sync
+    finally:
+      mirror.close()
+
+
+def pull_sweep_files(url: str, directory: str) -> Callable[[str], None]:
+  """The sweep's own files into `directory` (what --member and --prepare read); returns
+  `create(rel)`: uploads a file written there if the bucket has none yet (array tasks
+  starting together write the same definition: the first one's stays)."""
+  run = remote_run(url)
+  transfer.pull_side_files(run, run.listing(), directory,
+                           lambda rel: not rel.startswith(MEMBERS))
+
+  def create(rel: str) -> None:
+    with open(os.path.join(directory, rel), "rb") as f:
+      try:
+        run.bucket.write(run.name(rel), f.read(), if_generation_match=0)
+      except Conflict:
+        pass
+  return create
+
+
+@contextlib.contextmanager
+def sweep_view(url: str) -> Iterator[View]:
+  """trainer.report's: the sweep's files, and of each member its markers and evaluations."""
+  run = remote_run(url)
+  directory = tempfile.mkdtemp(prefix="trainer-gs-")
+  try:
+    listing = run.listing()
+    for rel in sorted(listing):
+      member_file = rel.startswith(MEMBERS) and (
+          rel.endswith("/" + layout.EVAL_RETURNS_FILE) or rel.endswith("/" + layout.COMMIT_MARKER))
+      if member_file or (not rel.startswith(MEMBERS) and remote_is_sweep_file(rel)):
+        transfer.download(run, rel, directory)
+    yield View(run, directory, listing)
+  finally:
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def remote_is_sweep_file(rel: str) -> bool:
+  return rel.endswith(".json")
+
+
+def member_holder(url: str) -> str | None:
+  """Who holds a member's gs:// run directory (its lease, renewed within its TTL), or None."""
+  from trainer.storage import lease
+
+  run = RemoteRun(url)
+  held = lease.read(run.bucket, run.name(LEASE_FILE))
+  if held is None or held[1] > held[0].get("ttl_s", 60):
+    return None
+  return lease.describe(held[0])

@@ -24,12 +24,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 from absl import logging
 
 from trainer import errors
 from trainer.checkpoint.bundle_store import BundleStore
 from trainer.rundir import fileio, layout, run_lock
+from trainer.storage import urls
+from trainer.storage.remote import RemoteRun
 from trainer.sweeps import definition as definition_lib
 
 POLL_S = 0.2
@@ -39,6 +42,8 @@ RETRIES = 3  # restarts of a member stopped by someone else's signal
 def member_progress(member_dir: str) -> tuple[int, int | None]:
   """(train step, total) of the member's newest committed bundle ((0, None): none).
   The files are not verified (trainer.train does that when it resumes)."""
+  if urls.is_remote(member_dir):
+    return RemoteRun(member_dir).progress()
   if not os.path.isdir(member_dir):
     return 0, None
   for bundle in reversed(BundleStore(member_dir).committed()):
@@ -65,9 +70,15 @@ class LocalRunner:
   """Runs `definition`'s members under `root_dir`, `parallel` at a time."""
 
   def __init__(self, definition: definition_lib.Definition, root_dir: str, *, parallel: int,
-               threads: int | None = None, python: str = sys.executable):
+               threads: int | None = None, python: str = sys.executable,
+               members_root: str | None = None, publish: Callable[[], None] = lambda: None):
+    """`members_root`: where the members' run directories are, when not under `root_dir`
+    (a sweep on gs://: the sweep's files staged in `root_dir`, its members in the bucket);
+    `publish`: called once the sweep's files changed (an outcome recorded)."""
     self._definition = definition
     self._root = root_dir
+    self._members = members_root or root_dir
+    self._publish = publish
     self._parallel = parallel
     self._threads = threads or max(1, (os.cpu_count() or 1) // parallel)
     self._python = python
@@ -95,11 +106,11 @@ class LocalRunner:
     75 stopped by a signal (each running member committed first), 1 a member failed."""
     members = self._definition.members
     pending = [m for m in members
-               if not is_complete(definition_lib.member_dir(self._root, m))]
+               if not is_complete(definition_lib.member_dir(self._members, m))]
     skipped = len(members) - len(pending)
     configs, seeds = len(self._definition.configs), len(self._definition.seeds)
     logging.info("Sweep %s: %d members (%d configuration%s x %d seed%s); %d complete, %d to run, "
-                 "%d at a time, %d TensorFlow thread%s each.", self._root, len(members), configs,
+                 "%d at a time, %d TensorFlow thread%s each.", self._members, len(members), configs,
                  "s" * (configs > 1), seeds, "s" * (seeds > 1), skipped, len(pending),
                  self._parallel, self._threads, "s" * (self._threads > 1))
     os.makedirs(os.path.join(self._root, definition_lib.LOGS_DIR), exist_ok=True)
@@ -132,7 +143,7 @@ class LocalRunner:
       logging.warning("Sweep stopped: every running member committed a checkpoint first (one "
                       "still starting up had none to commit); rerun the same command to go on "
                       "(%d members left).",
-                      sum(not is_complete(definition_lib.member_dir(self._root, m))
+                      sum(not is_complete(definition_lib.member_dir(self._members, m))
                           for m in members))
       return errors.EXIT_PREEMPTED
     if failed:
@@ -141,7 +152,7 @@ class LocalRunner:
                     ", ".join(failed), os.path.join(self._root, definition_lib.LOGS_DIR))
       return errors.EXIT_CRASH
     logging.info("Sweep complete: %d members. Report: python -m trainer.report --root_dir=%s",
-                 len(members), self._root)
+                 len(members), self._members)
     return errors.EXIT_OK
 
   def _next_free(self, pending: list) -> definition_lib.Member | None:
@@ -149,14 +160,14 @@ class LocalRunner:
     member of a killed runner may still be committing its last checkpoint (it
     would refuse a second job on its directory, exit 3)."""
     for member in pending:
-      lock = os.path.join(definition_lib.member_dir(self._root, member), layout.LOCK_FILE)
-      if not run_lock.held(lock):
+      holder = _holder(definition_lib.member_dir(self._members, member))
+      if holder is None:
         pending.remove(member)
         return member
       if member.name not in self._waiting:
         self._waiting.add(member.name)
         logging.warning("Member %s: its run directory is held by %s; waiting for it to stop.",
-                        member.name, run_lock.describe_holder(lock))
+                        member.name, holder)
     return None
 
   def _start(self, member: definition_lib.Member) -> _Running:
@@ -167,12 +178,12 @@ class LocalRunner:
     log.write(f"--- {_now()} trainer.sweep starts member {member.name} ---\n")
     log.flush()
     cmd = [self._python, "-m", "trainer.train",
-           *self._definition.train_args(member, self._root)]
+           *self._definition.train_args(member, self._members)]
     # Its own process group: a Ctrl-C in the terminal reaches the runner alone, which
     # passes it on, once, to each member.
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                             start_new_session=True, preexec_fn=_stop_with_parent)
-    step, total = member_progress(definition_lib.member_dir(self._root, member))
+    step, total = member_progress(definition_lib.member_dir(self._members, member))
     logging.info("Member %s (%s, seed %d) started%s.", member.name, self._label(member),
                  member.seed, f" (resumes from step {step} of {total})" if step else "")
     return _Running(member, proc, log, time.monotonic(), self._outcomes.get(
@@ -194,7 +205,7 @@ class LocalRunner:
   def _finished(self, run: _Running, code: int) -> str:
     """Records how the member ended: "complete", "stopped", "restart" or "failed"."""
     seconds = time.monotonic() - run.started
-    name, member_dir = run.member.name, definition_lib.member_dir(self._root, run.member)
+    name, member_dir = run.member.name, definition_lib.member_dir(self._members, run.member)
     step, total = member_progress(member_dir)
     if code == errors.EXIT_OK and is_complete(member_dir):
       state = "complete"
@@ -210,6 +221,7 @@ class LocalRunner:
                             "log": os.path.relpath(self._log_path(run.member), self._root),
                             "at": _now(), "stops": run.stops}
     fileio.atomic_write_json(self._outcomes_path, self._outcomes)
+    self._publish()
     if state == "failed":
       logging.error("Member %s (%s, seed %d) failed: exit %d after %.0f s; the last lines of %s:"
                     "\n%s", name, self._label(run.member), run.member.seed, code, seconds,
@@ -232,6 +244,16 @@ class LocalRunner:
       return fileio.read_json(self._outcomes_path)
     except (FileNotFoundError, ValueError):
       return {}
+
+
+def _holder(member_dir: str) -> str | None:
+  """Who holds a member's run directory (its lock, or a gs:// run's lease), or None."""
+  if urls.is_remote(member_dir):
+    from trainer.storage import sessions
+
+    return sessions.member_holder(member_dir)
+  lock = os.path.join(member_dir, layout.LOCK_FILE)
+  return run_lock.describe_holder(lock) if run_lock.held(lock) else None
 
 
 def _stop_with_parent() -> None:
