@@ -246,3 +246,13 @@ def test_side_files_deleted_here_are_deleted_there_and_pointers_go_last(gcs_root
   mirror.sync()
   assert "policies/0000000010/metadata.json" not in run.listing()
   mirror.close()
+
+
+def test_evaluations_copied_mid_append_read_without_the_cut_row(tmp_path):
+  """The mirror may upload eval/returns.csv while a row is being appended."""
+  from trainer.rundir import evals
+
+  (tmp_path / "eval").mkdir()
+  (tmp_path / "eval" / "returns.csv").write_text(
+      "train_step,average_return,env_steps\n10,9.5,100\n20,12.0,200\n30")
+  assert [r["train_step"] for r in evals.read(str(tmp_path))] == [10, 20]

@@ -15,6 +15,7 @@ Each call parses its config afresh (gin's bindings are cleared before and
 after), so a notebook can call it again: on a finished run it returns at once.
 """
 
+import contextlib
 import dataclasses
 import logging as std_logging
 import os
@@ -39,6 +40,7 @@ from trainer.config import gin_config  # noqa: E402
 from trainer.errors import EXIT_OK  # noqa: E402
 from trainer.loops import job  # noqa: E402
 from trainer.rundir.signals import StopRequest  # noqa: E402
+from trainer.storage import urls  # noqa: E402
 
 # The commands' filter (the trainer's lines and errors), on the loggers themselves: absl's
 # handler is not the one that prints where absl's app did not start (a notebook).
@@ -87,7 +89,7 @@ def run(root_dir: str, gin_files: Sequence[str] = (), bindings: Sequence[str] = 
   another thread than the main one, it installs no handlers.
 
   Args:
-    root_dir: the run directory.
+    root_dir: the run directory: a path, or gs://BUCKET/PATH (docs/object_storage.md).
     gin_files: gin files, parsed in order.
     bindings: gin bindings applied after the files.
     allow_config_change: resume even though the config changes the experiment.
@@ -107,15 +109,26 @@ def run(root_dir: str, gin_files: Sequence[str] = (), bindings: Sequence[str] = 
   if threading.current_thread() is threading.main_thread():
     stop.install()
   try:
-    run_config = gin_config.load(root_dir, list(gin_files), list(bindings),
-                                 allow_config_change=allow_config_change)
-    for change in run_config.changes:
-      logging.info("Config change accepted: %s", change)
-    code = job.train(root_dir, run_config, stop=stop)
+    with _local(root_dir) as local:
+      run_config = gin_config.load(local, list(gin_files), list(bindings),
+                                   allow_config_change=allow_config_change)
+      for change in run_config.changes:
+        logging.info("Config change accepted: %s", change)
+      code = job.train(local, run_config, stop=stop)
+      return _result(local, code)
   finally:
     stop.uninstall()
     gin.clear_config()
-  return _result(root_dir, code)
+
+
+def _local(root_dir: str):
+  """The directory the job runs in: `root_dir`, or a gs:// run's staging directory (its
+  lease held, its commits sealed in the bucket: trainer.storage)."""
+  if urls.is_remote(root_dir):
+    from trainer.storage import sessions
+
+    return sessions.staged_job(root_dir)
+  return contextlib.nullcontext(root_dir)
 
 
 def _set_verbosity(verbosity: int) -> None:
