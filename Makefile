@@ -45,8 +45,8 @@ train: $(STAMP)
 	      "intact: to resume from it, run: $$($(RESUME))" ;; \
 	esac; exit $$rc
 
-# The suite on 2 workers, its 15 slowest tests listed: 13-25 minutes on 2 cores from a fresh
-# clone, install included (24 min 21 s for 335 tests at the last such run). CI: .ci/run.
+# The suite on 2 workers, its 15 slowest tests listed: 25-37 minutes on 2 cores from a fresh
+# clone, install included (36 min 57 s for 346 tests at the last such run). CI: .ci/run.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --durations=15 tests
 
