@@ -256,3 +256,19 @@ def test_evaluations_copied_mid_append_read_without_the_cut_row(tmp_path):
   (tmp_path / "eval" / "returns.csv").write_text(
       "train_step,average_return,env_steps\n10,9.5,100\n20,12.0,200\n30")
   assert [r["train_step"] for r in evals.read(str(tmp_path))] == [10, 20]
+
+
+def test_a_bad_gs_root_dir_is_one_line_naming_the_fix(gcs_root):
+  import sys
+
+  from tests.conftest import REPO, cli_env
+
+  for url, code, words in [("gs://b", 2, "'b' is not a bucket name; pass --root_dir=gs://BUCKET/PATH"),
+                           ("gs://no-such-bucket/run", 3, "there is no bucket gs://no-such-bucket: "
+                            "create it (gcloud storage buckets create gs://no-such-bucket)"),
+                           (gcs_root, 2, f"no run at {gcs_root} (no objects there)")]:
+    out = subprocess.run([sys.executable, "-m", "trainer.status", f"--root_dir={url}"], cwd=REPO,
+                         env=cli_env(), capture_output=True, text=True, timeout=60)
+    lines = [line for line in out.stderr.splitlines() if "Warning" not in line
+             and "warnings.warn" not in line]
+    assert out.returncode == code and len(lines) == 1 and words in lines[0], out.stderr

@@ -10,7 +10,10 @@ its last heartbeat. Exports
 missing are export steps at or below that bundle with no export in
 `policies/` and no record of retention deleting it.
 
-Exit codes: 0, or 2 when DIR holds no run.
+A gs:// run directory is read from its bucket: the bundles' markers, and every file of a
+bundle checked by its size in the bucket's listing (docs/object_storage.md).
+
+Exit codes: 0; 2 when DIR holds no run; 3 when a gs:// bucket cannot be reached.
 """
 
 import json
@@ -20,9 +23,10 @@ import sys
 import time
 from typing import Any
 
-from absl import app, flags
+from absl import flags, logging
 
 from trainer.checkpoint.bundle_store import BundleStore
+from trainer.cli import shell
 from trainer.errors import EXIT_USAGE
 from trainer.policies import policy_index
 from trainer.roles import rolefiles
@@ -225,4 +229,4 @@ def show(status: dict[str, Any], root_dir: str) -> int:
 
 def entry() -> None:
   """The command: `python -m trainer.status` calls this."""
-  app.run(main)
+  shell.run(main, prog="trainer.status", verbosity=logging.WARNING)

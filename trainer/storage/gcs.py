@@ -99,7 +99,14 @@ class Bucket:
     def listing():
       return {b.name: Object(b.name, b.size, b.generation, b.updated)
               for b in self._client.list_blobs(self._bucket, prefix=prefix)}
-    return self._call(f"list {prefix}", listing)
+    try:
+      return self._call(f"list {prefix}", listing)
+    except FileNotFoundError as e:
+      raise self._no_bucket() from e
+
+  def _no_bucket(self) -> RunDirError:
+    return RunDirError(f"there is no bucket gs://{self.name}: create it (gcloud storage buckets "
+                       f"create gs://{self.name}) or fix the --root_dir")
 
   def stat(self, name: str) -> Object | None:
     blob = self._call(f"read {name}", self._bucket.get_blob, name)
@@ -109,8 +116,11 @@ class Bucket:
     from google.cloud.storage.retry import DEFAULT_RETRY
     blob = self._bucket.blob(name)
     # Our names are written with one content each: retrying the upload is safe.
-    self._call(f"upload {name}", blob.upload_from_filename, path, checksum="crc32c",
-               retry=DEFAULT_RETRY)
+    try:
+      self._call(f"upload {name}", blob.upload_from_filename, path, checksum="crc32c",
+                 retry=DEFAULT_RETRY)
+    except FileNotFoundError as e:
+      raise self._no_bucket() from e
 
   def download(self, name: str, path: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -129,7 +139,10 @@ class Bucket:
     happens only if the object is at that generation, else Conflict. Returns its generation."""
     blob = self._bucket.blob(name)
     kwargs = {} if if_generation_match is None else {"if_generation_match": if_generation_match}
-    self._call(f"write {name}", blob.upload_from_string, data, **kwargs)
+    try:
+      self._call(f"write {name}", blob.upload_from_string, data, **kwargs)
+    except FileNotFoundError as e:  # a write finds no bucket, not no object
+      raise self._no_bucket() from e
     return blob.generation
 
   def delete(self, name: str, *, if_generation_match: int | None = None) -> None:
