@@ -60,11 +60,17 @@ def test_lease_refuses_a_second_job_naming_it_and_takes_over_the_dead(gcs_root, 
   assert run.bucket.stat(name) is None  # released: deleted
 
   # A lease of a process of this host that is gone is taken over at once.
-  _put_lease(run, host=socket.gethostname(), pid=_exited_pid())
+  _put_lease(run, host=socket.gethostname(), pid=_exited_pid(), machine=lease_lib._MACHINE)
   taker = Lease(run.bucket, name, run.url)
   taker.acquire()
   assert json.loads(run.bucket.read(name)[0])["pid"] == os.getpid()
   taker.release()
+  # ... but not one of another boot or pid namespace under the same host name: its pids
+  # are not ours to judge (refused while it is renewed).
+  _put_lease(run, host=socket.gethostname(), pid=_exited_pid(), machine="another-boot/1")
+  with pytest.raises(errors.RunDirError, match="in use by host"):
+    Lease(run.bucket, name, run.url).acquire()
+  run.bucket.delete(name)
 
   # Another host's lease: refused while renewed, taken once older than its TTL.
   monkeypatch.setenv(lease_lib.TTL_ENV, "1")

@@ -115,12 +115,15 @@ class Bucket:
   def upload(self, path: str, name: str) -> None:
     from google.cloud.storage.retry import DEFAULT_RETRY
     blob = self._bucket.blob(name)
-    # Our names are written with one content each: retrying the upload is safe.
-    try:
-      self._call(f"upload {name}", blob.upload_from_filename, path, checksum="crc32c",
-                 retry=DEFAULT_RETRY)
-    except FileNotFoundError as e:
-      raise self._no_bucket() from e
+    # Opened first: a file deleted meanwhile (an export's retention) is FileNotFoundError
+    # here, and one deleted once open is still read whole. Our names are written with one
+    # content each: retrying the upload is safe.
+    with open(path, "rb") as f:
+      try:
+        self._call(f"upload {name}", blob.upload_from_file, f, checksum="crc32c",
+                   retry=DEFAULT_RETRY)
+      except FileNotFoundError as e:
+        raise self._no_bucket() from e
 
   def download(self, name: str, path: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)

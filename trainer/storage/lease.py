@@ -30,6 +30,20 @@ from trainer.storage.gcs import Bucket, Conflict
 LEASE_FILE = "run.lease"
 # This process, told apart from an earlier one of the same pid (a restarted container).
 _INCARNATION = uuid.uuid4().hex
+
+
+def _machine() -> str:
+  """This boot of this kernel and this pid namespace: two containers that share a host
+  name (host networking) differ here, so neither judges the other's pids."""
+  try:
+    with open("/proc/sys/kernel/random/boot_id") as f:
+      boot = f.read().strip()
+    return f"{boot}/{os.stat('/proc/self/ns/pid').st_ino}"
+  except OSError:
+    return ""
+
+
+_MACHINE = _machine()
 TTL_ENV = "TRAINER_LEASE_TTL_S"  # tests and impatient users; the default suits preemption
 
 
@@ -57,15 +71,19 @@ class Lease:
     self._thread: threading.Thread | None = None
     self._record = {"host": socket.gethostname(), "pid": os.getpid(),
                     "since": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-                    "ttl_s": self._ttl, "incarnation": _INCARNATION}
+                    "ttl_s": self._ttl, "incarnation": _INCARNATION, "machine": _MACHINE,
+                    "token": uuid.uuid4().hex}  # this lease: what `check` and a retry know it by
 
   @property
   def generation(self) -> int | None:
     return self._generation
 
   @property
-  def incarnation(self) -> str:
-    return _INCARNATION
+  def token(self) -> str:
+    return self._record["token"]
+
+  def _ours(self, record: dict) -> bool:
+    return record.get("token") == self.token
 
   def acquire(self) -> None:
     for _ in range(100):
@@ -78,6 +96,9 @@ class Lease:
       if current is None:
         continue  # released meanwhile: try again
       record, generation, age = current
+      if self._ours(record):
+        self._generation = generation  # our own write, its reply lost and retried
+        break
       if not self._may_take(record, age):
         raise RunDirError(busy_message(self._url, record, age))
       try:
@@ -88,7 +109,7 @@ class Lease:
                         else f"not renewed for {age:.0f} s")
         break
       except Conflict:
-        continue  # another job won the race: look again
+        continue  # another job won the race (or our retried write did): look again
     else:
       raise RunDirError(f"cannot take the lease {self._url}/{LEASE_FILE}: it changes hands "
                         "constantly; stop the other jobs on this run directory")
@@ -134,6 +155,11 @@ class Lease:
                                               if_generation_match=self._generation)
         self._renewed = time.monotonic()
       except Conflict:
+        current = self._current()
+        if current is not None and self._ours(current[0]):
+          self._generation = current[1]  # our write landed; its retry found it
+          self._renewed = time.monotonic()
+          continue
         self._lost("another job took it over")
         return
       except RunDirError as e:
@@ -150,7 +176,8 @@ class Lease:
     """Raises RunDirError unless the lease is still ours (read back): a last check
     before a commit marker is written."""
     current = self._current()
-    if current is None or current[1] != self._generation:
+    # By the holder's token, not the generation: a renewal may land between the two.
+    if current is None or not self._ours(current[0]):
       raise RunDirError(f"lost the lease of {self._url}; the commit was not sealed")
 
   def release(self) -> None:
@@ -160,10 +187,11 @@ class Lease:
       self._thread = None
     if self._generation is not None:
       try:
-        stat = self._bucket.stat(self._name)
-        # The precondition alone would do on GCS; the emulator ignores it on deletes.
-        if stat is not None and stat.generation == self._generation:
-          self._bucket.delete(self._name, if_generation_match=self._generation)
+        current = self._current()
+        # Ours (by its token: a renewal's reply may have been lost), deleted at the generation
+        # read; the precondition alone would do on GCS, the emulator ignores it on deletes.
+        if current is not None and self._ours(current[0]):
+          self._bucket.delete(self._name, if_generation_match=current[1])
       except (Conflict, RunDirError) as e:
         logging.warning("Could not release the lease of %s (%s); it expires in %.0f s.",
                         self._url, e, self._ttl)
@@ -186,6 +214,8 @@ def _dead_here(record: dict) -> bool:
   process of our pid: a restarted container reuses its pids)."""
   if record.get("host") != socket.gethostname() or not isinstance(record.get("pid"), int):
     return False
+  if not _MACHINE or record.get("machine") != _MACHINE:
+    return False  # another boot, or another pid namespace: its pids are not ours to judge
   if record["pid"] == os.getpid():
     return record.get("incarnation") != _INCARNATION
   try:

@@ -72,6 +72,8 @@ class Mirror(hooks.CommitHooks):
 
   def _seal(self, bundle, keep: int) -> None:
     start = time.monotonic()
+    if self._lease is not None:
+      self._lease.check()  # a job that lost the lease writes nothing more
     side_bytes = self.sync()
     own_bytes, shared_bytes, files = self._upload_bundle(bundle.manifest)
     if self._lease is not None:
@@ -118,7 +120,7 @@ class Mirror(hooks.CommitHooks):
       if step not in self._manifests:
         self._manifests[step] = self._run.manifest(step)[0]
       marked[step] = self._manifests[step]
-    self._run.delete_unreferenced(listing, marked)
+    self._run.delete_unreferenced(listing, marked, set_aside_too=True)
     referenced = {rel for m in marked.values() for rel in m.get("shared", [])}
     self._shared = {rel: size for rel, size in self._shared.items() if rel in referenced}
 
@@ -143,7 +145,11 @@ class Mirror(hooks.CommitHooks):
         self._run.bucket.write(self._run.name(rel), data)
         self._known[rel] = ("bytes", data)
         sent += len(data)
+    named = b" ".join(data for data in pointers.values() if data is not None)
     for rel in sorted(set(self._known) - present - set(pointers) - {remote.TF_STATE}):
+      export = rel.split("/")[1].encode() if rel.startswith(layout.POLICY_DIR + "/") else None
+      if export and export in named:
+        continue  # the pointers just uploaded still name it: the next sync deletes it
       self._run.bucket.delete(self._run.name(rel))
       del self._known[rel]
     return sent
@@ -152,12 +158,12 @@ class Mirror(hooks.CommitHooks):
     path = os.path.join(self._staging, rel)
     try:
       stat = os.stat(path)
+      signature = (stat.st_size, stat.st_mtime_ns)
+      if self._known.get(rel) == signature:
+        return 0
+      self._put(path, rel)
     except FileNotFoundError:
       return 0  # deleted meanwhile (an export's retention): the next sync deletes it
-    signature = (stat.st_size, stat.st_mtime_ns)
-    if self._known.get(rel) == signature:
-      return 0
-    self._put(path, rel)
     self._known[rel] = signature
     return stat.st_size
 

@@ -103,11 +103,12 @@ class RemoteRun:
 
   def delete_leftovers(self, listing: dict[str, Object], marked: dict[int, dict]) -> None:
     """Deletes what interrupted uploads and deletions left: objects of steps without a
-    marker, and shared objects that no marker refers to (markers of damaged bundles,
-    set aside, included)."""
+    marker (a step with one, even one that does not verify, keeps every object), and shared
+    objects that no marker refers to (markers of damaged bundles, set aside, included)."""
+    with_marker = set(self.marker_steps(listing))
     for rel in listing:
       step = _step_of(rel)
-      if step is not None and step not in marked:
+      if step is not None and step not in with_marker:
         logging.info("Removing %s/%s, left by an interrupted upload.", self.url, rel)
         self.bucket.delete(self.name(rel))
     self.delete_unreferenced(listing, marked, set_aside_too=True)

@@ -12,6 +12,7 @@ of the bucket pulled first and what it writes pushed after.
 """
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -70,7 +71,8 @@ def staged_job(url: str) -> Iterator[str]:
 # trainer.launch holds a gs:// run's lease; its learner role seals the bundles, told where
 # and under which lease by these.
 SEAL_ENV = "TRAINER_SEAL_INTO"
-INCARNATION_ENV = "TRAINER_LEASE_INCARNATION"
+TOKEN_ENV = "TRAINER_LEASE_TOKEN"
+PULLED_FILE = ".pulled.json"  # hidden: never uploaded
 
 
 @contextlib.contextmanager
@@ -80,13 +82,15 @@ def staged_roles(url: str) -> Iterator[str]:
   run = remote_run(url)
   staging = urls.staging_dir(url)
   with Lease(run.bucket, run.name(LEASE_FILE), run.url, progress=_progress(staging)) as lease:
-    step, _ = transfer.pull_for_resume(run, staging)
+    step, side = transfer.pull_for_resume(run, staging)
     logging.info("Staging %s in %s (newest verified bundle: %s).", run.url, staging, step)
-    os.environ.update({SEAL_ENV: run.url, INCARNATION_ENV: lease.incarnation})
+    with open(os.path.join(staging, PULLED_FILE), "w") as f:
+      json.dump(side, f)  # for the learner's mirror: what the bucket holds as staged
+    os.environ.update({SEAL_ENV: run.url, TOKEN_ENV: lease.token})
     try:
       yield staging
     finally:
-      for key in (SEAL_ENV, INCARNATION_ENV):
+      for key in (SEAL_ENV, TOKEN_ENV):
         os.environ.pop(key, None)
 
 
@@ -99,10 +103,15 @@ def sealing_learner(root_dir: str) -> Iterator[None]:
     yield
     return
   run = RemoteRun(url)
-  fence = LeaseFence(run, os.environ.get(INCARNATION_ENV, ""))
+  fence = LeaseFence(run, os.environ.get(TOKEN_ENV, ""))
   shared = {rel: obj.size for rel, obj in run.listing().items()
             if rel.startswith(layout.SHARED_DIR + "/")}
-  mirror = Mirror(run, root_dir, lease=fence, shared=shared)
+  try:
+    with open(os.path.join(root_dir, PULLED_FILE)) as f:
+      known = {rel: tuple(sig) for rel, sig in json.load(f).items()}
+  except (OSError, ValueError):
+    known = {}
+  mirror = Mirror(run, root_dir, lease=fence, shared=shared, known=known)
   hooks.register(root_dir, mirror)
   try:
     yield
@@ -114,15 +123,17 @@ def sealing_learner(root_dir: str) -> Iterator[None]:
 class LeaseFence:
   """`check()`: the lease is still held by the launch that started this role."""
 
-  def __init__(self, run: RemoteRun, incarnation: str):
-    self._run, self._incarnation = run, incarnation
+  def __init__(self, run: RemoteRun, token: str):
+    self._run, self._token = run, token
 
   def check(self) -> None:
-    try:
-      record = self._run.read_json(LEASE_FILE)
-    except (FileNotFoundError, ValueError):
-      record = {}
-    if not isinstance(record, dict) or record.get("incarnation") != self._incarnation:
+    from trainer.storage import lease
+
+    held = lease.read(self._run.bucket, self._run.name(LEASE_FILE))
+    record, age = held if held is not None else ({}, 0.0)
+    # Launch's, and renewed: a launch SIGKILLed stops renewing, and its learner (told to
+    # stop, committing meanwhile) must not write beside the next holder.
+    if record.get("token") != self._token or age > record.get("ttl_s", 60):
       raise RunDirError(f"lost the lease of {self._run.url}; the commit was not sealed")
 
 
@@ -242,7 +253,7 @@ def sweep_view(url: str) -> Iterator[View]:
       member_file = rel.startswith(MEMBERS) and (
           rel.endswith("/" + layout.EVAL_RETURNS_FILE) or rel.endswith("/" + layout.COMMIT_MARKER))
       if member_file or (not rel.startswith(MEMBERS) and remote_is_sweep_file(rel)):
-        transfer.download(run, rel, directory)
+        transfer.download_if_there(run, rel, directory)
     yield View(run, directory, listing)
   finally:
     shutil.rmtree(directory, ignore_errors=True)

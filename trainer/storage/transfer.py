@@ -12,13 +12,15 @@ staging directory (a restart on the same machine) are reused when their checksum
 
 import os
 import shutil
+import time
 from collections.abc import Callable
 
 from absl import logging
 
 from trainer.checkpoint import bundle_store
-from trainer.rundir import fileio, layout
-from trainer.storage import remote
+from trainer.errors import RunDirError
+from trainer.rundir import fileio, layout, run_lock
+from trainer.storage import remote, urls
 from trainer.storage.gcs import Object
 from trainer.storage.remote import RemoteRun
 
@@ -29,6 +31,14 @@ def download(run: RemoteRun, rel: str, local_dir: str, target: str | None = None
   return path
 
 
+def download_if_there(run: RemoteRun, rel: str, local_dir: str) -> str | None:
+  """`download`, or None if the object went since the listing (a live job's retention)."""
+  try:
+    return download(run, rel, local_dir)
+  except FileNotFoundError:
+    return None
+
+
 def pull_side_files(run: RemoteRun, listing: dict[str, Object], local_dir: str,
                     wanted: Callable[[str], bool] = lambda rel: True) -> dict[str, tuple]:
   """Downloads the run's files that are not a bundle's (event files excepted: a job
@@ -36,10 +46,11 @@ def pull_side_files(run: RemoteRun, listing: dict[str, Object], local_dir: str,
   pulled = {}
   for rel in sorted(listing):
     if remote.is_side_file(rel) and not remote.is_event_file(rel) and wanted(rel):
-      path = download(run, rel, local_dir)
-      pulled[rel] = _signature(path)
+      path = download_if_there(run, rel, local_dir)
+      if path is not None:
+        pulled[rel] = _signature(path)
   if layout.LAST_COMMIT_FILE in listing and wanted(layout.LAST_COMMIT_FILE):
-    download(run, layout.LAST_COMMIT_FILE, local_dir)
+    download_if_there(run, layout.LAST_COMMIT_FILE, local_dir)
   return pulled
 
 
@@ -52,7 +63,12 @@ def pull_for_resume(run: RemoteRun, staging: str) -> tuple[int | None, dict[str,
   """Fills `staging` (emptied first, shared segments kept) with the newest verified
   bundle and the side files; sets damaged bundles aside and deletes leftovers of
   interrupted uploads (the caller holds the lease). Returns (its step, the side files)."""
-  _empty_except_shared(staging)
+  _wait_until_unused(staging)
+  try:
+    _empty_except_shared(staging)
+  except OSError as e:
+    raise RunDirError(f"cannot use the staging directory {staging} ({e.strerror}); set "
+                      f"{urls.STAGING_ENV} to a writable directory on a local disk") from e
   listing = run.listing()
   side = pull_side_files(run, listing, staging)
   manifests = run.manifests(listing)
@@ -70,6 +86,28 @@ def pull_for_resume(run: RemoteRun, staging: str) -> tuple[int | None, dict[str,
     listing = run.listing()
   run.delete_leftovers(listing, {s: m for s, (m, p) in manifests.items() if p is None})
   return chosen, side
+
+
+# How long a new job waits for a job of this machine that still holds the staging directory
+# (a learner told to stop when its launch was killed, committing its last bundle).
+STAGING_WAIT_S = 120.0
+
+
+def _wait_until_unused(staging: str) -> None:
+  """Waits for this machine's processes that hold the staging directory's locks to exit:
+  emptying it under them would mix two jobs (their lease is gone, their writes are fenced)."""
+  for name in (layout.LOCK_FILE, layout.LAUNCH_LOCK_FILE, layout.SERVER_LOCK_FILE):
+    path = os.path.join(staging, name)
+    deadline = time.monotonic() + STAGING_WAIT_S
+    if run_lock.held(path):
+      logging.warning("The staging directory %s is held by %s; waiting for it to exit.",
+                      staging, run_lock.describe_holder(path))
+    while run_lock.held(path):
+      if time.monotonic() > deadline:
+        raise RunDirError(f"the staging directory {staging} is still held by "
+                          f"{run_lock.describe_holder(path)}, a process of this machine; stop "
+                          "it, then rerun")
+      time.sleep(0.5)
 
 
 def _empty_except_shared(staging: str) -> None:
@@ -131,12 +169,12 @@ def pull_view(run: RemoteRun, view: str, *, markers: bool = True, agents: bool =
   listing = run.listing()
   side = pull_side_files(run, listing, view, wanted)
   if markers:
-    for step in run.marker_steps(listing):
-      download(run, remote.marker_rel(step), view)
+    for step in run.marker_steps(listing):  # a live job's retention may delete some meanwhile
+      download_if_there(run, remote.marker_rel(step), view)
       if agents:
         prefix = layout.agent_checkpoint_prefix("", step).lstrip("/")
         for rel in listing:
           if rel.startswith(prefix + "."):
-            download(run, rel, view)
+            download_if_there(run, rel, view)
   fileio.remove_stale_temporaries(view)
   return listing, side
