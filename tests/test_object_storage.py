@@ -5,6 +5,7 @@ retention and shared segments uploaded once."""
 import hashlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 
@@ -278,3 +279,54 @@ def test_a_bad_gs_root_dir_is_one_line_naming_the_fix(gcs_root):
     lines = [line for line in out.stderr.splitlines() if "Warning" not in line
              and "warnings.warn" not in line]
     assert out.returncode == code and len(lines) == 1 and words in lines[0], out.stderr
+
+
+def test_a_lease_write_that_landed_but_whose_reply_was_lost_is_adopted(gcs_root):
+  run = RemoteRun(gcs_root)
+  name = run.name(lease_lib.LEASE_FILE)
+  lease = Lease(run.bucket, name, run.url)
+  # The client's retry of our own create finds the object our first try wrote.
+  run.bucket.write(name, json.dumps({"host": "h", "pid": 1, "since": "t",
+                                     "token": lease.token}).encode())
+  lease.acquire()
+  lease.check()
+  lease.release()
+  assert run.bucket.stat(name) is None
+
+
+def test_pointers_never_name_an_export_the_same_sync_deleted(gcs_root, tmp_path):
+  run, _, staging, mirror = _mirrored(gcs_root, tmp_path)
+  hooks.unregister(staging)
+  for step in ("0000000010", "0000000020"):
+    os.makedirs(os.path.join(staging, "policies", step))
+    with open(os.path.join(staging, "policies", step, "metadata.json"), "w") as f:
+      f.write("{}")
+  latest = os.path.join(staging, "policies", "LATEST")
+  with open(latest, "w") as f:
+    f.write("0000000010\n")
+  mirror.sync()
+  # Retention removed export 10 after the pointers were read: it stays until they change.
+  shutil.rmtree(os.path.join(staging, "policies", "0000000010"))
+  mirror.sync()
+  assert "policies/0000000010/metadata.json" in run.listing()
+  with open(latest, "w") as f:
+    f.write("0000000020\n")
+  mirror.sync()
+  assert "policies/0000000010/metadata.json" not in run.listing()
+  mirror.close()
+
+
+def test_a_step_whose_marker_does_not_read_keeps_its_objects(gcs_root, tmp_path):
+  run, _, staging, mirror = _mirrored(gcs_root, tmp_path)
+  store = BundleStore(staging, keep=3)
+  try:
+    for step in (10, 20):
+      _commit(staging, store, step)
+  finally:
+    hooks.unregister(staging)
+    mirror.close()
+  run.bucket.write(run.name("train/bundles/0000000010/COMMITTED"), b"not json")
+  assert transfer.pull_for_resume(run, str(tmp_path / "again"))[0] == 20
+  listing = run.listing()
+  assert "train/bundles/0000000010/state.json" in listing  # damaged, not a leftover
+  assert "train/checkpoints/ckpt-10.index" in listing
