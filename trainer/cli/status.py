@@ -135,7 +135,10 @@ def remote_progress(view) -> dict[str, Any] | None:
   record, age = lease
   if age > record.get("ttl_s", 60) or not isinstance(record.get("train_step"), int):
     return None
-  return {"train_step": record["train_step"], "age_s": round(age, 1),
+  # As old as the job's note of its step (the lease carries it at each renewal, 15 s apart).
+  noted = record.get("time")
+  age = time.time() - noted if isinstance(noted, (int, float)) else age
+  return {"train_step": record["train_step"], "age_s": round(max(age, 0.0), 1),
           "source": f"the job's lease (pid {record.get('pid')} on {record.get('host')})"}
 
 
