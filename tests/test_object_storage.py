@@ -185,7 +185,8 @@ def test_each_commit_uploads_its_objects_then_the_marker_and_prunes_markers_firs
   assert mirror.uploads[1]["shared_bytes"] == 0 < mirror.uploads[0]["shared_bytes"]
 
 
-def test_resume_pulls_the_newest_bundle_that_verifies_and_sets_damage_aside(gcs_root, tmp_path):
+def _two_sealed_bundles(gcs_root, tmp_path) -> RemoteRun:
+  """Bundles 10 and 20 committed in a staging directory and sealed in the bucket."""
   run, _, staging, mirror = _mirrored(gcs_root, tmp_path)
   store = BundleStore(staging, keep=3)
   try:
@@ -194,6 +195,11 @@ def test_resume_pulls_the_newest_bundle_that_verifies_and_sets_damage_aside(gcs_
   finally:
     hooks.unregister(staging)
     mirror.close()
+  return run
+
+
+def test_resume_pulls_the_newest_bundle_that_verifies_and_sets_damage_aside(gcs_root, tmp_path):
+  run = _two_sealed_bundles(gcs_root, tmp_path)
   # Bundle 20's state damaged in the bucket (same size), and an interrupted upload of 30.
   state = "train/bundles/0000000020/state.json"
   size = run.listing()[state].size
@@ -317,14 +323,7 @@ def test_pointers_never_name_an_export_the_same_sync_deleted(gcs_root, tmp_path)
 
 
 def test_a_step_whose_marker_does_not_read_keeps_its_objects(gcs_root, tmp_path):
-  run, _, staging, mirror = _mirrored(gcs_root, tmp_path)
-  store = BundleStore(staging, keep=3)
-  try:
-    for step in (10, 20):
-      _commit(staging, store, step)
-  finally:
-    hooks.unregister(staging)
-    mirror.close()
+  run = _two_sealed_bundles(gcs_root, tmp_path)
   run.bucket.write(run.name("train/bundles/0000000010/COMMITTED"), b"not json")
   assert transfer.pull_for_resume(run, str(tmp_path / "again"))[0] == 20
   listing = run.listing()
