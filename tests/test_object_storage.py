@@ -329,3 +329,25 @@ def test_a_step_whose_marker_does_not_read_keeps_its_objects(gcs_root, tmp_path)
   listing = run.listing()
   assert "train/bundles/0000000010/state.json" in listing  # damaged, not a leftover
   assert "train/checkpoints/ckpt-10.index" in listing
+
+
+def test_an_export_is_whole_in_the_bucket_once_its_metadata_is_there(gcs_root, tmp_path):
+  """A bucket has no rename: an export's metadata.json goes up last, and an export cut short
+  (no metadata) is neither pulled nor kept: the resumed job writes it again."""
+  run, recorder, staging, mirror = _mirrored(gcs_root, tmp_path)
+  hooks.unregister(staging)
+  export = os.path.join(staging, "policies/0000000030")
+  os.makedirs(os.path.join(export, "greedy"))
+  for rel in ("metadata.json", "greedy/saved_model.pb"):
+    with open(os.path.join(export, rel), "w") as f:
+      f.write("x")
+  mirror.sync()
+  mirror.close()
+  writes = [w[len(run.prefix) + 1:] for w in recorder.writes]
+  assert writes.index("policies/0000000030/greedy/saved_model.pb") < writes.index(
+      "policies/0000000030/metadata.json")
+  run.bucket.delete(run.name("policies/0000000030/metadata.json"))  # as if killed before it
+  target = tmp_path / "again"
+  transfer.pull_for_resume(run, str(target))
+  assert not (target / "policies" / "0000000030").exists()
+  assert not [rel for rel in run.listing() if rel.startswith("policies/0000000030/")]

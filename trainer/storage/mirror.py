@@ -138,7 +138,7 @@ class Mirror(hooks.CommitHooks):
         if remote.is_side_file(rel) and rel not in pointers and rel != remote.TF_STATE:
           present.add(rel)
     sent = 0
-    for rel in sorted(present):
+    for rel in sorted(present, key=remote.upload_order):
       sent += self._upload_if_changed(rel)
     for rel, data in pointers.items():
       if data is not None and self._known.get(rel) != ("bytes", data):

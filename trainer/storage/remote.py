@@ -163,6 +163,25 @@ POINTERS = tuple(f"{layout.POLICY_DIR}/{name}" for name in
 TF_STATE = f"{layout.CHECKPOINT_DIR}/checkpoint"  # names the latest bundle: after its marker
 
 
+_EXPORT_FILE = re.compile(rf"{layout.POLICY_DIR}/(\d{{{layout.STEP_DIGITS}}})/(.+)")
+
+
+def upload_order(rel: str) -> tuple:
+  """Sorts a sync's uploads: an export's `metadata.json` after its other files. A bucket has
+  no rename: the metadata object is what makes an export whole (`policy_index.list_exports`
+  reads it), so an upload killed midway leaves an export without one, never a partial one
+  with one."""
+  m = _EXPORT_FILE.fullmatch(rel)
+  return (1, rel) if m and m.group(2) == layout.EXPORT_METADATA else (0, rel)
+
+
+def partial_exports(listing: dict[str, Object]) -> set[str]:
+  """The `policies/<step>/` prefixes of exports whose upload was cut short (no metadata)."""
+  steps = {m.group(1) for rel in listing if (m := _EXPORT_FILE.fullmatch(rel))}
+  return {f"{layout.POLICY_DIR}/{step}/" for step in steps
+          if f"{layout.POLICY_DIR}/{step}/{layout.EXPORT_METADATA}" not in listing}
+
+
 def is_side_file(rel: str) -> bool:
   return not (rel.startswith(_LOCAL_ONLY) or _TEMPORARY.search(rel) or rel.endswith(".lease"))
 

@@ -44,7 +44,10 @@ def pull_side_files(run: RemoteRun, listing: dict[str, Object], local_dir: str,
   """Downloads the run's files that are not a bundle's (event files excepted: a job
   writes new ones); returns {rel: (size, mtime_ns)} of what it wrote, for the mirror."""
   pulled = {}
+  partial = tuple(remote.partial_exports(listing))  # an upload cut short: not an export
   for rel in sorted(listing):
+    if partial and rel.startswith(partial):
+      continue
     if remote.is_side_file(rel) and not remote.is_event_file(rel) and wanted(rel):
       path = download_if_there(run, rel, local_dir)
       if path is not None:
@@ -85,6 +88,10 @@ def pull_for_resume(run: RemoteRun, staging: str) -> tuple[int | None, dict[str,
     run.set_aside(step, listing)
     listing = run.listing()
   run.delete_leftovers(listing, {s: m for s, (m, p) in manifests.items() if p is None})
+  partial = tuple(remote.partial_exports(listing))
+  for rel in listing:
+    if partial and rel.startswith(partial):
+      run.bucket.delete(run.name(rel))  # the job writes that export again
   return chosen, side
 
 
