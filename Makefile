@@ -46,7 +46,7 @@ train: $(STAMP)
 	esac; exit $$rc
 
 # The suite on 2 workers, its 15 slowest tests listed: 25-37 minutes on 2 cores from a fresh
-# clone, install included (36 min 57 s for 346 tests at the last such run). CI: .ci/run.
+# clone, install included (34 min 35 s for 351 tests at the last such run). CI: .ci/run.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --durations=15 tests
 
