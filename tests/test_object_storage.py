@@ -351,3 +351,22 @@ def test_an_export_is_whole_in_the_bucket_once_its_metadata_is_there(gcs_root, t
   transfer.pull_for_resume(run, str(target))
   assert not (target / "policies" / "0000000030").exists()
   assert not [rel for rel in run.listing() if rel.startswith("policies/0000000030/")]
+
+
+def test_an_export_retention_deletes_goes_metadata_first(gcs_root, tmp_path):
+  run, _, staging, mirror = _mirrored(gcs_root, tmp_path)
+  hooks.unregister(staging)
+  export = os.path.join(staging, "policies/0000000015")
+  os.makedirs(os.path.join(export, "collect"))
+  for rel in ("metadata.json", "collect/saved_model.pb"):
+    with open(os.path.join(export, rel), "w") as f:
+      f.write("x")
+  mirror.sync()
+  deleted = []
+  real = run.bucket.bucket.delete
+  run.bucket.bucket.delete = lambda name, **kw: (deleted.append(name), real(name, **kw))
+  shutil.rmtree(export)  # the exporter's retention
+  mirror.sync()
+  mirror.close()
+  assert [d[len(run.prefix) + 1:] for d in deleted] == [
+      "policies/0000000015/metadata.json", "policies/0000000015/collect/saved_model.pb"]

@@ -146,7 +146,10 @@ class Mirror(hooks.CommitHooks):
         self._known[rel] = ("bytes", data)
         sent += len(data)
     named = b" ".join(data for data in pointers.values() if data is not None)
-    for rel in sorted(set(self._known) - present - set(pointers) - {remote.TF_STATE}):
+    gone = set(self._known) - present - set(pointers) - {remote.TF_STATE}
+    # An export's metadata goes first: a kill midway leaves one without it (not an export),
+    # never one that looks whole but is not.
+    for rel in sorted(gone, key=lambda rel: (-remote.upload_order(rel)[0], rel)):
       export = rel.split("/")[1].encode() if rel.startswith(layout.POLICY_DIR + "/") else None
       if export and export in named:
         continue  # the pointers just uploaded still name it: the next sync deletes it

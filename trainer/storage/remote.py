@@ -167,10 +167,10 @@ _EXPORT_FILE = re.compile(rf"{layout.POLICY_DIR}/(\d{{{layout.STEP_DIGITS}}})/(.
 
 
 def upload_order(rel: str) -> tuple:
-  """Sorts a sync's uploads: an export's `metadata.json` after its other files. A bucket has
-  no rename: the metadata object is what makes an export whole (`policy_index.list_exports`
-  reads it), so an upload killed midway leaves an export without one, never a partial one
-  with one."""
+  """Sorts a sync's uploads: an export's `metadata.json` after its other files (and its
+  deletions the other way round). A bucket has no rename: the metadata object is what makes an
+  export whole (`policy_index.list_exports` reads it), so an upload or a deletion killed midway
+  leaves an export without one, never a partial one with one."""
   m = _EXPORT_FILE.fullmatch(rel)
   return (1, rel) if m and m.group(2) == layout.EXPORT_METADATA else (0, rel)
 
