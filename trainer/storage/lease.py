@@ -131,19 +131,10 @@ class Lease:
     return current is None or current[2] >= self._ttl
 
   def _current(self) -> tuple[dict, int, float] | None:
-    """(record, generation, seconds since its last write), or None if absent."""
-    stat = self._bucket.stat(self._name)
-    if stat is None:
-      return None
-    try:
-      data, generation = self._bucket.read(self._name)
-      record = json.loads(data)
-    except FileNotFoundError:
-      return None
-    except ValueError:
-      record = {}
-    age = (datetime.datetime.now(datetime.UTC) - stat.updated).total_seconds()
-    return (record if isinstance(record, dict) else {}), generation, max(age, 0.0)
+    """(record, generation, seconds since its last write), or None if absent; a record
+    that does not parse is {} (a garbled lease expires as any other)."""
+    current = _read(self._bucket, self._name)
+    return None if current is None else (current[0] or {}, current[1], current[2])
 
   def _data(self) -> bytes:
     return json.dumps({**self._record, **self._progress(), "renewed": time.time()}).encode()
@@ -238,17 +229,31 @@ def busy_message(url: str, record: dict, age: float) -> str:
           "ago); stop that job first, or use another --root_dir")
 
 
-def read(bucket: Bucket, name: str) -> tuple[dict, float] | None:
-  """(the lease's record, seconds since its last renewal), or None: for trainer.status."""
+def _read(bucket: Bucket, name: str) -> tuple[dict | None, int, float] | None:
+  """(the lease's record, None if it does not parse; its generation; seconds since its last
+  write), or None if there is no lease."""
   stat = bucket.stat(name)
   if stat is None:
     return None
   try:
-    record = json.loads(bucket.read(name)[0])
-  except (FileNotFoundError, ValueError):
+    data, generation = bucket.read(name)
+  except FileNotFoundError:
     return None
+  try:
+    record = json.loads(data)
+  except ValueError:
+    record = None
   age = (datetime.datetime.now(datetime.UTC) - stat.updated).total_seconds()
-  return (record if isinstance(record, dict) else {}), max(age, 0.0)
+  return (record if isinstance(record, dict) or record is None else {}), generation, max(age, 0.0)
+
+
+def read(bucket: Bucket, name: str) -> tuple[dict, float] | None:
+  """(the lease's record, seconds since its last renewal), or None (no lease, or one that
+  does not parse): for trainer.status, the sweep runner and launch's fence."""
+  current = _read(bucket, name)
+  if current is None or current[0] is None:
+    return None
+  return current[0], current[2]
 
 
 def _exit_lost(message: str) -> None:

@@ -47,9 +47,9 @@ def _progress(staging: str) -> Callable[[], dict]:
 
 
 @contextlib.contextmanager
-def staged_job(url: str) -> Iterator[str]:
-  """Yields the staging directory of the job at `url`, its lease held and its newest
-  verified bundle pulled; every commit there is sealed in the bucket."""
+def _leased_and_pulled(url: str) -> Iterator[tuple[RemoteRun, str, Lease, dict[str, tuple]]]:
+  """The run at `url`, its staging directory, its lease (held), and the side files pulled
+  with its newest verified bundle: what a job, or a launch of one, starts from."""
   run = remote_run(url)
   staging = urls.staging_dir(url)
   with Lease(run.bucket, run.name(LEASE_FILE), run.url, progress=_progress(staging)) as lease:
@@ -57,9 +57,21 @@ def staged_job(url: str) -> Iterator[str]:
     logging.info("Staging %s in %s (%s).", run.url, staging,
                  "a new run" if step is None and layout.CONFIG_FILE not in side
                  else f"its newest verified bundle: {step}")
-    shared = {rel: obj.size for rel, obj in run.listing().items()
-              if rel.startswith(layout.SHARED_DIR + "/")}
-    mirror = Mirror(run, staging, lease=lease, known=side, shared=shared)
+    yield run, staging, lease, side
+
+
+def _shared_objects(run: RemoteRun) -> dict[str, int]:
+  """The shared segments the bucket holds ({rel: size}): a mirror uploads no other twice."""
+  return {rel: obj.size for rel, obj in run.listing().items()
+          if rel.startswith(layout.SHARED_DIR + "/")}
+
+
+@contextlib.contextmanager
+def staged_job(url: str) -> Iterator[str]:
+  """Yields the staging directory of the job at `url`, its lease held and its newest
+  verified bundle pulled; every commit there is sealed in the bucket."""
+  with _leased_and_pulled(url) as (run, staging, lease, side):
+    mirror = Mirror(run, staging, lease=lease, known=side, shared=_shared_objects(run))
     hooks.register(staging, mirror)
     try:
       yield staging
@@ -79,11 +91,7 @@ PULLED_FILE = ".pulled.json"  # hidden: never uploaded
 def staged_roles(url: str) -> Iterator[str]:
   """trainer.launch's `staged_job`: the lease held by launch and the newest verified bundle
   pulled; the learner role it starts (which inherits the environment) seals each commit."""
-  run = remote_run(url)
-  staging = urls.staging_dir(url)
-  with Lease(run.bucket, run.name(LEASE_FILE), run.url, progress=_progress(staging)) as lease:
-    step, side = transfer.pull_for_resume(run, staging)
-    logging.info("Staging %s in %s (newest verified bundle: %s).", run.url, staging, step)
+  with _leased_and_pulled(url) as (run, staging, lease, side):
     with open(os.path.join(staging, PULLED_FILE), "w") as f:
       json.dump(side, f)  # for the learner's mirror: what the bucket holds as staged
     os.environ.update({SEAL_ENV: run.url, TOKEN_ENV: lease.token})
@@ -104,14 +112,12 @@ def sealing_learner(root_dir: str) -> Iterator[None]:
     return
   run = RemoteRun(url)
   fence = LeaseFence(run, os.environ.get(TOKEN_ENV, ""))
-  shared = {rel: obj.size for rel, obj in run.listing().items()
-            if rel.startswith(layout.SHARED_DIR + "/")}
   try:
     with open(os.path.join(root_dir, PULLED_FILE)) as f:
       known = {rel: tuple(sig) for rel, sig in json.load(f).items()}
   except (OSError, ValueError):
     known = {}
-  mirror = Mirror(run, root_dir, lease=fence, shared=shared, known=known)
+  mirror = Mirror(run, root_dir, lease=fence, shared=_shared_objects(run), known=known)
   hooks.register(root_dir, mirror)
   try:
     yield
